@@ -1,0 +1,54 @@
+# dmarc-milter — build, test, benchmark, fuzz.
+# `make test` is the one command that runs every test (README, .ci/run).
+
+GO        ?= go
+PKGS      ?= ./...
+FUZZTIME  ?= 30s
+BENCHTIME ?= 1s
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+
+export PATH := $(PATH):/usr/local/go/bin
+
+.PHONY: all build run test check fmt vet unit fuzz fuzz-smoke bench clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dmarc-milter ./cmd/dmarc-milter
+
+run: build
+	./bin/dmarc-milter serve
+
+## test: formatting, vet, every unit test under the race detector, a short fuzz smoke.
+test: check unit fuzz-smoke
+
+check: fmt-check vet
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+unit:
+	$(GO) test -race -shuffle=on -count=1 -timeout 15m $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## fuzz: run every fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m).
+fuzz:
+	@./scripts/fuzz.sh $(FUZZTIME)
+
+## fuzz-smoke: every fuzz target for a few seconds (part of make test).
+fuzz-smoke:
+	@./scripts/fuzz.sh 3s
+
+## bench: every Go benchmark with allocations.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+clean:
+	rm -rf bin

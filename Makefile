@@ -10,7 +10,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build run test check fmt vet unit fuzz fuzz-smoke bench clean
+.PHONY: all build run test deps check fmt-check fmt vet unit fuzz fuzz-smoke bench clean
 
 all: build
 
@@ -20,8 +20,13 @@ build:
 run: build
 	./bin/dmarc-milter serve
 
-## test: formatting, vet, every unit test under the race detector, a short fuzz smoke.
-test: check unit fuzz-smoke
+## test: installs the test bed's Debian packages (as root), then formatting, vet, every test
+## (unit and integration against a real Postfix) under the race detector, and a short fuzz smoke.
+test: deps check unit fuzz-smoke
+
+## deps: install what the tests need (Postfix, Dovecot, ...) from Debian's packages when root.
+deps:
+	@if [ -x scripts/install-deps.sh ]; then scripts/install-deps.sh; fi
 
 check: fmt-check vet
 

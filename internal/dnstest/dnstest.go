@@ -60,6 +60,7 @@ type Server struct {
 	allFault Fault
 	delay    time.Duration
 	negTTL   uint32
+	noChase  bool
 	total    int
 	udpCount int
 	tcpCount int
@@ -224,6 +225,15 @@ func (s *Server) SetDelay(d time.Duration) {
 	s.mu.Unlock()
 }
 
+// SetNoChase makes the server answer a CNAME alone, without following it to
+// the target's records (as a server that is not authoritative for the
+// target does).
+func (s *Server) SetNoChase(on bool) {
+	s.mu.Lock()
+	s.noChase = on
+	s.mu.Unlock()
+}
+
 // SetNegativeTTL sets the SOA TTL and MINIMUM of the synthesized SOA added to
 // negative answers when the data holds no SOA of its own (default 300).
 func (s *Server) SetNegativeTTL(ttl uint32) {
@@ -351,6 +361,9 @@ func (s *Server) answer(req *dns.Msg, name string, qtype uint16) *dns.Msg {
 			break
 		}
 		m.Answer = append(m.Answer, dns.Copy(cn[0]))
+		if s.noChase {
+			return m
+		}
 		cur = strings.ToLower(cn[0].(*dns.CNAME).Target)
 	}
 	if !s.names[cur] {

@@ -389,8 +389,8 @@ func (s *Server) soaFor(name string) dns.RR {
 		}
 	}
 	return &dns.SOA{
-		Hdr:     dns.RR_Header{Name: ".", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: s.negTTL},
-		Ns:      "ns.dnstest.", Mbox: "hostmaster.dnstest.", Serial: 1,
+		Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: s.negTTL},
+		Ns:  "ns.dnstest.", Mbox: "hostmaster.dnstest.", Serial: 1,
 		Refresh: 7200, Retry: 3600, Expire: 1209600, Minttl: s.negTTL,
 	}
 }

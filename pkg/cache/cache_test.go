@@ -440,3 +440,23 @@ func TestErrorsAreBare(t *testing.T) {
 		t.Fatalf("error %v is wrapped or not a DNSError", err)
 	}
 }
+
+func TestRetryAcrossServers(t *testing.T) {
+	down := dnstest.New(t, zone)
+	down.SetFaultAll(dnstest.FaultDrop)
+	up := dnstest.New(t, zone)
+	r, err := New(Config{Nameservers: []string{down.Addr, up.Addr}, Timeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt, err := r.LookupTXT(context.Background(), "example")
+	if err != nil || len(txt) != 1 {
+		t.Fatalf("%q, %v", txt, err)
+	}
+	if down.Queries() != 1 || up.Queries() != 1 {
+		t.Errorf("queries: down %d, up %d; want 1 and 1", down.Queries(), up.Queries())
+	}
+	if s := r.Stats(); s.UpstreamQueries != 2 || s.UpstreamFailures != 0 {
+		t.Errorf("stats %+v: want 2 upstream queries, 0 failures", s)
+	}
+}

@@ -76,3 +76,25 @@ func BenchmarkCacheMiss(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCacheHitIPAddr is the A+AAAA lookup of SPF's a and mx mechanisms,
+// served from the cache.
+func BenchmarkCacheHitIPAddr(b *testing.B) {
+	srv, err := dnstest.Start(zone)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Stop()
+	r, _ := New(Config{Nameservers: []string{srv.Addr}})
+	ctx := context.Background()
+	r.LookupIPAddr(ctx, "mail.example")
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if ips, _ := r.LookupIPAddr(ctx, "mail.example"); len(ips) != 2 {
+				b.Fatal("miss")
+			}
+		}
+	})
+}

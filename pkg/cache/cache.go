@@ -254,33 +254,44 @@ func errOf(e *entry) error {
 
 func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) *entry {
 	k := key{name, qtype}
+	e, old := r.cached(k)
+	if e != nil {
+		return e
+	}
+	return r.fetch(ctx, k, old)
+}
+
+// cached returns the answer for k when the cache can give it now, counting
+// the hit or the miss; on a miss it returns instead the expired answer that
+// may be served stale if the upstream fails.
+func (r *Resolver) cached(k key) (e, old *entry) {
 	now := r.cfg.Now()
 	sh := r.shardFor(k)
 	sh.mu.RLock()
-	e := sh.m[k]
+	e = sh.m[k]
 	sh.mu.RUnlock()
 	if e != nil && now.Before(e.expires) {
 		if e.temp {
 			// A remembered failure: serve a stale answer if one is kept.
 			if old := e.staleFallback(now); old != nil {
 				r.stale.Add(1)
-				return old
+				return old, nil
 			}
 			r.failures.Add(1)
-			return e
+			return e, nil
 		}
 		if e.err != nil || len(e.ans.RRs) == 0 {
 			r.negHits.Add(1)
 		} else {
 			r.hits.Add(1)
 		}
-		return e
+		return e, nil
 	}
 	r.misses.Add(1)
 	if e != nil && e.temp {
-		e = e.prev // the answer a remembered failure kept for serve-stale
+		return nil, e.prev // the answer a remembered failure kept for serve-stale
 	}
-	return r.fetch(ctx, k, e)
+	return nil, e
 }
 
 // staleFallback returns, for a remembered temporary failure, the expired

@@ -38,14 +38,23 @@ func (r *Resolver) LookupAddr(ctx context.Context, addr string) ([]string, error
 // temporary failure of either is reported; else NXDOMAIN; else NODATA.
 func (r *Resolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
 	name := normalize(host)
-	var e4, e6 *entry
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e6 = r.lookup(ctx, name, dns.TypeAAAA)
-	}()
-	e4 = r.lookup(ctx, name, dns.TypeA)
-	<-done
+	k4, k6 := key{name, dns.TypeA}, key{name, dns.TypeAAAA}
+	e4, old4 := r.cached(k4)
+	e6, old6 := r.cached(k6)
+	switch {
+	case e4 == nil && e6 == nil:
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			e6 = r.fetch(ctx, k6, old6)
+		}()
+		e4 = r.fetch(ctx, k4, old4)
+		<-done
+	case e4 == nil:
+		e4 = r.fetch(ctx, k4, old4)
+	case e6 == nil:
+		e6 = r.fetch(ctx, k6, old6)
+	}
 	ips := make([]net.IPAddr, 0, len(e4.ips)+len(e6.ips))
 	ips = append(append(ips, e4.ips...), e6.ips...)
 	if len(ips) > 0 {

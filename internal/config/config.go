@@ -179,8 +179,13 @@ type DNS struct {
 	// Default: "2s"
 	Timeout time.Duration `toml:"timeout"`
 
+	// Attempts is the number of tries of one query, rotating across the
+	// nameservers.
+	// Default: 2
+	Attempts int `toml:"attempts"`
+
 	// MinTTL is the minimum time an answer is cached.
-	// Default: "0s"
+	// Default: "30s"
 	MinTTL time.Duration `toml:"min_ttl"`
 
 	// MaxTTL is the maximum time a positive answer is cached.
@@ -192,8 +197,13 @@ type DNS struct {
 	// Default: "15m0s"
 	MaxNegativeTTL time.Duration `toml:"max_negative_ttl"`
 
+	// ErrorTTL is how long a temporary failure (SERVFAIL, timeout) is
+	// remembered, to spare the nameservers during bursts. Zero disables.
+	// Default: "1s"
+	ErrorTTL time.Duration `toml:"error_ttl"`
+
 	// CacheSize is the maximum number of cached answers.
-	// Default: 10000
+	// Default: 50000
 	CacheSize int `toml:"cache_size"`
 
 	// ServeStale is how long past its expiry an answer may still be served

@@ -35,9 +35,12 @@ func Default() *Config {
 		DNS: DNS{
 			Nameservers:    []string{},
 			Timeout:        2 * time.Second,
+			Attempts:       2,
+			MinTTL:         30 * time.Second,
 			MaxTTL:         time.Hour,
 			MaxNegativeTTL: 15 * time.Minute,
-			CacheSize:      10000,
+			ErrorTTL:       time.Second,
+			CacheSize:      50000,
 			ServeStale:     time.Hour,
 		},
 		SPF:  SPF{LookupLimit: 10, VoidLookupLimit: 2, CheckHelo: true},

@@ -110,6 +110,10 @@ func (d *DNS) validate() error {
 		return fmt.Errorf("dns.timeout: %v must be above 0 and at most 30s", d.Timeout)
 	case d.MinTTL < 0 || d.MaxTTL < d.MinTTL:
 		return fmt.Errorf("dns.min_ttl/max_ttl: need 0 <= min_ttl (%v) <= max_ttl (%v)", d.MinTTL, d.MaxTTL)
+	case d.Attempts < 1 || d.Attempts > 10:
+		return fmt.Errorf("dns.attempts: %d is outside 1..10", d.Attempts)
+	case d.ErrorTTL < 0:
+		return fmt.Errorf("dns.error_ttl: %v is negative", d.ErrorTTL)
 	case d.MaxNegativeTTL < 0:
 		return fmt.Errorf("dns.max_negative_ttl: %v is negative", d.MaxNegativeTTL)
 	case d.CacheSize < 1:

@@ -1,0 +1,6 @@
+//go:build race
+
+package integration
+
+// raceEnabled: the daemon under test is built with -race too.
+const raceEnabled = true

@@ -1,0 +1,257 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// Mode is the enforcement mode of the local policy.
+type Mode string
+
+// The modes.
+const (
+	// ModeEnforce applies the decided action (the default).
+	ModeEnforce Mode = "enforce"
+	// ModeMonitor evaluates and records everything but always accepts; the
+	// action enforce mode would have taken stays in Verdict.EnforceAction.
+	ModeMonitor Mode = "monitor"
+)
+
+// RejectHandling is what a failing message under an effective p=reject gets.
+type RejectHandling string
+
+// The reject handlings. RFC 9989 §7.4
+// (https://datatracker.ietf.org/doc/html/rfc9989#section-7.4): receivers
+// "MUST NOT reject incoming messages solely on the basis of a p=reject
+// policy" and, "in the absence of other knowledge and analysis", MUST treat
+// such mail as p=quarantine.
+const (
+	// RejectReject rejects: the operator takes responsibility for the other
+	// knowledge §7.4 asks for.
+	RejectReject RejectHandling = "reject"
+	// RejectQuarantine always quarantines instead (§7.4 without other
+	// knowledge).
+	RejectQuarantine RejectHandling = "quarantine"
+	// RejectUnlessIndirect (the default) rejects unless the message shows
+	// signs of an indirect flow: list headers give quarantine
+	// (mailing_list). A trusted forwarder, which is local knowledge,
+	// overrides every policy (trusted_forwarder).
+	RejectUnlessIndirect RejectHandling = "reject-unless-indirect"
+)
+
+// TempErrorHandling is what a message gets when DMARC ends in temperror and
+// the policy could matter.
+type TempErrorHandling string
+
+// The temperror handlings.
+const (
+	TempErrorTempFail TempErrorHandling = "tempfail" // 4yz reply, the default (RFC 9989 §7.2: defer with a 4xy code)
+	TempErrorAccept   TempErrorHandling = "accept"   // deliver with dmarc=temperror
+)
+
+// FromOutcome is the configured handling of an irregular From.
+type FromOutcome string
+
+// The From outcomes.
+const (
+	// FromEvaluate applies DMARC to every distinct Author Domain and the
+	// strictest result (RFC 7489 §6.6.1, RFC 9989 §11.5). Only for several
+	// fields or domains.
+	FromEvaluate FromOutcome = "evaluate"
+	// FromReject rejects with dmarc=permerror.
+	FromReject FromOutcome = "reject"
+	// FromQuarantine quarantines (and still evaluates the domains there
+	// are, the stricter action winning).
+	FromQuarantine FromOutcome = "quarantine"
+	// FromAccept delivers with dmarc=permerror: an explicit opt-out.
+	FromAccept FromOutcome = "accept"
+)
+
+// FromPolicy maps each irregular From to an outcome. The defaults never let
+// such a message skip DMARC: several fields or domains are evaluated, a
+// missing, empty or unparseable From is rejected.
+type FromPolicy struct {
+	// MultipleFields: more than one From field (RFC 5322 §3.6 allows one).
+	// Default FromEvaluate.
+	MultipleFields FromOutcome
+	// MultipleDomains: mailboxes from more than one Author Domain (RFC 9989
+	// §5.3.1: the receiver MAY go forward with DMARC anyway). Default
+	// FromEvaluate.
+	MultipleDomains FromOutcome
+	// TooManyDomains: more than MaxDomains Author Domains (RFC 9989 §11.5:
+	// limit them; the evaluation would be incomplete). Default FromReject.
+	TooManyDomains FromOutcome
+	// NoMailbox: From fields holding only empty groups. Default FromReject.
+	NoMailbox FromOutcome
+	// Missing: no From field. Default FromReject.
+	Missing FromOutcome
+	// Unparseable: a From field that does not parse. Default FromReject.
+	Unparseable FromOutcome
+	// MaxDomains bounds the Author Domains evaluated. Default 5.
+	MaxDomains int
+}
+
+// TrustedForwarders are the forwarders whose mail is delivered even when it
+// fails DMARC (RFC 9990 override reason trusted_forwarder).
+type TrustedForwarders struct {
+	// Networks are the forwarders' client addresses.
+	Networks []netip.Prefix
+	// DKIMDomains are signing domains (d=) of forwarders; a passing
+	// signature with exactly this d= marks the message.
+	DKIMDomains []string
+}
+
+// LocalPolicy is the receiver's own policy on top of DMARC, as data: the
+// milter fills it from its configuration. The zero value means the
+// defaults.
+type LocalPolicy struct {
+	// Mode: ModeEnforce (default) or ModeMonitor.
+	Mode Mode
+	// OnReject: default RejectUnlessIndirect.
+	OnReject RejectHandling
+	// OnTempError: default TempErrorTempFail.
+	OnTempError TempErrorHandling
+	// AllowFrom lists Author Domains (and their subdomains) whose failing
+	// mail is delivered (override reason local_policy).
+	AllowFrom []string
+	// Forwarders are trusted forwarders.
+	Forwarders TrustedForwarders
+	// IgnorePct disables pct= sampling. RFC 9989 made pct historic (its
+	// Appendix A.6 and C.5.2); by default it is still honoured, as RFC 7489
+	// §6.6.4 requires and as domain owners publishing it expect.
+	IgnorePct bool
+	// From maps irregular From fields to outcomes.
+	From FromPolicy
+}
+
+// WithDefaults returns l with every zero field set to its default and the
+// domains normalized.
+func (l LocalPolicy) WithDefaults() LocalPolicy {
+	def := func(v *FromOutcome, d FromOutcome) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	if l.Mode == "" {
+		l.Mode = ModeEnforce
+	}
+	if l.OnReject == "" {
+		l.OnReject = RejectUnlessIndirect
+	}
+	if l.OnTempError == "" {
+		l.OnTempError = TempErrorTempFail
+	}
+	f := &l.From
+	def(&f.MultipleFields, FromEvaluate)
+	def(&f.MultipleDomains, FromEvaluate)
+	def(&f.TooManyDomains, FromReject)
+	def(&f.NoMailbox, FromReject)
+	def(&f.Missing, FromReject)
+	def(&f.Unparseable, FromReject)
+	if f.MaxDomains <= 0 {
+		f.MaxDomains = 5
+	}
+	l.AllowFrom = normalizeAll(l.AllowFrom)
+	l.Forwarders.DKIMDomains = normalizeAll(l.Forwarders.DKIMDomains)
+	return l
+}
+
+func normalizeAll(in []string) []string {
+	if len(in) == 0 {
+		return in
+	}
+	out := make([]string, 0, len(in))
+	for _, d := range in {
+		out = append(out, normalizeOrKeep(d))
+	}
+	return out
+}
+
+// Validate reports the first invalid field of l (after defaults), for the
+// configuration loader.
+func (l LocalPolicy) Validate() error {
+	l = l.WithDefaults()
+	switch {
+	case l.Mode != ModeEnforce && l.Mode != ModeMonitor:
+		return fmt.Errorf("policy: mode %q: want enforce or monitor", l.Mode)
+	case l.OnReject != RejectReject && l.OnReject != RejectQuarantine && l.OnReject != RejectUnlessIndirect:
+		return fmt.Errorf("policy: reject handling %q: want reject, quarantine or reject-unless-indirect", l.OnReject)
+	case l.OnTempError != TempErrorTempFail && l.OnTempError != TempErrorAccept:
+		return fmt.Errorf("policy: temperror handling %q: want tempfail or accept", l.OnTempError)
+	}
+	f := l.From
+	for name, o := range map[string]FromOutcome{"multiple_fields": f.MultipleFields, "multiple_domains": f.MultipleDomains} {
+		if !validOutcome(o, true) {
+			return fmt.Errorf("policy: from %s %q: want evaluate, reject, quarantine or accept", name, o)
+		}
+	}
+	for name, o := range map[string]FromOutcome{"too_many_domains": f.TooManyDomains, "no_mailbox": f.NoMailbox, "missing": f.Missing, "unparseable": f.Unparseable} {
+		if !validOutcome(o, false) {
+			return fmt.Errorf("policy: from %s %q: want reject, quarantine or accept", name, o)
+		}
+	}
+	for _, d := range append(append([]string(nil), l.AllowFrom...), l.Forwarders.DKIMDomains...) {
+		if _, err := NormalizeDomain(d); err != nil {
+			return fmt.Errorf("policy: domain %q: %w", d, err)
+		}
+	}
+	return nil
+}
+
+func validOutcome(o FromOutcome, evaluateOK bool) bool {
+	switch o {
+	case FromReject, FromQuarantine, FromAccept:
+		return true
+	case FromEvaluate:
+		return evaluateOK
+	}
+	return false
+}
+
+// allowlisted reports whether the Author Domain is covered by AllowFrom.
+func (l *LocalPolicy) allowlisted(domain string) (string, bool) {
+	for _, a := range l.AllowFrom {
+		if isSubdomainOrSelf(domain, a) {
+			return a, true
+		}
+	}
+	return "", false
+}
+
+// trustedForwarder says whether the message came from a trusted forwarder,
+// and why.
+func (l *LocalPolicy) trustedForwarder(in *Input) (string, bool) {
+	if in.SourceIP.IsValid() {
+		ip := in.SourceIP.Unmap()
+		for _, n := range l.Forwarders.Networks {
+			if n.Contains(ip) {
+				return "client " + ip.String() + " in " + n.String(), true
+			}
+		}
+	}
+	for _, s := range in.DKIM {
+		if s.Result != "pass" {
+			continue
+		}
+		d := normalizeOrKeep(s.Domain)
+		for _, f := range l.Forwarders.DKIMDomains {
+			if d == f {
+				return "valid DKIM signature d=" + d, true
+			}
+		}
+	}
+	return "", false
+}
+
+// outcomeRank orders From outcomes from the most lenient to the strictest.
+func outcomeRank(o FromOutcome) int {
+	switch o {
+	case FromEvaluate:
+		return 1
+	case FromQuarantine:
+		return 2
+	case FromReject:
+		return 3
+	}
+	return 0 // FromAccept
+}

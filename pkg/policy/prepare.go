@@ -1,0 +1,68 @@
+package policy
+
+import (
+	"context"
+
+	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
+)
+
+// Prepare does the DNS work Evaluate needs and stores the answers in in:
+// it runs Discover for each Author Domain of in.From that has no entry in
+// in.Discoveries yet (the milter normally started those at the From:
+// header), then looks up the Organizational Domain of each SPF or DKIM
+// identifier that relaxed alignment under the tree walk needs (RFC 9989
+// §4.10.2: "It may be necessary to perform multiple DNS Tree Walks"). All
+// queries go through r under ctx; failures are recorded, not returned, and
+// make Evaluate give temperror where they matter.
+func Prepare(ctx context.Context, r Resolver, in *Input, opts Options) {
+	lp := in.Local.WithDefaults()
+	if len(in.From.Domains) > lp.From.MaxDomains {
+		return // RFC 9989 §11.5: not processed; Evaluate applies TooManyDomains
+	}
+	if in.Discoveries == nil {
+		in.Discoveries = make(map[string]*Discovery, len(in.From.Domains))
+	}
+	for _, d := range in.From.Domains {
+		if in.Discoveries[d] == nil {
+			in.Discoveries[d] = Discover(ctx, r, d, opts)
+		}
+	}
+	for _, d := range in.From.Domains {
+		disc := in.Discoveries[d]
+		for _, id := range orgLookupsNeeded(in, disc) {
+			if in.OrgDomains == nil {
+				in.OrgDomains = map[string]OrgResult{}
+			}
+			if _, done := in.OrgDomains[id]; done {
+				continue
+			}
+			org, err := OrgDomain(ctx, r, id, MethodTreeWalk, nil)
+			in.OrgDomains[id] = OrgResult{Domain: org, Err: err}
+		}
+	}
+}
+
+// orgLookupsNeeded lists the identifiers whose Organizational Domain
+// relaxed alignment with disc's Author Domain needs from DNS: tree walk
+// only, relaxed mode, not the Author Domain itself, and inside the Author
+// Domain's Organizational Domain (see aligned).
+func orgLookupsNeeded(in *Input, disc *Discovery) []string {
+	if disc == nil || disc.Err != nil || disc.Record == nil || disc.OrgErr != nil || disc.Method != MethodTreeWalk {
+		return nil
+	}
+	var out []string
+	need := func(id string, mode AlignMode) {
+		if mode == AlignRelaxed && id != disc.Domain && isSubdomainOrSelf(id, disc.OrgDomain) && !contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	if dom, _, ok := spfIdentifier(in); ok {
+		need(dom, disc.Record.SPFAlignment())
+	}
+	for _, s := range in.DKIM {
+		if s.Result == verify.ResultPass || s.Result == verify.ResultTempError {
+			need(normalizeOrKeep(s.Domain), disc.Record.DKIMAlignment())
+		}
+	}
+	return out
+}

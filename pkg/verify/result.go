@@ -54,6 +54,11 @@ type DKIMResult struct {
 	BPrefix string
 	// KeyBits is the public key size in bits when the key was fetched.
 	KeyBits int
+	// Testing is set when the key record has the t=y flag: the domain is
+	// testing DKIM, and RFC 6376 §3.6.1 says verifiers "MUST NOT treat
+	// messages from Signers in testing mode differently from unsigned email"
+	// (so a pass should not be used to deliver or reject differently).
+	Testing bool
 	// Reason is a short human-readable explanation for logs.
 	Reason string
 }

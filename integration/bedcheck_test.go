@@ -126,6 +126,8 @@ func testBed(t *testing.T, w *world) {
 		}
 	})
 
+	t.Run("unix-socket-relative-to-queue-dir", func(t *testing.T) { testBedUnix(t, w) })
+
 	t.Run("change-header-index-is-one-based", func(t *testing.T) {
 		rcpt := "stub-index@" + rcptDomain
 		c := w.session(t, "stub", map[string]string{"ADDR": "192.0.2.5", "HELO": "i.stub.example"})
@@ -142,4 +144,19 @@ func testBed(t *testing.T, w *world) {
 			t.Errorf("A-R after ChangeHeader(2, ...): %q, want %q", ars, want)
 		}
 	})
+}
+
+// testBedUnix checks that a relative unix: milter path is resolved against
+// Postfix's queue directory (deploy/postfix/master.cf.md relies on it).
+func testBedUnix(t *testing.T, w *world) {
+	rcpt := "stub-unix@" + rcptDomain
+	c := w.session(t, "stub-unix", map[string]string{"ADDR": "192.0.2.6", "HELO": "u.stub.example"})
+	m := msg([]string{"From: <u@stub.example>", "Subject: unix socket"}, "hi\n")
+	if r, err := c.send("u@stub.example", []string{rcpt}, m); err != nil || r.Code != 250 {
+		t.Fatalf("%v %v", r, err)
+	}
+	got := w.waitMail(t, "stub-unix", 1)
+	if seen := headerValues(got[inbox][0], "X-Stub-Seen"); len(seen) != 1 || !strings.Contains(seen[0], `client_addr="192.0.2.6"`) {
+		t.Errorf("X-Stub-Seen: %q", seen)
+	}
 }

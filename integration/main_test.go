@@ -42,13 +42,19 @@ func TestPostfix(t *testing.T) {
 	if haveDaemon {
 		bin = buildDaemon(t, w.root)
 	}
-	milters := map[string]string{"stub": startStub(t, authservID)}
+	milters := map[string]string{
+		"stub": startStub(t, authservID),
+		// A path relative to the queue directory, as deploy/postfix/master.cf.md
+		// documents for a chrooted smtpd.
+		"stub-unix": "unix:dmarc-milter/milter.sock",
+	}
+	startStubUnix(t, filepath.Join(w.dir, "postfix", "queue", "dmarc-milter", "milter.sock"), authservID)
 	for _, name := range []string{"header", "hold", "restart"} {
 		milters[name] = fmt.Sprintf("inet:127.0.0.1:%d", freePort(t))
 	}
 	w.dc = startDovecot(t, w.root, w.dir, authservID)
 	var services []smtpService
-	for _, name := range []string{"stub", "header", "hold", "restart"} {
+	for _, name := range []string{"stub", "stub-unix", "header", "hold", "restart"} {
 		services = append(services, smtpService{name: name, milter: milters[name]})
 	}
 	w.pf = startPostfix(t, w.root, w.dir, w.dc.lmtp, services)

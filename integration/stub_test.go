@@ -3,6 +3,8 @@ package integration
 import (
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -89,6 +91,26 @@ func startStub(t *testing.T, authservID string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveStub(t, ln, authservID)
+	return "inet:" + ln.Addr().String()
+}
+
+// startStubUnix serves the stub on a unix socket that Postfix (user
+// postfix) may use, at path.
+func startStubUnix(t *testing.T, path, authservID string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chownName(t, path, "postfix")
+	serveStub(t, ln, authservID)
+}
+
+func serveStub(t *testing.T, ln net.Listener, authservID string) {
 	srv := &milter.Server{
 		NewMilter: func() milter.Milter { return &stubMilter{authservID: authservID} },
 		Actions:   milter.OptAddHeader | milter.OptChangeHeader | milter.OptQuarantine,
@@ -99,5 +121,4 @@ func startStub(t *testing.T, authservID string) string {
 	wg.Add(1)
 	go func() { defer wg.Done(); srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close(); wg.Wait() })
-	return "inet:" + ln.Addr().String()
 }

@@ -52,8 +52,8 @@ type Existence string
 
 // The existence states.
 const (
-	ExistenceUnknown Existence = ""        // not tested (not needed)
-	Exists           Existence = "exists"  // some record type answered NOERROR
+	ExistenceUnknown Existence = ""         // not tested (not needed)
+	Exists           Existence = "exists"   // some record type answered NOERROR
 	NonExistent      Existence = "nxdomain" // NXDOMAIN (RFC 9989 §3.2.13)
 )
 

@@ -87,8 +87,8 @@ type field struct{ name, value string }
 func splitMessage(t testing.TB, msg string) ([]field, string) {
 	t.Helper()
 	head, body, ok := strings.Cut(msg, "\r\n\r\n")
-	if !ok {
-		t.Fatal("message without an empty line")
+	if !ok { // a message without a body (and without the empty line)
+		head = strings.TrimSuffix(msg, "\r\n")
 	}
 	var out []field
 	for _, line := range strings.SplitAfter(head+"\r\n", "\r\n") {

@@ -128,6 +128,8 @@ func testBed(t *testing.T, w *world) {
 
 	t.Run("unix-socket-relative-to-queue-dir", func(t *testing.T) { testBedUnix(t, w) })
 
+	t.Run("milter-down-tempfails", func(t *testing.T) { testBedDeadMilter(t, w) })
+
 	t.Run("change-header-index-is-one-based", func(t *testing.T) {
 		rcpt := "stub-index@" + rcptDomain
 		c := w.session(t, "stub", map[string]string{"ADDR": "192.0.2.5", "HELO": "i.stub.example"})
@@ -158,5 +160,24 @@ func testBedUnix(t *testing.T, w *world) {
 	got := w.waitMail(t, "stub-unix", 1)
 	if seen := headerValues(got[inbox][0], "X-Stub-Seen"); len(seen) != 1 || !strings.Contains(seen[0], `client_addr="192.0.2.6"`) {
 		t.Errorf("X-Stub-Seen: %q", seen)
+	}
+}
+
+// testBedDeadMilter checks what the shipped milter_default_action = tempfail
+// does when nothing listens at the milter address.
+func testBedDeadMilter(t *testing.T, w *world) {
+	rcpt := "stub-dead@" + rcptDomain
+	c := w.session(t, "dead", map[string]string{"ADDR": "192.0.2.7", "HELO": "d.stub.example"})
+	m := msg([]string{"From: <d@stub.example>", "Subject: dead milter"}, "hi\n")
+	r, err := c.send("d@stub.example", []string{rcpt}, m)
+	if err != nil || r.Code != 451 || !strings.HasPrefix(r.Text, "4.7.1") {
+		t.Fatalf("want 451 4.7.1, got %v %v", r, err)
+	}
+	t.Logf("milter down: %v", r)
+	if q := w.pf.queue(t, rcpt); len(q) != 0 {
+		t.Errorf("queued: %+v", q)
+	}
+	if l := w.pf.logLines("postfix/dead/smtpd", "connect to Milter service", "Connection refused"); len(l) == 0 {
+		t.Errorf("no milter connect failure logged")
 	}
 }

@@ -47,6 +47,8 @@ func TestPostfix(t *testing.T) {
 		// A path relative to the queue directory, as deploy/postfix/master.cf.md
 		// documents for a chrooted smtpd.
 		"stub-unix": "unix:dmarc-milter/milter.sock",
+		// Nothing listens there: milter_default_action applies.
+		"dead": fmt.Sprintf("inet:127.0.0.1:%d", freePort(t)),
 	}
 	startStubUnix(t, filepath.Join(w.dir, "postfix", "queue", "dmarc-milter", "milter.sock"), authservID)
 	for _, name := range []string{"header", "hold", "restart"} {
@@ -54,7 +56,7 @@ func TestPostfix(t *testing.T) {
 	}
 	w.dc = startDovecot(t, w.root, w.dir, authservID)
 	var services []smtpService
-	for _, name := range []string{"stub", "stub-unix", "header", "hold", "restart"} {
+	for _, name := range []string{"stub", "stub-unix", "dead", "header", "hold", "restart"} {
 		services = append(services, smtpService{name: name, milter: milters[name]})
 	}
 	w.pf = startPostfix(t, w.root, w.dir, w.dc.lmtp, services)

@@ -32,7 +32,7 @@ func testBed(t *testing.T, w *world) {
 		}
 		// Message 1 saw the connect event; message 2 got a fresh go-milter
 		// backend (libraries.md §1.4) and sees only the MAIL-stage macros,
-		// which must therefore carry the client (main.cf.fragment). Postfix
+		// which must therefore carry the client (asked for with a symbol list). Postfix
 		// has no macro for the HELO name (smtpd_milter.c knows no "s"), and
 		// the queue id "i" is still empty at MAIL FROM (the queue file is
 		// opened at the first accepted RCPT).

@@ -13,7 +13,7 @@ import (
 
 // buildDaemon compiles cmd/dmarc-milter from this checkout (with -race when
 // the tests run with it, so that the daemon's races fail the suite too).
-func buildDaemon(t *testing.T, root string) string {
+func buildDaemon(t *testing.T, root string) (string, error) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "dmarc-milter")
 	args := []string{"build", "-o", bin}
@@ -24,9 +24,9 @@ func buildDaemon(t *testing.T, root string) string {
 	cmd := exec.Command(goTool(), args...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/dmarc-milter: %v\n%s", err, out)
+		return "", fmt.Errorf("go build ./cmd/dmarc-milter: %v\n%s", err, out)
 	}
-	return bin
+	return bin, nil
 }
 
 // goTool is the go command that runs this test.

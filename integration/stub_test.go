@@ -113,9 +113,14 @@ func startStubUnix(t *testing.T, path, authservID string) {
 func serveStub(t *testing.T, ln net.Listener, authservID string) {
 	srv := &milter.Server{
 		NewMilter: func() milter.Milter { return &stubMilter{authservID: authservID} },
-		Actions:   milter.OptAddHeader | milter.OptChangeHeader | milter.OptQuarantine,
+		Actions:   milter.OptAddHeader | milter.OptChangeHeader | milter.OptQuarantine | milter.OptSetSymList,
 		// go-milter cannot handle SMFIC_UNKNOWN: ask Postfix not to send it.
 		Protocol: milter.OptNoUnknown,
+		// Ask for the MAIL-stage macros ourselves, as the daemon does (the
+		// shipped main.cf fragment sets no milter_mail_macros).
+		SymList: map[milter.Stage][]string{
+			milter.StageMailFrom: {"i", "{auth_authen}", "{client_addr}", "{client_name}", "s"},
+		},
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -136,7 +136,12 @@ func (c *SPFChecker) check(ctx context.Context, ip net.IP, helo string, r SPFRes
 	if ip4 := ip.To4(); ip4 != nil {
 		ip = ip4 // RFC 7208 §5: an IPv4-mapped IPv6 client is matched as IPv4
 	}
-	res, err := spf.CheckHostWithSender(ip, helo, r.Sender,
+	// The library takes the domain after the first "@"; a quoted local-part
+	// may hold "@" itself, so it is given without them (only the %{l} and
+	// %{s} macros see the difference).
+	local, domain := splitAddress(r.Sender)
+	sender := strings.ReplaceAll(local, "@", "") + "@" + domain
+	res, err := spf.CheckHostWithSender(ip, helo, sender,
 		spf.WithResolver(&spfResolver{r: c.res}),
 		spf.WithContext(ctx),
 		spf.OverrideLookupLimit(c.lookupLimit),

@@ -315,6 +315,10 @@ func evaluateDomain(in *Input, lp *LocalPolicy, author string) DomainVerdict {
 		return dv
 	}
 	dv.Method, dv.PolicyDomain, dv.OrgDomain, dv.Record, dv.Existence = disc.Method, disc.PolicyDomain, disc.OrgDomain, disc.Record, disc.Existence
+	if errors.Is(disc.Err, ErrBadDomain) {
+		dv.Result, dv.Err, dv.Action = ResultPermError, disc.Err, outcomeAction(lp.From.Unparseable) // not a domain name: an unparseable From
+		return dv
+	}
 	if disc.Err != nil {
 		dv.Result, dv.Err = ResultTempError, disc.Err // RFC 9989 §5.3.6: a DNS error → neither pass nor fail
 		dv.Action = tempErrorAction(lp, author, &dv)

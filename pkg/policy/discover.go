@@ -69,7 +69,7 @@ type Discovery struct {
 	// Record is the applicable DMARC Policy Record, nil when none.
 	Record *Record
 	// OrgDomain is the Organizational Domain of Domain (RFC 9989 §4.10.2,
-	// RFC 7489 §3.2). Computed only when a record was found.
+	// RFC 7489 §3.2); without any record on the walk it is Domain itself.
 	OrgDomain string
 	// OrgErr is set when OrgDomain could not be determined (temporary DNS
 	// failure); Evaluate uses it only when relaxed alignment needs it.

@@ -34,6 +34,7 @@ const (
 	// BPrefixLen is the length of DKIMResult.BPrefix when that is enough to
 	// tell the message's signatures apart (RFC 6008 §4: header.b holds at
 	// least the first eight characters of b=).
+	// https://datatracker.ietf.org/doc/html/rfc6008#section-4
 	BPrefixLen = 8
 )
 
@@ -192,6 +193,7 @@ func rebuildField(name, value string) (string, bool) {
 	value = strings.ReplaceAll(value, "\r\n", "\n")
 	for i := strings.IndexByte(value, '\n'); i >= 0; {
 		// RFC 5322 §2.2.3: a fold is CRLF followed by WSP.
+		// https://datatracker.ietf.org/doc/html/rfc5322#section-2.2.3
 		if i+1 >= len(value) || (value[i+1] != ' ' && value[i+1] != '\t') {
 			return "", false
 		}

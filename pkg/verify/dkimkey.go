@@ -13,6 +13,7 @@ import (
 
 // keyInfo is what we learn from a DKIM key record (RFC 6376 §3.6.1) beyond
 // what go-msgauth reports: the key size and the t= flags.
+// https://datatracker.ietf.org/doc/html/rfc6376#section-3.6.1
 type keyInfo struct {
 	bits    int
 	testing bool // t=y

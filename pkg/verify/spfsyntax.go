@@ -13,7 +13,8 @@ import (
 // spfResolver sits between blitiri.com.ar/go/spf and the real resolver. It
 // adds two rules of RFC 7208 that the library does not apply:
 //
-//   - §4.6: a record with a syntax error anywhere gives permerror, even when
+//   - §4.6 (https://datatracker.ietf.org/doc/html/rfc7208#section-4.6): a
+//     record with a syntax error anywhere gives permerror, even when
 //     a term before the error would have matched. The library only finds an
 //     error when it reaches the term. Every TXT query the library makes is
 //     for an SPF record (it ignores exp=), so the record is checked here,

@@ -146,11 +146,66 @@ type DMARC struct {
 	// Default: "treewalk"
 	Discovery Discovery `toml:"discovery"`
 
-	// TrustedForwarders are client networks (CIDR or address) that forward
-	// mail (e.g. a list server or an alias host); their mail counts as an
-	// indirect flow for reject_policy = "reject-unless-indirect".
+	// TrustedForwarders are client networks (CIDR or address) of hosts that
+	// forward mail to us (a list server, an alias host). Their mail is
+	// delivered even when it fails DMARC (reported as the trusted_forwarder
+	// override).
 	// Default: []
 	TrustedForwarders []Network `toml:"trusted_forwarders"`
+
+	// TrustedForwarderDKIMDomains are DKIM signing domains (d=) of trusted
+	// forwarders: a passing signature with exactly this d= has the same
+	// effect as a trusted forwarder's address.
+	// Default: []
+	TrustedForwarderDKIMDomains []string `toml:"trusted_forwarder_dkim_domains"`
+
+	// IgnorePct disables pct= sampling (RFC 9989 made pct historic; RFC
+	// 7489 §6.6.4 honours it).
+	// Default: false
+	IgnorePct bool `toml:"ignore_pct"`
+
+	// From sets the handling of irregular From: header fields.
+	From FromHandling `toml:"from"`
+}
+
+// FromHandling maps irregular From: fields to outcomes. "evaluate" applies
+// DMARC to every Author Domain and keeps the strictest result; "reject",
+// "quarantine" and "accept" decide without evaluation (accept and reject
+// with dmarc=permerror).
+type FromHandling struct {
+	// MultipleFields is the outcome for more than one From: field:
+	// "evaluate", "reject", "quarantine" or "accept".
+	// Default: "evaluate"
+	MultipleFields string `toml:"multiple_fields"`
+
+	// MultipleDomains is the outcome for mailboxes of several domains:
+	// "evaluate", "reject", "quarantine" or "accept".
+	// Default: "evaluate"
+	MultipleDomains string `toml:"multiple_domains"`
+
+	// TooManyDomains is the outcome for more than max_domains domains:
+	// "reject", "quarantine" or "accept".
+	// Default: "reject"
+	TooManyDomains string `toml:"too_many_domains"`
+
+	// NoMailbox is the outcome for From: fields without any mailbox (an
+	// empty group): "reject", "quarantine" or "accept".
+	// Default: "reject"
+	NoMailbox string `toml:"no_mailbox"`
+
+	// Missing is the outcome for a message without From: (Postfix normally
+	// adds one from the envelope): "reject", "quarantine" or "accept".
+	// Default: "reject"
+	Missing string `toml:"missing"`
+
+	// Unparseable is the outcome for a From: field that is not RFC 5322
+	// syntax: "reject", "quarantine" or "accept".
+	// Default: "reject"
+	Unparseable string `toml:"unparseable"`
+
+	// MaxDomains bounds the Author Domains evaluated per message.
+	// Default: 5
+	MaxDomains int `toml:"max_domains"`
 }
 
 // Allowlist exempts mail from DMARC enforcement.
@@ -161,9 +216,10 @@ type Allowlist struct {
 	// Default: []
 	Networks []Network `toml:"networks"`
 
-	// FromDomains are From: domains (exact, lowercase) that are never
-	// rejected, held or tempfailed for DMARC. The From: header is chosen by
-	// the sender, so this allows forgeries of these domains through.
+	// FromDomains are From: domains (and their subdomains) whose failing
+	// mail is delivered (reported as the local_policy override). The From:
+	// header is chosen by the sender, so this lets forgeries of these
+	// domains through.
 	// Default: []
 	FromDomains []string `toml:"from_domains"`
 }

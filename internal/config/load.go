@@ -30,7 +30,20 @@ func Default() *Config {
 			TempFailReply:    "451 4.7.5 Temporary DMARC evaluation failure for {domain}, try again later",
 			ErrorReply:       "451 4.3.0 Temporary local error, try again later",
 		},
-		DMARC:     DMARC{Discovery: DiscoveryTreeWalk, TrustedForwarders: []Network{}},
+		DMARC: DMARC{
+			Discovery:                   DiscoveryTreeWalk,
+			TrustedForwarders:           []Network{},
+			TrustedForwarderDKIMDomains: []string{},
+			From: FromHandling{
+				MultipleFields:  "evaluate",
+				MultipleDomains: "evaluate",
+				TooManyDomains:  "reject",
+				NoMailbox:       "reject",
+				Missing:         "reject",
+				Unparseable:     "reject",
+				MaxDomains:      5,
+			},
+		},
 		Allowlist: Allowlist{Networks: []Network{}, FromDomains: []string{}},
 		DNS: DNS{
 			Nameservers:    []string{},

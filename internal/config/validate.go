@@ -89,12 +89,41 @@ func (a *Actions) validate() error {
 }
 
 func (c *Config) validateDomains() error {
-	for i, d := range c.Allowlist.FromDomains {
-		d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
-		if !isDomain(d) {
-			return fmt.Errorf("allowlist.from_domains: %q is not a domain name", c.Allowlist.FromDomains[i])
+	for key, list := range map[string][]string{
+		"allowlist.from_domains":               c.Allowlist.FromDomains,
+		"dmarc.trusted_forwarder_dkim_domains": c.DMARC.TrustedForwarderDKIMDomains,
+	} {
+		for i, d := range list {
+			d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
+			if !isDomain(d) {
+				return fmt.Errorf("%s: %q is not a domain name", key, list[i])
+			}
+			list[i] = d
 		}
-		c.Allowlist.FromDomains[i] = d
+	}
+	return c.DMARC.From.validate()
+}
+
+func (f *FromHandling) validate() error {
+	evaluate := []string{"evaluate", "reject", "quarantine", "accept"}
+	decide := evaluate[1:]
+	for _, o := range []struct {
+		key, v  string
+		allowed []string
+	}{
+		{"dmarc.from.multiple_fields", f.MultipleFields, evaluate},
+		{"dmarc.from.multiple_domains", f.MultipleDomains, evaluate},
+		{"dmarc.from.too_many_domains", f.TooManyDomains, decide},
+		{"dmarc.from.no_mailbox", f.NoMailbox, decide},
+		{"dmarc.from.missing", f.Missing, decide},
+		{"dmarc.from.unparseable", f.Unparseable, decide},
+	} {
+		if err := oneOf(o.key, o.v, o.allowed...); err != nil {
+			return err
+		}
+	}
+	if f.MaxDomains < 1 || f.MaxDomains > 50 {
+		return fmt.Errorf("dmarc.from.max_domains: %d is outside 1..50", f.MaxDomains)
 	}
 	return nil
 }

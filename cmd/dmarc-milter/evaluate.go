@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/dmarc-milter/dmarc-milter/internal/milter"
+	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
+)
+
+// cmdEvaluate runs one message file through the daemon's own code path
+// (milter.Engine and Transaction, fed the way Postfix feeds the milter) and
+// prints the Authentication-Results header, the disposition and a trace.
+func cmdEvaluate(args []string, stdout, stderr io.Writer) int {
+	var f commonFlags
+	var ip, helo, mailFrom, auth, mta string
+	var rcpts stringList
+	fs := flag.NewFlagSet("evaluate", flag.ContinueOnError)
+	f.register(fs)
+	fs.StringVar(&ip, "ip", "", "SMTP client `address` (required)")
+	fs.StringVar(&helo, "helo", "", "HELO/EHLO `name` (required)")
+	fs.StringVar(&mailFrom, "mail-from", "", "MAIL FROM `address` without angle brackets; \"\" or \"<>\" for the null sender")
+	fs.Var(&rcpts, "rcpt", "RCPT TO `address`, repeatable")
+	fs.StringVar(&auth, "auth", "", "SASL login name, as if the client had authenticated")
+	fs.StringVar(&mta, "mta-host", "", "the MTA's host name (milter macro j)")
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	addr, err := netip.ParseAddr(ip)
+	if err != nil || helo == "" || fs.NArg() != 1 {
+		fmt.Fprintf(stderr, "evaluate: need --ip ADDR, --helo NAME and one message file (or -)\n%s", usage)
+		return exitConfig
+	}
+	cfg, err := loadConfig(&f)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitConfig
+	}
+	msg, err := readMessage(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "evaluate: %v\n", err)
+		return exitError
+	}
+	res, err := cache.New(cacheConfig(cfg.DNS))
+	if err != nil {
+		fmt.Fprintf(stderr, "evaluate: dns: %v\n", err)
+		return exitConfig
+	}
+	eng, err := milter.NewEngine(cfg, res, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "evaluate: %v\n", err)
+		return exitError
+	}
+	env := milter.Envelope{ClientIP: addr.Unmap(), Helo: helo, MailFrom: strings.Trim(mailFrom, "<>"), AuthUser: auth, MTAHost: mta, Rcpts: rcpts}
+	d := eng.EvaluateMessage(context.Background(), env, msg)
+	printDecision(stdout, d)
+	return exitOK
+}
+
+func readMessage(path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(io.LimitReader(os.Stdin, 64<<20))
+	}
+	return os.ReadFile(path)
+}
+
+// printDecision writes the header changes, the disposition and the trace.
+func printDecision(w io.Writer, d *milter.Decision) {
+	for _, h := range d.Delete {
+		fmt.Fprintf(w, "delete: %s #%d\n", h.Name, h.Index)
+	}
+	for _, h := range d.Insert {
+		fmt.Fprintf(w, "%s:%s\n", h.Name, strings.ReplaceAll(h.Value, "\r\n", "\n"))
+	}
+	for _, h := range d.Add {
+		fmt.Fprintf(w, "%s:%s\n", h.Name, h.Value)
+	}
+	fmt.Fprintf(w, "disposition: %s\n", d)
+	if d.Reason != "" {
+		fmt.Fprintf(w, "reason: %s\n", d.Reason)
+	}
+	fmt.Fprintln(w, "trace:")
+	for _, l := range d.Trace {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+}

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"os/user"
+	"reflect"
+	"strconv"
+	"syscall"
+
+	"github.com/dmarc-milter/dmarc-milter/internal/config"
+	"github.com/dmarc-milter/dmarc-milter/internal/metrics"
+	"github.com/dmarc-milter/dmarc-milter/internal/milter"
+	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
+)
+
+// daemon is the running service: what a reload may replace.
+type daemon struct {
+	flags   commonFlags
+	log     *slog.Logger
+	level   *slog.LevelVar
+	cfg     *config.Config
+	res     *cache.Resolver
+	metrics *metrics.Metrics
+	srv     *milter.Server
+}
+
+func cmdServe(args []string, stderr io.Writer) int {
+	d := &daemon{level: new(slog.LevelVar)}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	d.flags.register(fs)
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	d.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: d.level}))
+	// go-milter logs through the standard logger; SetDefault sends that
+	// to our handler too.
+	slog.SetDefault(d.log)
+	cfg, err := loadConfig(&d.flags)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitConfig
+	}
+	if err := d.start(cfg); err != nil {
+		d.log.Error("cannot start", "err", err)
+		return exitError
+	}
+	return d.loop()
+}
+
+// start builds the engine, opens the sockets and starts serving.
+func (d *daemon) start(cfg *config.Config) error {
+	d.level.Set(logLevel(cfg.LogLevel))
+	warnPermissions(d.log, d.flags.config)
+	res, err := cache.New(cacheConfig(cfg.DNS))
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	d.cfg, d.res = cfg, res
+	d.metrics = metrics.New(version)
+	d.metrics.SetDNSStats(res.Stats)
+	eng, err := milter.NewEngine(cfg, res, d.metrics)
+	if err != nil {
+		return err
+	}
+	d.srv = milter.NewServer(eng, d.log)
+	d.metrics.SetConnections(d.srv.ActiveConnections)
+	ln, err := listen(d.log, cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.Metrics.Listen != "" {
+		if err := d.metrics.Serve(cfg.Metrics.Listen, cfg.Metrics.Pprof, d.log); err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	go func() {
+		if err := d.srv.Serve(ln); err != nil && !errors.Is(err, milter.ErrServerClosed) {
+			d.log.Error("milter listener failed", "err", err)
+		}
+	}()
+	d.log.Info("dmarc-milter started", "version", version, "listen", cfg.Listen, "mode", cfg.Mode,
+		"authserv_id", cfg.AuthservID, "nameservers", res.Nameservers(), "metrics", cfg.Metrics.Listen)
+	notify("READY=1")
+	return nil
+}
+
+// loop handles signals until SIGTERM/SIGINT, then drains.
+func (d *daemon) loop() int {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	for s := range sigs {
+		if s == syscall.SIGHUP {
+			d.reload()
+			continue
+		}
+		break
+	}
+	notify("STOPPING=1")
+	d.log.Info("shutting down: draining messages in flight", "deadline", d.cfg.Timeouts.Drain)
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Timeouts.Drain)
+	defer cancel()
+	if err := d.srv.Shutdown(ctx); err != nil {
+		d.log.Warn("drain deadline passed; remaining connections closed")
+	}
+	d.metrics.Close()
+	d.log.Info("stopped")
+	return exitOK
+}
+
+// reload re-reads the configuration; an invalid one keeps the old.
+func (d *daemon) reload() {
+	notify("RELOADING=1")
+	defer notify("READY=1")
+	cfg, err := loadConfig(&d.flags)
+	if err != nil {
+		d.log.Error("reload refused: keeping the running configuration", "err", err)
+		d.metrics.Reload(false)
+		return
+	}
+	res := d.res
+	if !reflect.DeepEqual(cfg.DNS, d.cfg.DNS) {
+		if res, err = cache.New(cacheConfig(cfg.DNS)); err != nil {
+			d.log.Error("reload refused: keeping the running configuration", "err", err)
+			d.metrics.Reload(false)
+			return
+		}
+		d.metrics.SetDNSStats(res.Stats)
+	}
+	eng, err := milter.NewEngine(cfg, res, d.metrics)
+	if err != nil {
+		d.log.Error("reload refused: keeping the running configuration", "err", err)
+		d.metrics.Reload(false)
+		return
+	}
+	for _, k := range restartOnly(d.cfg, cfg) {
+		d.log.Warn("setting changed; it takes effect at the next restart", "key", k)
+	}
+	d.srv.SetEngine(eng)
+	d.cfg, d.res = cfg, res
+	d.level.Set(logLevel(cfg.LogLevel))
+	warnPermissions(d.log, d.flags.config)
+	d.metrics.Reload(true)
+	d.log.Info("configuration reloaded", "mode", cfg.Mode)
+}
+
+// restartOnly lists the changed settings that a reload cannot apply.
+func restartOnly(old, cur *config.Config) []string {
+	var keys []string
+	if old.Listen != cur.Listen {
+		keys = append(keys, "listen")
+	}
+	if old.Socket != cur.Socket {
+		keys = append(keys, "socket")
+	}
+	if old.Metrics != cur.Metrics {
+		keys = append(keys, "metrics")
+	}
+	return keys
+}
+
+// listen opens the milter socket. A unix socket gets the configured mode
+// and group; a stale socket file left by a crash is replaced.
+func listen(log *slog.Logger, cfg *config.Config) (net.Listener, error) {
+	network, addr, err := config.ParseListen(cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	if network != "unix" {
+		return net.Listen(network, addr)
+	}
+	if st, err := os.Lstat(addr); err == nil && st.Mode()&os.ModeSocket != 0 {
+		os.Remove(addr)
+	}
+	ln, err := net.Listen("unix", addr)
+	if err != nil {
+		return nil, err
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(true)
+	mode, _ := cfg.Socket.FileMode()
+	if err := os.Chmod(addr, os.FileMode(mode)); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if cfg.Socket.Group != "" {
+		if err := chgrp(addr, cfg.Socket.Group); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	if mode&0o002 != 0 {
+		log.Warn("milter socket is world-writable: any local user can talk to the milter", "path", addr, "mode", fmt.Sprintf("%04o", mode))
+	}
+	return ln, nil
+}
+
+func chgrp(path, group string) error {
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return fmt.Errorf("socket.group: %w", err)
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return fmt.Errorf("socket.group: %w", err)
+	}
+	return os.Chown(path, -1, gid)
+}
+
+// notify sends a systemd sd_notify(3) message when NOTIFY_SOCKET is set
+// (Type=notify units).
+func notify(state string) {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return
+	}
+	if path[0] == '@' {
+		path = "\x00" + path[1:]
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte(state))
+}

@@ -1,0 +1,334 @@
+package milter
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	milter "github.com/emersion/go-milter"
+
+	"github.com/dmarc-milter/dmarc-milter/internal/authres"
+	"github.com/dmarc-milter/dmarc-milter/internal/config"
+	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
+	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
+)
+
+// HeaderRef names one existing header field: the Index-th (1-based) field
+// called Name.
+type HeaderRef struct {
+	Name  string
+	Index int
+}
+
+// Field is a header field to add.
+type Field struct {
+	Name, Value string
+}
+
+// Decision is what happens to one message, and everything the verdict log
+// line, the metrics and the evaluate subcommand report about it.
+type Decision struct {
+	// Action is what was done: accept, quarantine, reject or tempfail.
+	Action policy.Action
+	// Would is what enforce mode would have done when it differs (monitor
+	// mode, allowlisted network); "" otherwise.
+	Would policy.Action
+	// Bypass names a bypass that applied.
+	Bypass Bypass
+	// Reply is the SMTP reply for reject and tempfail.
+	Reply string
+	// Hold asks the MTA to hold the message (Postfix: the hold queue).
+	Hold       bool
+	HoldReason string
+	// Delete, Insert (each at the top) and Add (at the end) are the header
+	// changes, applied in this order.
+	Delete []HeaderRef
+	Insert []Field
+	Add    []Field
+	// AuthservID is the id our Authentication-Results carries.
+	AuthservID string
+	// AuthResults is the value of our Authentication-Results field (also
+	// computed for rejected mail, for the evaluate subcommand).
+	AuthResults string
+	// Env is the envelope.
+	Env Envelope
+	// Verdict is the DMARC evaluation (nil when bypassed or on error).
+	Verdict *policy.Verdict
+	// HeloSPF is the HELO check, when made.
+	HeloSPF *verify.SPFResult
+	// Reason explains the decision in words.
+	Reason string
+	// TempErrCause names what made the result temperror ("spf", "dkim",
+	// "dmarc-dns", "timeout"), for the metrics.
+	TempErrCause string
+	// Err is set when the on_error action applied.
+	Err error
+	// QueueID and Duration are filled in by the session.
+	QueueID  string
+	Duration time.Duration
+	// Trace lists each step, for the evaluate subcommand.
+	Trace []string
+}
+
+// response is the milter reply for the decision.
+func (d *Decision) response() milter.Response {
+	switch d.Action {
+	case policy.ActionReject, policy.ActionTempFail:
+		return milter.NewResponseStr('y', d.Reply)
+	}
+	return milter.RespAccept
+}
+
+// decide turns the verdict into actions, replies and header changes.
+func (t *Transaction) decide(in policy.Input, v policy.Verdict) *Decision {
+	c := t.e.cfg
+	d := &Decision{
+		Action:     v.Action,
+		AuthservID: t.e.authservID(t.env.MTAHost),
+		Env:        t.env,
+		Verdict:    &v,
+		HeloSPF:    t.heloSPF,
+		Bypass:     t.bypass,
+	}
+	if v.Action != v.EnforceAction {
+		d.Would = v.EnforceAction
+	}
+	if t.bypass == BypassAllowNetwork && v.Action != policy.ActionAccept {
+		// Allowlisted client network: evaluate and mark, never enforce.
+		d.Would, d.Action = v.Action, policy.ActionAccept
+	}
+	if t.bypass == BypassNone && allowlistedFrom(&v) {
+		d.Bypass = BypassAllowFrom
+	}
+	d.Reason = verdictReason(&v)
+	d.TempErrCause = tempErrCause(&v)
+	domain := decisiveDomain(&v)
+	switch d.Action {
+	case policy.ActionReject:
+		d.Reply = expandReply(c.Actions.RejectReply, domain)
+	case policy.ActionTempFail:
+		d.Reply = expandReply(c.Actions.TempFailReply, domain)
+	case policy.ActionQuarantine:
+		t.quarantine(d, domain)
+	}
+	d.AuthResults = authres.Format(d.AuthservID, t.results(d))
+	if d.Action != policy.ActionReject && d.Action != policy.ActionTempFail {
+		// Header changes only matter for mail that is delivered.
+		d.Delete = t.forged(d.AuthservID)
+		d.Insert = []Field{{Name: authres.FieldName, Value: d.AuthResults}}
+	}
+	t.tracef("result: dmarc=%s action=%s %s", v.Result, d.Action, d.Reason)
+	d.Trace = t.traceCopy()
+	return d
+}
+
+// quarantine applies the configured quarantine method.
+func (t *Transaction) quarantine(d *Decision, domain string) {
+	a := t.e.cfg.Actions
+	if a.QuarantineMethod == config.QuarantineHold || a.QuarantineMethod == config.QuarantineBoth {
+		d.Hold = true
+		d.HoldReason = "DMARC quarantine for " + sanitizeText(domain)
+	}
+	if a.QuarantineMethod != config.QuarantineHold && a.QuarantineHeader != "" {
+		d.Add = append(d.Add, Field{Name: a.QuarantineHeader, Value: " yes"})
+	}
+}
+
+// bypassDecision is the decision for a message that was not evaluated.
+func (t *Transaction) bypassDecision() *Decision {
+	d := &Decision{
+		Action:     policy.ActionAccept,
+		Bypass:     t.bypass,
+		AuthservID: t.e.authservID(t.env.MTAHost),
+		Env:        t.env,
+		Reason:     "bypass: " + string(t.bypass),
+	}
+	t.tracef("bypass: %s", t.bypass)
+	d.Trace = t.traceCopy()
+	return d
+}
+
+// errorDecision applies on_error after an internal error. Forged
+// Authentication-Results are still deleted when the message is accepted.
+func (t *Transaction) errorDecision(err error) *Decision {
+	d := &Decision{
+		Action:     policy.ActionTempFail,
+		AuthservID: t.e.authservID(t.env.MTAHost),
+		Env:        t.env,
+		Err:        err,
+		Reason:     "internal error",
+	}
+	if t.e.cfg.OnError == config.ErrorAccept {
+		d.Action = policy.ActionAccept
+		d.Delete = t.forged(d.AuthservID)
+	} else {
+		d.Reply = escapeReply(t.e.cfg.Actions.ErrorReply)
+	}
+	t.tracef("internal error: %v", err)
+	d.Trace = t.traceCopy()
+	return d
+}
+
+func (t *Transaction) traceCopy() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.trace...)
+}
+
+// decisiveDomain is the Author Domain that decided the action, for the
+// reply text.
+func decisiveDomain(v *policy.Verdict) string {
+	switch {
+	case v.Decisive >= 0 && v.Decisive < len(v.Domains):
+		return v.Domains[v.Decisive].HeaderFrom
+	case len(v.Domains) > 0:
+		return v.Domains[0].HeaderFrom
+	}
+	return "this message"
+}
+
+func allowlistedFrom(v *policy.Verdict) bool {
+	for _, dv := range v.Domains {
+		for _, o := range dv.Overrides {
+			if o.Type == policy.OverrideLocalPolicy && strings.HasPrefix(o.Comment, "allowlisted") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// verdictReason explains the verdict in one line.
+func verdictReason(v *policy.Verdict) string {
+	var parts []string
+	if v.FromProblem != policy.FromOK {
+		parts = append(parts, "From: "+string(v.FromProblem))
+	}
+	for _, dv := range v.Domains {
+		for _, o := range dv.Overrides {
+			parts = append(parts, string(o.Type)+": "+o.Comment)
+		}
+		if dv.Err != nil && (dv.Result == policy.ResultTempError || dv.Result == policy.ResultPermError) {
+			parts = append(parts, dv.Err.Error())
+		}
+	}
+	if v.Err != nil {
+		parts = append(parts, v.Err.Error())
+	}
+	return strings.Join(parts, "; ")
+}
+
+// tempErrCause classifies a temperror for the metrics.
+func tempErrCause(v *policy.Verdict) string {
+	if v.Result != policy.ResultTempError {
+		return ""
+	}
+	for _, dv := range v.Domains {
+		if dv.Result != policy.ResultTempError || dv.Err == nil {
+			continue
+		}
+		msg := dv.Err.Error()
+		switch {
+		case strings.Contains(msg, "end of message"):
+			return "timeout"
+		case strings.Contains(msg, "SPF"):
+			return "spf"
+		case strings.Contains(msg, "DKIM"):
+			return "dkim"
+		}
+		return "dmarc-dns"
+	}
+	return "other"
+}
+
+// expandReply fills in the domain and escapes '%' (Postfix strips single
+// '%' characters from milter replies).
+func expandReply(tmpl, domain string) string {
+	return escapeReply(strings.ReplaceAll(tmpl, "{domain}", sanitizeText(domain)))
+}
+
+func escapeReply(s string) string {
+	return strings.ReplaceAll(s, "%", "%%")
+}
+
+// sanitizeText keeps printable ASCII only (SMTP replies, hold reasons).
+func sanitizeText(s string) string {
+	if len(s) > 255 {
+		s = s[:255]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r > '~' {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// LogAttrs are the verdict log line's attributes, with stable keys.
+func (d *Decision) LogAttrs() []slog.Attr {
+	spf, dmarc, pol, disp := "", "", "", ""
+	var dkims []string
+	var hfrom []string
+	if v := d.Verdict; v != nil {
+		spf, dmarc = string(v.SPF.Result), string(v.Result)
+		for _, s := range v.DKIM {
+			dkims = append(dkims, string(s.Result))
+		}
+		for _, dv := range v.Domains {
+			hfrom = append(hfrom, dv.HeaderFrom)
+			if pol == "" {
+				pol, disp = string(dv.Requested), string(dv.Disposition)
+			}
+		}
+	}
+	action := string(d.Action)
+	if d.Would != "" {
+		action += " (would " + string(d.Would) + ")"
+	}
+	return []slog.Attr{
+		slog.String("queue_id", d.QueueID),
+		slog.String("client_ip", addrString(d.Env)),
+		slog.String("helo", d.Env.Helo),
+		slog.String("mail_from_domain", domainOf(d.Env.MailFrom)),
+		slog.String("header_from_domain", strings.Join(hfrom, ",")),
+		slog.String("spf", spf),
+		slog.String("dkim", strings.Join(dkims, ",")),
+		slog.String("dmarc", dmarc),
+		slog.String("policy", pol),
+		slog.String("disposition", disp),
+		slog.String("action", action),
+		slog.String("bypass", string(d.Bypass)),
+		slog.String("reason", d.Reason),
+		slog.Int64("duration_ms", d.Duration.Milliseconds()),
+	}
+}
+
+func addrString(env Envelope) string {
+	if env.ClientIP.IsValid() {
+		return env.ClientIP.String()
+	}
+	return ""
+}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return strings.ToLower(addr[i+1:])
+	}
+	return ""
+}
+
+// String is a short summary for the evaluate subcommand.
+func (d *Decision) String() string {
+	s := fmt.Sprintf("action=%s", d.Action)
+	if d.Would != "" {
+		s += fmt.Sprintf(" would=%s", d.Would)
+	}
+	if d.Reply != "" {
+		s += fmt.Sprintf(" reply=%q", strings.ReplaceAll(d.Reply, "%%", "%"))
+	}
+	if d.Hold {
+		s += " hold"
+	}
+	return s
+}

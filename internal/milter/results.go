@@ -1,0 +1,130 @@
+package milter
+
+import (
+	"strings"
+
+	"github.com/dmarc-milter/dmarc-milter/internal/authres"
+	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
+	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
+)
+
+// results lists the resinfos of our Authentication-Results field (RFC 8601
+// §2.7): spf for MAIL FROM and for HELO, each dkim signature, and dmarc per
+// Author Domain.
+func (t *Transaction) results(d *Decision) []authres.Result {
+	v := d.Verdict
+	out := []authres.Result{spfResult(v.SPF)}
+	if d.HeloSPF != nil && d.HeloSPF.Reason != "not checked" {
+		out = append(out, spfResult(*d.HeloSPF))
+	}
+	if len(v.DKIM) == 0 {
+		out = append(out, authres.Result{Method: "dkim", Value: "none"})
+	}
+	for _, s := range v.DKIM {
+		out = append(out, dkimResult(s))
+	}
+	return append(out, dmarcResults(d)...)
+}
+
+// spfResult is RFC 8601 §2.7.2: smtp.mailfrom or smtp.helo. The identity
+// is the one checked (postmaster@HELO for a null reverse-path).
+func spfResult(s verify.SPFResult) authres.Result {
+	r := authres.Result{Method: "spf", Value: string(s.Result), Props: map[string]string{}}
+	if r.Value == "" {
+		r.Value = string(verify.ResultNone)
+	}
+	if s.Scope == verify.ScopeHelo {
+		r.Props["smtp.helo"] = s.Domain
+		return r
+	}
+	r.Props["smtp.mailfrom"] = mailfromIdentity(s)
+	if s.Result != verify.ResultPass {
+		r.Reason = s.Reason
+	}
+	return r
+}
+
+// mailfromIdentity is the checked address when its local part is a plain
+// dot-atom, else just the domain (RFC 8601 §2.7.2 allows either): a hostile
+// local part must not need quoting in our header.
+func mailfromIdentity(s verify.SPFResult) string {
+	local, dom, ok := strings.Cut(s.Sender, "@")
+	if !ok || dom == "" {
+		return s.Domain
+	}
+	for _, r := range local {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-/=?^_`{|}~.", r)) {
+			return dom
+		}
+	}
+	return s.Sender
+}
+
+// dkimResult is RFC 8601 §2.7.1 with the RFC 6008 header.b prefix and
+// header.a/header.s; go-msgauth's DKIMResult has no such fields, so a
+// generic result carries them.
+func dkimResult(s verify.DKIMResult) authres.Result {
+	r := authres.Result{Method: "dkim", Value: string(s.Result), Props: map[string]string{
+		"header.d": s.Domain,
+		"header.s": s.Selector,
+		"header.a": s.Algorithm,
+		"header.b": s.BPrefix,
+	}}
+	if s.Identifier != "" {
+		r.Props["header.i"] = s.Identifier
+	}
+	if s.Result != verify.ResultPass {
+		r.Reason = s.Reason
+	}
+	return r
+}
+
+// dmarcResults is one dmarc resinfo per Author Domain (RFC 7489 §11.2:
+// header.from; RFC 9989's registry adds policy.dmarc, the policy applied),
+// with the published and applied policy in a comment.
+func dmarcResults(d *Decision) []authres.Result {
+	v := d.Verdict
+	if len(v.Domains) == 0 {
+		r := authres.Result{Method: "dmarc", Value: string(v.Result)}
+		if v.FromProblem != policy.FromOK {
+			r.Reason = "From: " + string(v.FromProblem)
+		}
+		return []authres.Result{r}
+	}
+	var out []authres.Result
+	for _, dv := range v.Domains {
+		r := authres.Result{Method: "dmarc", Value: string(dv.Result), Props: map[string]string{"header.from": dv.HeaderFrom}}
+		if dv.Requested != "" {
+			applied := appliedDisposition(d, dv)
+			r.Props["policy.dmarc"] = string(applied)
+			r.Comment = "p=" + string(dv.Requested) + " dis=" + string(applied)
+		}
+		r.Reason = domainReason(d, dv)
+		out = append(out, r)
+	}
+	return out
+}
+
+// appliedDisposition is the disposition actually applied to the message:
+// none when nothing was enforced (monitor mode, allowlisted network, a
+// temperror accepted).
+func appliedDisposition(d *Decision, dv policy.DomainVerdict) policy.Disposition {
+	if d.Action == policy.ActionAccept {
+		return policy.DispositionNone
+	}
+	if dv.Disposition == "" {
+		return policy.DispositionNone
+	}
+	return dv.Disposition
+}
+
+func domainReason(d *Decision, dv policy.DomainVerdict) string {
+	var parts []string
+	for _, o := range dv.Overrides {
+		parts = append(parts, string(o.Type))
+	}
+	if d.Would != "" {
+		parts = append(parts, "would "+string(d.Would))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,284 @@
+package milter
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/textproto"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	milter "github.com/emersion/go-milter"
+
+	"github.com/dmarc-milter/dmarc-milter/internal/config"
+)
+
+// connection is the state of one milter connection (one SMTP session). It
+// outlives go-milter's backends, which are recreated after every message.
+type connection struct {
+	srv *Server
+	tc  *trackedConn
+	id  uint64
+
+	mu         sync.Mutex // held by every callback; closeTx takes it too
+	clientIP   netip.Addr
+	clientName string
+	helo       string
+	mta        string // macro j
+	tx         *Transaction
+	queueID    string
+	started    time.Time
+}
+
+// session is the go-milter backend. It keeps nothing itself: every callback
+// works on the connection.
+type session struct {
+	c *connection
+}
+
+var _ milter.Milter = (*session)(nil)
+
+// Connect records the client; it arrives once per connection.
+func (s *session) Connect(host, family string, port uint16, addr net.IP, m *milter.Modifier) (resp milter.Response, err error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.guard("connect", &resp, &err)
+	if a, ok := netip.AddrFromSlice(addr); ok {
+		c.clientIP = a.Unmap()
+	}
+	c.clientName = host
+	c.noteMacros(m.Macros)
+	return milter.RespContinue, nil
+}
+
+// Helo records the HELO/EHLO name (sent again after STARTTLS).
+func (s *session) Helo(name string, m *milter.Modifier) (resp milter.Response, err error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.guard("helo", &resp, &err)
+	c.helo = name
+	c.noteMacros(m.Macros)
+	return milter.RespContinue, nil
+}
+
+// MailFrom starts a message. The macros of this stage are copied here:
+// go-milter replaces its macro map on every packet.
+func (s *session) MailFrom(from string, m *milter.Modifier) (resp milter.Response, err error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.guard("mail", &resp, &err)
+	c.resetTx()
+	c.tc.beginMessage()
+	c.noteMacros(m.Macros)
+	env := c.envelope(from, m.Macros)
+	c.started = time.Now()
+	tx := c.srv.engine.Load().Begin(c.tc.ctx, env)
+	if tx.Bypassed() {
+		// Trusted network: nothing more to do for this message.
+		c.logVerdict(tx.End())
+		c.tc.endMessage()
+		return milter.RespAccept, nil
+	}
+	c.tx = tx
+	return milter.RespContinue, nil
+}
+
+// RcptTo is not needed: recipients do not change the DMARC outcome.
+func (s *session) RcptTo(rcpt string, m *milter.Modifier) (milter.Response, error) {
+	return milter.RespContinue, nil
+}
+
+// Header passes one header field, value byte for byte (HDR_LEADSPC).
+func (s *session) Header(name, value string, m *milter.Modifier) (resp milter.Response, err error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.guard("header", &resp, &err)
+	c.noteMacros(m.Macros)
+	if c.tx != nil {
+		c.tx.Header(name, value)
+	}
+	return milter.RespContinue, nil
+}
+
+// Headers is the end of the header block.
+func (s *session) Headers(_ textproto.MIMEHeader, m *milter.Modifier) (resp milter.Response, err error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.guard("eoh", &resp, &err)
+	c.noteMacros(m.Macros)
+	if c.tx != nil {
+		c.tx.EndOfHeaders()
+	}
+	return milter.RespContinue, nil
+}
+
+// BodyChunk streams the body into the DKIM verifier.
+func (s *session) BodyChunk(chunk []byte, m *milter.Modifier) (resp milter.Response, err error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.guard("body", &resp, &err)
+	if c.tx != nil {
+		c.tx.BodyChunk(chunk)
+	}
+	return milter.RespContinue, nil
+}
+
+// Body is the end of the message: join, decide, modify, reply.
+func (s *session) Body(m *milter.Modifier) (resp milter.Response, err error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.tc.endMessage()
+	defer c.guard("eom", &resp, &err)
+	c.noteMacros(m.Macros)
+	if c.tx == nil {
+		return milter.RespAccept, nil
+	}
+	d := c.tx.End()
+	c.logVerdict(d)
+	c.resetTx()
+	if err := applyModifications(m, d); err != nil {
+		// The socket is broken: returning the error closes the session.
+		return nil, fmt.Errorf("milter: modifications: %w", err)
+	}
+	return d.response(), nil
+}
+
+// Abort ends the message without a reply (Postfix sends it after every
+// transaction, and when the client gives up).
+func (s *session) Abort(m *milter.Modifier) (err error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer func() {
+		if v := recover(); v != nil {
+			c.logPanic("abort", v)
+			err = nil
+		}
+	}()
+	c.resetTx()
+	c.tc.abortMessage()
+	return nil
+}
+
+// guard recovers a panic in a callback: the message gets the on_error
+// action and the connection keeps serving (go-milter's own recovery would
+// close it and leave the decision to milter_default_action).
+func (c *connection) guard(stage string, resp *milter.Response, err *error) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	c.logPanic(stage, v)
+	e := c.srv.engine.Load()
+	*resp, *err = e.errorResponse(), nil
+	c.resetTx()
+	if stage != "connect" && stage != "helo" {
+		c.tc.endMessage()
+	}
+}
+
+func (c *connection) logPanic(stage string, v any) {
+	c.srv.engine.Load().metrics.Panic(stage)
+	c.srv.log.Error("panic in milter callback", "stage", stage, "conn", c.id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+}
+
+// resetTx cancels and forgets the message in flight.
+func (c *connection) resetTx() {
+	if c.tx != nil {
+		c.tx.Close()
+		c.tx = nil
+	}
+	c.queueID = ""
+}
+
+// closeTx is called when the connection ends.
+func (c *connection) closeTx() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.resetTx()
+}
+
+// noteMacros keeps the macros that may arrive at several stages.
+func (c *connection) noteMacros(m map[string]string) {
+	if v := m["i"]; v != "" {
+		c.queueID = v
+	}
+	if v := m["j"]; v != "" {
+		c.mta = v
+	}
+}
+
+// envelope builds the message's envelope from the connection state and the
+// MAIL stage macros (requested with the symbol list). The macros win for the
+// client address: with a proxy or XCLIENT they are what Postfix believes.
+func (c *connection) envelope(from string, mac map[string]string) Envelope {
+	env := Envelope{
+		ClientIP:   c.clientIP,
+		ClientName: c.clientName,
+		Helo:       c.helo,
+		MailFrom:   from,
+		AuthUser:   mac["{auth_authen}"],
+		MTAHost:    c.mta,
+	}
+	if a, err := netip.ParseAddr(strings.Trim(mac["{client_addr}"], "[]")); err == nil {
+		env.ClientIP = a.Unmap()
+	}
+	if v := mac["{client_name}"]; v != "" {
+		env.ClientName = v
+	}
+	if env.Helo == "" {
+		env.Helo = mac["s"]
+	}
+	return env
+}
+
+// logVerdict writes the one INFO line per message and counts it.
+func (c *connection) logVerdict(d *Decision) {
+	d.QueueID = c.queueID
+	d.Duration = time.Since(c.started)
+	e := c.srv.engine.Load()
+	e.metrics.Message(d)
+	c.srv.log.LogAttrs(c.tc.ctx, slog.LevelInfo, "verdict", d.LogAttrs()...)
+}
+
+// applyModifications deletes forged headers (highest index first, as
+// computed), inserts ours at the top, and holds the message if asked.
+func applyModifications(m *milter.Modifier, d *Decision) error {
+	for _, h := range d.Delete {
+		if err := m.ChangeHeader(h.Index, h.Name, ""); err != nil {
+			return err
+		}
+	}
+	for _, f := range d.Insert {
+		if err := m.InsertHeader(0, f.Name, f.Value); err != nil {
+			return err
+		}
+	}
+	for _, f := range d.Add {
+		if err := m.AddHeader(f.Name, f.Value); err != nil {
+			return err
+		}
+	}
+	if d.Hold {
+		return m.Quarantine(d.HoldReason)
+	}
+	return nil
+}
+
+// errorResponse is the on_error answer.
+func (e *Engine) errorResponse() milter.Response {
+	if e.cfg.OnError == config.ErrorAccept {
+		return milter.RespAccept
+	}
+	return milter.NewResponseStr('y', escapeReply(e.cfg.Actions.ErrorReply))
+}

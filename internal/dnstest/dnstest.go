@@ -154,7 +154,7 @@ func (s *Server) Add(rrs ...dns.RR) {
 	defer s.mu.Unlock()
 	for _, rr := range rrs {
 		h := rr.Header()
-		name := strings.ToLower(dns.Fqdn(h.Name))
+		name := canonName(h.Name)
 		h.Name = name
 		k := key{name, h.Rrtype}
 		s.rrs[k] = append(s.rrs[k], rr)
@@ -393,6 +393,23 @@ func (s *Server) soaFor(name string) dns.RR {
 		Ns:  "ns.dnstest.", Mbox: "hostmaster.dnstest.", Serial: 1,
 		Refresh: 7200, Retry: 3600, Expire: 1209600, Minttl: s.negTTL,
 	}
+}
+
+// canonName returns a name in the presentation form the server sees in
+// queries (lowercase, absolute, special bytes escaped), so that records added
+// with raw names (an SPF test's "a  b.example") are found.
+func canonName(name string) string {
+	name = strings.ToLower(dns.Fqdn(name))
+	buf := make([]byte, 256)
+	n, err := dns.PackDomainName(name, buf, 0, nil, false)
+	if err != nil {
+		return name
+	}
+	out, _, err := dns.UnpackDomainName(buf[:n], 0)
+	if err != nil {
+		return name
+	}
+	return out
 }
 
 func copyRRs(in []dns.RR) []dns.RR {

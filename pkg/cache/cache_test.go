@@ -460,3 +460,35 @@ func TestRetryAcrossServers(t *testing.T) {
 		t.Errorf("stats %+v: want 2 upstream queries, 0 failures", s)
 	}
 }
+
+func TestRawOctetsAndEscapedNames(t *testing.T) {
+	r, srv, _ := newTest(t, nil)
+	// A TXT record with an 8-bit octet, a quote and a backslash, and a name
+	// with a space (SPF macros can produce one).
+	srv.MustAdd(`raw.example. 300 IN TXT "caf\233 \"q\" \\"`, `a\ b.example. 300 IN TXT "spaced"`)
+	txt, err := r.LookupTXT(context.Background(), "raw.example")
+	if err != nil || len(txt) != 1 || txt[0] != "caf\xe9 \"q\" \\" {
+		t.Fatalf("raw octets: %q, %v", txt, err)
+	}
+	txt, err = r.LookupTXT(context.Background(), "a b.example")
+	if err != nil || len(txt) != 1 || txt[0] != "spaced" {
+		t.Fatalf("name with a space: %q, %v", txt, err)
+	}
+}
+
+func TestTxtString(t *testing.T) {
+	for in, want := range map[string]string{
+		`plain`:     "plain",
+		`\233`:      "\xe9",
+		`a\"b`:      `a"b`,
+		`\\`:        `\`,
+		`\999`:      "999",
+		`trailing\`: `trailing\`,
+		`\0651`:     "A1",
+		`x\;y`:      "x;y",
+	} {
+		if got := txtString(in); got != want {
+			t.Errorf("txtString(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -123,7 +123,7 @@ func chase(in *dns.Msg, name string, qtype uint16) (rrs []dns.RR, target string,
 		var next string
 		for _, rr := range in.Answer {
 			h := rr.Header()
-			if !strings.EqualFold(strings.TrimSuffix(h.Name, "."), cur) {
+			if !sameName(h.Name, cur) {
 				continue
 			}
 			switch {
@@ -193,7 +193,11 @@ func (e *entry) precompute() {
 		case *dns.TXT:
 			// RFC 7208 §3.3 and RFC 6376 §3.6.2.2: the character-strings of
 			// one TXT record are concatenated without a separator.
-			e.txt = append(e.txt, strings.Join(v.Txt, ""))
+			var b strings.Builder
+			for _, s := range v.Txt {
+				b.WriteString(txtString(s))
+			}
+			e.txt = append(e.txt, b.String())
 		case *dns.MX:
 			e.mx = append(e.mx, &net.MX{Host: v.Mx, Pref: v.Preference})
 		case *dns.A:

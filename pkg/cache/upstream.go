@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 
 	"github.com/miekg/dns"
 )
@@ -82,7 +81,7 @@ func validate(q, in *dns.Msg) error {
 		return fmt.Errorf("answer carries %d questions", len(in.Question))
 	}
 	a, b := in.Question[0], q.Question[0]
-	if a.Qtype != b.Qtype || a.Qclass != b.Qclass || !strings.EqualFold(a.Name, b.Name) {
+	if a.Qtype != b.Qtype || a.Qclass != b.Qclass || !sameName(a.Name, b.Name) {
 		return fmt.Errorf("answer is for another question (%s %s)", a.Name, dns.TypeToString[a.Qtype])
 	}
 	return nil

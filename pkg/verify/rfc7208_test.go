@@ -44,17 +44,6 @@ type spfCase struct {
 // the result it got, and a waived case that starts passing is an error, so
 // that the table cannot go stale.
 var rfc7208Waivers = map[string]string{
-	// pkg/cache returns TXT strings in miekg/dns presentation form ("\\239"
-	// for the byte 0xEF) instead of the raw octets, so the 8-bit record
-	// reaches the SPF syntax check as 7-bit text with backslashes, which the
-	// ABNF allows. With raw octets checkSPFRecord rejects it (permerror, as
-	// wanted): see TestSPFRecordSyntax "non-ascii". Fix belongs in pkg/cache.
-	"non-ascii-policy": "pkg/cache: TXT strings come back escaped (\\DDD), not as raw octets",
-	// pkg/cache compares the question of the answer with the name it sent as
-	// strings; a name holding spaces is escaped ("\\ ") in the answer, so
-	// the answer is refused as "for another question" (temperror). Fix
-	// belongs in pkg/cache (compare names in wire form).
-	"macro-mania-in-domain": "pkg/cache: question check fails for names with spaces (%_ macro)",
 	// blitiri.com.ar/go/spf v1.6.0 matches a and mx terms with the regexp
 	// ^[aA](:([^/]+))?(/(\w+))?(//(\w+))?$ (spf.go aRegexp/mxRegexp): a
 	// domain-spec holding "/" (allowed: macro-literal includes %x2F) is read

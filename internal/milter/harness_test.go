@@ -88,9 +88,9 @@ func (s *syncBuffer) String() string {
 
 // newHarness starts a server on 127.0.0.1:0 with the default configuration
 // changed by mod, resolving through pkg/cache against dnstest.
-func newHarness(t *testing.T, mod func(*config.Config)) *harness {
+func newHarness(t *testing.T, mod func(*config.Config), engMods ...func(*Engine)) *harness {
 	t.Helper()
-	h := &harness{t: t, dns: dnstest.New(t, testZone()), logs: &syncBuffer{}}
+	h := &harness{t: t, dns: startDNS(t), logs: &syncBuffer{}}
 	h.dns.SetFault("_dmarc.temp.example.", dnstest.FaultServFail)
 	cfg := config.Default()
 	cfg.AuthservID = testAuthservID
@@ -111,6 +111,9 @@ func newHarness(t *testing.T, mod func(*config.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, m := range engMods {
+		m(h.eng)
+	}
 	h.srv = NewServer(h.eng, slog.New(slog.NewTextHandler(h.logs, nil)))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -124,6 +127,24 @@ func newHarness(t *testing.T, mod func(*config.Config)) *harness {
 		h.srv.Shutdown(ctx)
 	})
 	return h
+}
+
+// startDNS starts the test DNS server, retrying when the TCP port that
+// matches the random UDP port is taken (dnstest.Start binds both on one
+// port number; with many short TCP connections in the tests a collision
+// happens now and then).
+func startDNS(t *testing.T) *dnstest.Server {
+	t.Helper()
+	var err error
+	for range 10 {
+		var s *dnstest.Server
+		if s, err = dnstest.Start(testZone()); err == nil {
+			t.Cleanup(s.Stop)
+			return s
+		}
+	}
+	t.Fatalf("dnstest: %v", err)
+	return nil
 }
 
 // session opens a milter connection as Postfix does (v6 client without

@@ -74,8 +74,11 @@ func printDecision(w io.Writer, d *milter.Decision) {
 	for _, h := range d.Delete {
 		fmt.Fprintf(w, "delete: %s #%d\n", h.Name, h.Index)
 	}
-	for _, h := range d.Insert {
-		fmt.Fprintf(w, "%s:%s\n", h.Name, strings.ReplaceAll(h.Value, "\r\n", "\n"))
+	if d.AuthResults != "" {
+		if len(d.Insert) == 0 {
+			fmt.Fprintln(w, "# not added: the message is not delivered")
+		}
+		fmt.Fprintf(w, "Authentication-Results:%s\n", strings.ReplaceAll(d.AuthResults, "\r\n", "\n"))
 	}
 	for _, h := range d.Add {
 		fmt.Fprintf(w, "%s:%s\n", h.Name, h.Value)

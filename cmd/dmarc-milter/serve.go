@@ -48,11 +48,16 @@ func cmdServe(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitConfig
 	}
+	// Catch the signals before announcing readiness: an early SIGHUP must
+	// not kill the daemon.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	if err := d.start(cfg); err != nil {
 		d.log.Error("cannot start", "err", err)
 		return exitError
 	}
-	return d.loop()
+	return d.loop(sigs)
 }
 
 // start builds the engine, opens the sockets and starts serving.
@@ -87,16 +92,18 @@ func (d *daemon) start(cfg *config.Config) error {
 			d.log.Error("milter listener failed", "err", err)
 		}
 	}()
-	d.log.Info("dmarc-milter started", "version", version, "listen", cfg.Listen, "mode", cfg.Mode,
-		"authserv_id", cfg.AuthservID, "nameservers", res.Nameservers(), "metrics", cfg.Metrics.Listen)
+	id := cfg.AuthservID
+	if id == "" {
+		id = "macro j, else " + eng.AuthservID("")
+	}
+	d.log.Info("dmarc-milter started", "version", version, "listen", cfg.Listen, "addr", ln.Addr().String(), "mode", cfg.Mode,
+		"authserv_id", id, "nameservers", res.Nameservers(), "metrics", cfg.Metrics.Listen)
 	notify("READY=1")
 	return nil
 }
 
 // loop handles signals until SIGTERM/SIGINT, then drains.
-func (d *daemon) loop() int {
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+func (d *daemon) loop(sigs <-chan os.Signal) int {
 	for s := range sigs {
 		if s == syscall.SIGHUP {
 			d.reload()

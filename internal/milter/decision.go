@@ -118,7 +118,11 @@ func (t *Transaction) decide(in policy.Input, v policy.Verdict) *Decision {
 		d.Delete = t.forged(d.AuthservID)
 		d.Insert = []Field{{Name: authres.FieldName, Value: d.AuthResults}}
 	}
-	t.tracef("result: dmarc=%s action=%s %s", v.Result, d.Action, d.Reason)
+	t.tracef("result: dmarc=%s action=%s", v.Result, d.Action)
+	for _, dv := range v.Domains {
+		t.tracef("  %s: %s, policy %s=%s, disposition %s; aligned spf=%v (%s) dkim=%v",
+			dv.HeaderFrom, dv.Result, dv.PolicyTag, dv.Requested, dv.Disposition, dv.SPFAligned, dv.SPFDomain, dv.DKIMAligned)
+	}
 	d.Trace = t.traceCopy()
 	return d
 }

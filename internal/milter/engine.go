@@ -77,8 +77,11 @@ func NewEngine(cfg *config.Config, res Resolver, m Metrics) (*Engine, error) {
 // Config returns the engine's configuration (read only).
 func (e *Engine) Config() *config.Config { return e.cfg }
 
-// authservID is the configured id, else the MTA's name (macro j), else our
+// AuthservID is the authserv-id for a message whose MTA sent macro j = mta
+// ("" when it did not): the configured id, else the MTA's name, else our
 // host name.
+func (e *Engine) AuthservID(mta string) string { return e.authservID(mta) }
+
 func (e *Engine) authservID(mta string) string {
 	switch {
 	case e.cfg.AuthservID != "":

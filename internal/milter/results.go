@@ -38,9 +38,6 @@ func spfResult(s verify.SPFResult) authres.Result {
 		return r
 	}
 	r.Props["smtp.mailfrom"] = mailfromIdentity(s)
-	if s.Result != verify.ResultPass {
-		r.Reason = s.Reason
-	}
 	return r
 }
 

@@ -9,6 +9,7 @@
 //	milterbench run  --milter unix:/run/a.sock [--milter unix:/run/b.sock] [flags]
 //	milterbench dns  --listen 127.0.0.53:53 [--zone-out FILE] [flags]
 //	milterbench zone [corpus flags]   # print the zone and the corpus summary
+//	milterbench table < results       # median table and targets of RESULT lines
 //
 // See docs/performance.md for the comparison with OpenDKIM + OpenDMARC.
 package main
@@ -41,6 +42,8 @@ func main() {
 		err = cmdDNS(ctx, os.Args[2:], os.Stdout)
 	case "zone":
 		err = cmdZone(os.Args[2:], os.Stdout)
+	case "table":
+		err = cmdTable(os.Stdin, os.Stdout)
 	case "-h", "--help", "help":
 		usage(os.Stdout)
 		return
@@ -55,7 +58,7 @@ func main() {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, `usage: milterbench run|dns|zone [flags]   (milterbench CMD -h for flags)`)
+	fmt.Fprintln(w, `usage: milterbench run|dns|zone|table [flags]   (milterbench CMD -h for flags)`)
 }
 
 // multiFlag collects a repeated string flag.

@@ -336,6 +336,11 @@ func (m *milterConn) macroPacket(cmd byte, stage int, src macroSource) []byte {
 // event and nrFlag its SMFIP_NR_* flag (0 when the event always has one).
 // A skipped event or an unanswered one counts as "continue".
 func (m *milterConn) event(cmd byte, stage int, src macroSource, skipFlag, nrFlag uint32, data ...[]byte) (reply, error) {
+	if cmd == cmdData && m.version < 4 {
+		// SMFIC_DATA exists from version 4 on: Postfix sends neither the
+		// event nor its macros to an older milter (milter8.c np_mask).
+		return reply{Code: repContinue}, nil
+	}
 	if stage >= 0 {
 		// Postfix sends the macros even when the event itself is skipped.
 		m.send(cmdMacro, m.macroPacket(cmd, stage, src))

@@ -18,6 +18,7 @@ import (
 // receives, so that tests can check what the generator puts on the wire.
 type fakeMilter struct {
 	addr     string
+	version  uint32
 	protocol uint32
 	symlist  map[uint32]string // stage → macro names
 	eomMods  [][]byte          // raw reply packets sent before the EOM decision
@@ -34,7 +35,13 @@ type packet struct {
 
 func startFakeMilter(t *testing.T, protocol uint32, symlist map[uint32]string, eomMods ...[]byte) *fakeMilter {
 	t.Helper()
-	f := &fakeMilter{addr: filepath.Join(t.TempDir(), "fake.sock"), protocol: protocol, symlist: symlist, eomMods: eomMods, closed: make(chan struct{}, 100)}
+	return startFakeMilterVersion(t, 6, protocol, symlist, eomMods...)
+}
+
+func startFakeMilterVersion(t *testing.T, version, protocol uint32, symlist map[uint32]string, eomMods ...[]byte) *fakeMilter {
+	t.Helper()
+	f := &fakeMilter{addr: filepath.Join(t.TempDir(), "fake.sock"), version: version, protocol: protocol, symlist: symlist,
+		eomMods: eomMods, closed: make(chan struct{}, 100)}
 	ln, err := net.Listen("unix", f.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +91,7 @@ func (f *fakeMilter) answer(c net.Conn, code byte) {
 	switch code {
 	case cmdOptneg:
 		p := make([]byte, 12)
-		binary.BigEndian.PutUint32(p[0:], 6)
+		binary.BigEndian.PutUint32(p[0:], f.version)
 		binary.BigEndian.PutUint32(p[4:], 0x1|0x10|0x20|0x100)
 		binary.BigEndian.PutUint32(p[8:], f.protocol)
 		for stage, names := range f.symlist {
@@ -211,6 +218,18 @@ func TestWireNegotiatedOptions(t *testing.T) {
 	wantHdrs := []string{"From\x00 A <a@alpha.example>\x00", "Subject\x00 one\n\ttwo\x00", "X-Tight\x00x\x00"}
 	if d := cmp.Diff(wantHdrs, hdrs); d != "" {
 		t.Errorf("headers with HDR_LEADSPC (-want +got):\n%s", d)
+	}
+}
+
+// TestWireVersion2NoData checks that a version 2 milter (go-milter v0.5.0)
+// gets neither SMFIC_DATA nor its macros, as with Postfix.
+func TestWireVersion2NoData(t *testing.T) {
+	f := startFakeMilterVersion(t, 2, 0, nil)
+	runOne(t, "unix:"+f.addr)
+	for _, p := range f.recorded(t) {
+		if p.code == cmdData || (p.code == cmdMacro && p.data[0] == cmdData) {
+			t.Errorf("version 2 milter got %q %q", p.code, p.data)
+		}
 	}
 }
 

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// The table subcommand reads the RESULT lines of several runs (labels "ours"
+// and "chain", repeated and alternated by bench/compare.sh), takes the median
+// of each figure per (label, DNS delay, concurrency) and prints one table
+// with the chain/ours ratios, then checks the targets of issue 7.
+
+// cell identifies the runs of one label at one load point.
+type cell struct {
+	label string
+	delay float64
+	conc  int
+	body  string // "" for the standard corpus
+}
+
+func cmdTable(in io.Reader, out io.Writer) error {
+	runs := map[cell][]report{}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "RESULT ")
+		if !ok {
+			continue
+		}
+		var r report
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			return err
+		}
+		label, body, _ := strings.Cut(r.Label, "/")
+		k := cell{label, r.DNSDelayMS, r.Concurrency, body}
+		runs[k] = append(runs[k], r)
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	med := map[cell]report{}
+	for k, rs := range runs {
+		med[k] = medianReport(rs)
+	}
+	printTable(out, med, runs)
+	checkTargets(out, med)
+	return nil
+}
+
+// medianReport takes the median of each figure over the runs, and sums the
+// mismatches and errors (any one is a failure).
+func medianReport(rs []report) report {
+	m := rs[0]
+	pick := func(f func(r report) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		sort.Float64s(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	m.MsgPerSec = pick(func(r report) float64 { return r.MsgPerSec })
+	m.CPUPer1000 = pick(func(r report) float64 { return r.CPUPer1000 })
+	m.GenPer1000 = pick(func(r report) float64 { return r.GenPer1000 })
+	m.EOMP99 = pick(func(r report) float64 { return r.EOMP99 })
+	m.EOMP50 = pick(func(r report) float64 { return r.EOMP50 })
+	m.ContentP99 = pick(func(r report) float64 { return r.ContentP99 })
+	m.ContentP50 = pick(func(r report) float64 { return r.ContentP50 })
+	m.DNSPerMsg = pick(func(r report) float64 { return r.DNSPerMsg })
+	m.PeakRSSMB = pick(func(r report) float64 { return r.PeakRSSMB })
+	m.MachineBusy = pick(func(r report) float64 { return r.MachineBusy })
+	m.Mismatches, m.Errors, m.Messages = 0, 0, 0
+	for _, r := range rs {
+		m.Mismatches += r.Mismatches
+		m.Errors += r.Errors
+		m.Messages += r.Messages
+	}
+	return m
+}
+
+func ratio(a, b float64) string {
+	if b <= 0 || a < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f×", a/b)
+}
+
+func printTable(out io.Writer, med map[cell]report, runs map[cell][]report) {
+	var keys []cell
+	for k := range med {
+		if k.label == "ours" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		if a.body != b.body {
+			return a.body < b.body
+		}
+		if a.delay != b.delay {
+			return a.delay < b.delay
+		}
+		return a.conc < b.conc
+	})
+	fmt.Fprintln(out, "| corpus | DNS delay | conc | msg/s ours | msg/s chain | ratio | CPU ms/msg ours | CPU ms/msg chain | ratio | EOM p99 ms ours | EOM p99 ms chain | content p99 ms ours | content p99 ms chain | DNS q/msg ours | DNS q/msg chain | peak RSS MB ours | peak RSS MB chain | runs | mismatches ours/chain |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, k := range keys {
+		o := med[k]
+		ck := k
+		ck.label = "chain"
+		c, ok := med[ck]
+		if !ok {
+			c = report{CPUPer1000: -1, PeakRSSMB: -1}
+		}
+		corpusName := k.body
+		if corpusName == "" {
+			corpusName = "mixed 2–50 KB"
+		}
+		fmt.Fprintf(out, "| %s | %.0f ms | %d | %.0f | %.0f | %s | %.3f | %.3f | %s | %.2f | %.2f | %.2f | %.2f | %.3f | %.3f | %.1f | %.1f | %d/%d | %d/%d |\n",
+			corpusName, k.delay, k.conc, o.MsgPerSec, c.MsgPerSec, ratio(o.MsgPerSec, c.MsgPerSec),
+			o.CPUPer1000, c.CPUPer1000, ratio(c.CPUPer1000, o.CPUPer1000),
+			o.EOMP99, c.EOMP99, o.ContentP99, c.ContentP99, o.DNSPerMsg, c.DNSPerMsg, o.PeakRSSMB, c.PeakRSSMB,
+			len(runs[k]), len(runs[ck]), o.Mismatches+o.Errors, c.Mismatches+c.Errors)
+	}
+}
+
+// checkTargets prints each target of issue 7 with the figure that decides it.
+func checkTargets(out io.Writer, med map[cell]report) {
+	get := func(label string, delay float64, conc int, body string) (report, bool) {
+		r, ok := med[cell{label, delay, conc, body}]
+		return r, ok
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "MET"
+		}
+		return "NOT MET"
+	}
+	fmt.Fprintln(out)
+	if o, ok := get("ours", 0, 8, ""); ok {
+		if c, ok := get("chain", 0, 8, ""); ok && o.CPUPer1000 > 0 {
+			r := c.CPUPer1000 / o.CPUPer1000
+			fmt.Fprintf(out, "target CPU/msg ≥10× lower than the chain (conc 8, warm): %.1f× — %s\n", r, verdict(r >= 10))
+		}
+		fmt.Fprintf(out, "target DNS queries/msg < 0.05 (warm, conc 8): %.3f — %s\n", o.DNSPerMsg, verdict(o.DNSPerMsg < 0.05))
+		fmt.Fprintf(out, "target EOM p99 < 2 ms (warm, conc 8): %.2f ms — %s\n", o.EOMP99, verdict(o.EOMP99 < 2))
+	}
+	if o, ok := get("ours", 0, 1, ""); ok {
+		fmt.Fprintf(out, "target EOM p99 < 2 ms (warm, conc 1): %.2f ms — %s\n", o.EOMP99, verdict(o.EOMP99 < 2))
+	}
+	if o, ok := get("ours", 20, 1, ""); ok {
+		if c, ok := get("chain", 20, 1, ""); ok && c.MsgPerSec > 0 {
+			r := o.MsgPerSec / c.MsgPerSec
+			fmt.Fprintf(out, "target throughput ≥20× the chain (20 ms DNS, conc 1): %.1f× — %s\n", r, verdict(r >= 20))
+		}
+	}
+	for k, o := range med {
+		if k.label == "ours" && strings.HasPrefix(k.body, "64x") {
+			fmt.Fprintf(out, "target peak RSS < 100 MB (%s, conc %d): %.1f MB — %s\n", k.body, k.conc, o.PeakRSSMB, verdict(o.PeakRSSMB > 0 && o.PeakRSSMB < 100))
+		}
+	}
+}

@@ -3,7 +3,6 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 )
@@ -114,13 +113,13 @@ func Parse(txt string) (*Record, error) {
 		return nil, ErrNotDMARC
 	}
 	r := &Record{}
-	seen := map[string]bool{}
+	var seen []string
 	for _, t := range tags[1:] {
-		name := strings.ToLower(t.name)
-		if seen[name] {
+		name := lowerASCII(t.name)
+		if contains(seen, name) {
 			continue // a repeated tag: the first one counts (RFC 9989 §4.8: syntax errors are ignored)
 		}
-		seen[name] = true
+		seen = append(seen, name)
 		r.setTag(name, t.value)
 	}
 	return r, nil
@@ -154,7 +153,19 @@ func splitTags(txt string) []tagValue {
 	return out
 }
 
-func trimWSP(s string) string { return strings.Trim(s, " \t\r\n") }
+// trimWSP trims white space (and stray CR/LF) from both ends of s.
+func trimWSP(s string) string {
+	i, j := 0, len(s)
+	for i < j && isWSP(s[i]) {
+		i++
+	}
+	for j > i && isWSP(s[j-1]) {
+		j--
+	}
+	return s[i:j]
+}
+
+func isWSP(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 func isAlpha(s string) bool {
 	if s == "" {
@@ -275,18 +286,43 @@ func isReportSize(s string) bool {
 	return true
 }
 
-// validURI accepts an absolute URI (RFC 3986 §4.3) with something after
-// the scheme, without white space, commas or '!' (RFC 9989 §4.8: they MUST
-// be encoded).
+// validURI accepts an absolute URI: an RFC 3986 §3.1 scheme, ':', and a
+// non-empty rest of printable characters with well-formed percent-encoding,
+// without white space, commas or '!' (RFC 9989 §4.8: they MUST be encoded).
 func validURI(u string) bool {
-	if u == "" || strings.ContainsAny(u, " \t,!;") {
+	colon := strings.IndexByte(u, ':')
+	if colon <= 0 || colon == len(u)-1 || !isScheme(u[:colon]) {
 		return false
 	}
-	p, err := url.Parse(u)
-	if err != nil || p.Scheme == "" {
-		return false
+	rest := u[colon+1:]
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		switch {
+		case c <= ' ' || c >= 0x7f || c == ',' || c == '!' || c == ';':
+			return false
+		case c == '%':
+			if i+2 >= len(rest) || !isHex(rest[i+1]) || !isHex(rest[i+2]) {
+				return false
+			}
+		}
 	}
-	return p.Opaque != "" || p.Host != "" || p.Path != ""
+	return true
+}
+
+// isScheme is RFC 3986 §3.1: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
+func isScheme(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i] | 0x20
+		if !(c >= 'a' && c <= 'z' || i > 0 && (s[i] >= '0' && s[i] <= '9' || s[i] == '+' || s[i] == '-' || s[i] == '.')) {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	c |= 0x20
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f'
 }
 
 // parseFO parses dmarc-fo: colon-separated "0", "1", "d", "s" (RFC 9989

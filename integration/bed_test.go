@@ -446,6 +446,8 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 	}
 	run(t, "/usr/sbin/postfix", "-c", p.conf, "start")
 	t.Cleanup(func() {
+		t0 := time.Now()
+		defer func() { t.Logf("postfix stopped in %v", time.Since(t0).Round(time.Millisecond)) }()
 		if out, err := exec.Command("/usr/sbin/postfix", "-c", p.conf, "stop").CombinedOutput(); err != nil {
 			t.Logf("postfix stop: %v\n%s", err, out)
 			exec.Command("/usr/sbin/postfix", "-c", p.conf, "abort").Run()

@@ -119,6 +119,8 @@ func (d *daemon) stop(t *testing.T) {
 	if d.cmd == nil {
 		return
 	}
+	t0 := time.Now()
+	defer func() { t.Logf("dmarc-milter %s stopped in %v", d.listen, time.Since(t0).Round(time.Millisecond)) }()
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.done:

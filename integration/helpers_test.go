@@ -119,17 +119,21 @@ func ourResults(t *testing.T, message string) []authres.Result {
 // wantAR checks our Authentication-Results against expectations written as
 // "method=value" (some result of that method has that value) or
 // "method ptype.prop=value" (the first result of that method has that
-// property).
+// property; "ptype.prop~=domain" accepts the domain or an address in it).
 func wantAR(t *testing.T, message string, wants ...string) {
 	t.Helper()
 	res := ourResults(t, message)
 	for _, w := range wants {
 		if method, prop, ok := strings.Cut(w, " "); ok {
 			k, v, _ := strings.Cut(prop, "=")
+			// "prop~=domain": the value is the domain or an address in it
+			// (smtp.mailfrom may be either, RFC 8601 §2.7.2).
+			k, suffix := strings.CutSuffix(k, "~")
 			found := false
 			for _, r := range res {
 				if r.Method == method {
-					found = strings.EqualFold(r.Props[k], v)
+					got := strings.ToLower(r.Props[k])
+					found = got == strings.ToLower(v) || suffix && strings.HasSuffix(got, "@"+strings.ToLower(v))
 					break
 				}
 			}

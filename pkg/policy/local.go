@@ -55,7 +55,7 @@ type FromOutcome string
 // The From outcomes.
 const (
 	// FromEvaluate applies DMARC to every distinct Author Domain and the
-	// strictest result (RFC 7489 §6.6.1, RFC 9989 §11.5). Only for several
+	// strictest result (RFC 7489 §6.6.1 (https://datatracker.ietf.org/doc/html/rfc7489#section-6.6.1), RFC 9989 §11.5). Only for several
 	// fields or domains.
 	FromEvaluate FromOutcome = "evaluate"
 	// FromReject rejects with dmarc=permerror.
@@ -71,7 +71,7 @@ const (
 // such a message skip DMARC: several fields or domains are evaluated, a
 // missing, empty or unparseable From is rejected.
 type FromPolicy struct {
-	// MultipleFields: more than one From field (RFC 5322 §3.6 allows one).
+	// MultipleFields: more than one From field (RFC 5322 §3.6 (https://datatracker.ietf.org/doc/html/rfc5322#section-3.6) allows one).
 	// Default FromEvaluate.
 	MultipleFields FromOutcome
 	// MultipleDomains: mailboxes from more than one Author Domain (RFC 9989
@@ -92,7 +92,7 @@ type FromPolicy struct {
 }
 
 // TrustedForwarders are the forwarders whose mail is delivered even when it
-// fails DMARC (RFC 9990 override reason trusted_forwarder).
+// fails DMARC (RFC 9990 (https://datatracker.ietf.org/doc/html/rfc9990) override reason trusted_forwarder).
 type TrustedForwarders struct {
 	// Networks are the forwarders' client addresses.
 	Networks []netip.Prefix
@@ -156,8 +156,17 @@ func (l LocalPolicy) WithDefaults() LocalPolicy {
 	return l
 }
 
+// normalizeAll returns the names normalized; in itself when they already
+// are (so that a policy the milter prepared once is not copied per message).
 func normalizeAll(in []string) []string {
-	if len(in) == 0 {
+	done := true
+	for _, d := range in {
+		if n, err := NormalizeDomain(d); err != nil || n != d {
+			done = false
+			break
+		}
+	}
+	if done {
 		return in
 	}
 	out := make([]string, 0, len(in))

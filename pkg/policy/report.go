@@ -6,7 +6,7 @@ import (
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
 
-// PolicyPublished is RFC 9990's policy_published: the record as applied,
+// PolicyPublished is RFC 9990 (https://datatracker.ietf.org/doc/html/rfc9990)'s policy_published: the record as applied,
 // with the defaults of unspecified tags filled in.
 type PolicyPublished struct {
 	Domain          string

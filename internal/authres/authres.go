@@ -23,7 +23,8 @@ import (
 // FieldName is the header field name.
 const FieldName = "Authentication-Results"
 
-// maxLine is the line length RFC 5322 §2.1.1 asks for (excluding CRLF).
+// maxLine is the line length RFC 5322 §2.1.1 asks for (excluding CRLF):
+// https://datatracker.ietf.org/doc/html/rfc5322#section-2.1.1
 const maxLine = 78
 
 // Result is one resinfo: method=value, an optional comment, a reason and

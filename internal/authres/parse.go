@@ -14,7 +14,10 @@ const maxComment = 32
 
 // AuthservID returns the authserv-id of an Authentication-Results field
 // value: the first token or quoted string after optional CFWS (RFC 8601
-// §2.2 "authres-payload = [CFWS] authserv-id ..."). ok is false when the
+// §2.2 "authres-payload = [CFWS] authserv-id ...",
+// https://datatracker.ietf.org/doc/html/rfc8601#section-2.2; token and quoted-string as in RFC 2045
+// §5.1, https://datatracker.ietf.org/doc/html/rfc2045#section-5.1, and RFC 5322 §3.2.4,
+// https://datatracker.ietf.org/doc/html/rfc5322#section-3.2.4). ok is false when the
 // value does not start with one.
 func AuthservID(value string) (id string, ok bool) {
 	l := lexer{s: value}
@@ -39,7 +42,7 @@ func AuthservID(value string) (id string, ok bool) {
 // added. The id is normally a host name, so it is compared the way DNS names
 // are (case-insensitively, RFC 4343 §3), ignoring a trailing dot; and the
 // value's id ends at the first tspecial, so a sloppy "ours/x" or "ours(c)"
-// counts as ours.
+// counts as ours. RFC 4343: https://datatracker.ietf.org/doc/html/rfc4343#section-3
 func IsOurs(value, id string) bool {
 	got, ok := AuthservID(value)
 	if !ok {

@@ -8,6 +8,12 @@
 // are generated from these comments (go generate ./internal/config), and a
 // test fails when either is stale or when a comment's "Default:" disagrees
 // with Default().
+//
+// Standards named in the field docs: RFC 9989 (DMARC,
+// https://datatracker.ietf.org/doc/html/rfc9989), RFC 7489 (https://datatracker.ietf.org/doc/html/rfc7489), RFC 7208
+// (SPF, https://datatracker.ietf.org/doc/html/rfc7208), RFC 2308 (https://datatracker.ietf.org/doc/html/rfc2308),
+// RFC 8767 (https://datatracker.ietf.org/doc/html/rfc8767), RFC 5322
+// (https://datatracker.ietf.org/doc/html/rfc5322).
 package config
 
 //go:generate go test -run TestGeneratedFiles -update .

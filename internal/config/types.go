@@ -58,8 +58,8 @@ type Discovery string
 
 // The discovery methods.
 const (
-	DiscoveryTreeWalk Discovery = "treewalk" // RFC 9989 DNS tree walk
-	DiscoveryPSL      Discovery = "psl"      // RFC 7489 Public Suffix List
+	DiscoveryTreeWalk Discovery = "treewalk" // RFC 9989 DNS tree walk, https://datatracker.ietf.org/doc/html/rfc9989#section-4.10
+	DiscoveryPSL      Discovery = "psl"      // RFC 7489 Public Suffix List, https://datatracker.ietf.org/doc/html/rfc7489#section-3.2
 )
 
 // Network is an IP network given in the file as a CIDR prefix or as a single

@@ -21,7 +21,7 @@ func (t *Transaction) End() *Decision {
 		return t.bypassDecision()
 	case BypassAuthenticated:
 		d := t.bypassDecision()
-		d.Delete = t.forged(d.AuthservID) // RFC 8601 §5: delete forged fields even here
+		d.Delete = t.forged(d.AuthservID) // RFC 8601 §5: delete forged fields even here (https://datatracker.ietf.org/doc/html/rfc8601#section-5)
 		return d
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.e.cfg.Timeouts.EndOfMessage)

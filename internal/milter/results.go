@@ -9,8 +9,8 @@ import (
 )
 
 // results lists the resinfos of our Authentication-Results field (RFC 8601
-// §2.7): spf for MAIL FROM and for HELO, each dkim signature, and dmarc per
-// Author Domain.
+// §2.7, https://datatracker.ietf.org/doc/html/rfc8601#section-2.7): spf for MAIL FROM and
+// for HELO, each dkim signature, and dmarc per Author Domain.
 func (t *Transaction) results(d *Decision) []authres.Result {
 	v := d.Verdict
 	out := []authres.Result{spfResult(v.SPF)}
@@ -57,7 +57,8 @@ func mailfromIdentity(s verify.SPFResult) string {
 	return s.Sender
 }
 
-// dkimResult is RFC 8601 §2.7.1 with the RFC 6008 header.b prefix and
+// dkimResult is RFC 8601 §2.7.1 with the RFC 6008 header.b prefix
+// (https://datatracker.ietf.org/doc/html/rfc6008#section-4) and
 // header.a/header.s; go-msgauth's DKIMResult has no such fields, so a
 // generic result carries them.
 func dkimResult(s verify.DKIMResult) authres.Result {
@@ -77,8 +78,10 @@ func dkimResult(s verify.DKIMResult) authres.Result {
 }
 
 // dmarcResults is one dmarc resinfo per Author Domain (RFC 7489 §11.2:
-// header.from; RFC 9989's registry adds policy.dmarc, the policy applied),
-// with the published and applied policy in a comment.
+// header.from, https://datatracker.ietf.org/doc/html/rfc7489#section-11.2; RFC 9989's
+// registry update adds policy.dmarc, the policy applied,
+// https://datatracker.ietf.org/doc/html/rfc9989), with the published and applied
+// policy in a comment.
 func dmarcResults(d *Decision) []authres.Result {
 	v := d.Verdict
 	if len(v.Domains) == 0 {

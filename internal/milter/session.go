@@ -89,8 +89,16 @@ func (s *session) MailFrom(from string, m *milter.Modifier) (resp milter.Respons
 	return milter.RespContinue, nil
 }
 
-// RcptTo is not needed: recipients do not change the DMARC outcome.
-func (s *session) RcptTo(rcpt string, m *milter.Modifier) (milter.Response, error) {
+// RcptTo records the recipient (for the verdict's report row; recipients
+// do not change the DMARC outcome).
+func (s *session) RcptTo(rcpt string, m *milter.Modifier) (resp milter.Response, err error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.guard("rcpt", &resp, &err)
+	if c.tx != nil {
+		c.tx.AddRcpt(rcpt)
+	}
 	return milter.RespContinue, nil
 }
 

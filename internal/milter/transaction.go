@@ -132,6 +132,16 @@ func (t *Transaction) startSPF() {
 	go func() { wg.Wait(); cancel() }()
 }
 
+// maxRcpts bounds the recipients remembered per message.
+const maxRcpts = 100
+
+// AddRcpt records an envelope recipient.
+func (t *Transaction) AddRcpt(rcpt string) {
+	if len(t.env.Rcpts) < maxRcpts {
+		t.env.Rcpts = append(t.env.Rcpts, rcpt)
+	}
+}
+
 // Header takes one header field: name and value exactly as the MTA sent
 // them (value with its leading space, folds as "\n").
 func (t *Transaction) Header(name, value string) {
@@ -157,6 +167,8 @@ func (t *Transaction) Header(name, value string) {
 		if len(t.fromFields) == 1 {
 			// RFC 7489 §6.6.1 / RFC 9989 §5.3.1: the Author Domain is the
 			// From: domain; start its policy discovery now.
+			// https://datatracker.ietf.org/doc/html/rfc7489#section-6.6.1
+			// https://datatracker.ietf.org/doc/html/rfc9989#section-5.3.1
 			for _, d := range policy.ParseFrom([]string{value}).Domains {
 				t.startDiscovery(d)
 			}
@@ -210,7 +222,8 @@ func (t *Transaction) BodyChunk(p []byte) {
 }
 
 // forged returns the header references to delete: every incoming
-// Authentication-Results carrying our authserv-id (RFC 8601 §5) and every
+// Authentication-Results carrying our authserv-id (RFC 8601 §5,
+// https://datatracker.ietf.org/doc/html/rfc8601#section-5) and every
 // copy of the quarantine marker, as 1-based indexes per header name
 // (milter protocol SMFIR_CHGHEADER; Postfix compares names
 // case-insensitively), highest index first so that deleting one does not
@@ -239,7 +252,8 @@ func (t *Transaction) marker() string {
 	return m
 }
 
-// hasListHeaders reports signs of a mailing list (RFC 2369, RFC 2919), an
+// hasListHeaders reports signs of a mailing list (RFC 2369,
+// https://datatracker.ietf.org/doc/html/rfc2369; RFC 2919, https://datatracker.ietf.org/doc/html/rfc2919), an
 // indirect flow that breaks SPF and often DKIM.
 func (t *Transaction) hasListHeaders() bool {
 	for _, n := range []string{"list-id", "list-post"} {

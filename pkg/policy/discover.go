@@ -35,6 +35,10 @@ const (
 	MethodPSL Method = "psl"
 )
 
+// maxNameLen is the longest domain name in text form without the final
+// dot (255 octets on the wire, RFC 1035 §2.3.4).
+const maxNameLen = 253
+
 // MaxWalkQueries is the most DNS queries one tree walk makes (RFC 9989
 // §4.10: "Author Domains with more than eight labels do not result in more
 // than eight DNS queries").
@@ -130,6 +134,9 @@ func Discover(ctx context.Context, r Resolver, domain string, opts Options) *Dis
 func queryDMARC(ctx context.Context, r Resolver, name string, log *[]string) (*Record, error) {
 	q := "_dmarc." + name
 	*log = append(*log, q)
+	if len(q) > maxNameLen {
+		return nil, nil // RFC 1035 §2.3.4: a name this long cannot exist, so it holds no record
+	}
 	txts, err := r.LookupTXT(ctx, q+".")
 	if err != nil {
 		var de *net.DNSError
@@ -297,6 +304,9 @@ func discoverPSL(ctx context.Context, r Resolver, d *Discovery) {
 func queryAll(ctx context.Context, r Resolver, name string, log *[]string) ([]*Record, error) {
 	q := "_dmarc." + name
 	*log = append(*log, q)
+	if len(q) > maxNameLen {
+		return nil, nil // RFC 1035 §2.3.4: a name this long cannot exist, so it holds no record
+	}
 	txts, err := r.LookupTXT(ctx, q+".")
 	if err != nil {
 		var de *net.DNSError

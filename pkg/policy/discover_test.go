@@ -220,3 +220,15 @@ func TestDiscoverContextCancelled(t *testing.T) {
 		t.Errorf("Err = %v, want a temporary failure when the message's deadline passes", d.Err)
 	}
 }
+
+// TestDiscoverLongAuthorDomain: "_dmarc." plus a valid 247-octet domain is
+// too long to exist; the walk skips it instead of failing temporarily.
+func TestDiscoverLongAuthorDomain(t *testing.T) {
+	srv, res := newDNS(t, "")
+	srv.Add(txtRR("_dmarc.example.com", "v=DMARC1; p=reject"))
+	long := strings.Repeat("a", 60) + "." + strings.Repeat("b", 60) + "." + strings.Repeat("c", 60) + "." + strings.Repeat("d", 52) + ".example.com"
+	d := Discover(context.Background(), res, long, Options{})
+	if d.Err != nil || d.PolicyDomain != "example.com" {
+		t.Errorf("RFC 1035 §2.3.4: Err %v, policy domain %q; want example.com", d.Err, d.PolicyDomain)
+	}
+}

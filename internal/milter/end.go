@@ -109,7 +109,7 @@ func (t *Transaction) waitDiscoveries(ctx context.Context, domains []string) map
 		ch := t.discoveries[d]
 		t.mu.Unlock()
 		if ch == nil {
-			continue // over maxDiscoveries: Evaluate reports it (ErrNotDiscovered)
+			continue // over dmarc.from.max_domains: Evaluate reports too_many_domains
 		}
 		select {
 		case disc := <-ch:

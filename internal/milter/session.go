@@ -257,6 +257,9 @@ func (c *connection) logVerdict(d *Decision) {
 	e := c.srv.engine.Load()
 	e.metrics.Message(d)
 	c.srv.log.LogAttrs(c.tc.ctx, slog.LevelInfo, "verdict", d.LogAttrs()...)
+	if c.srv.log.Enabled(c.tc.ctx, slog.LevelDebug) {
+		c.srv.log.LogAttrs(c.tc.ctx, slog.LevelDebug, "trace", slog.String("queue_id", d.QueueID), slog.String("steps", strings.Join(d.Trace, " | ")))
+	}
 }
 
 // applyModifications deletes forged headers (highest index first, as

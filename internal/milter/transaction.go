@@ -14,10 +14,6 @@ import (
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
 
-// maxDiscoveries bounds the distinct From: domains whose policy is looked
-// up for one message.
-const maxDiscoveries = 4
-
 // Bypass says why a message was not evaluated or not enforced.
 type Bypass string
 
@@ -152,7 +148,9 @@ func (t *Transaction) Header(name, value string) {
 	lname := strings.ToLower(name)
 	if t.nameCount == nil {
 		t.nameCount = map[string]int{}
-		t.dkim = verify.NewDKIMVerifier(t.e.res, verify.DKIMConfig{MaxSignatures: t.e.cfg.DKIM.MaxSignatures})
+		if t.bypass != BypassAuthenticated {
+			t.dkim = verify.NewDKIMVerifier(t.e.res, verify.DKIMConfig{MaxSignatures: t.e.cfg.DKIM.MaxSignatures})
+		}
 	}
 	t.nameCount[lname]++
 	if lname == "authentication-results" || lname == t.marker() {
@@ -180,7 +178,9 @@ func (t *Transaction) Header(name, value string) {
 // background, once.
 func (t *Transaction) startDiscovery(domain string) {
 	t.mu.Lock()
-	if t.started[domain] || len(t.started) >= maxDiscoveries {
+	// At most dmarc.from.max_domains lookups: a message with more domains
+	// is handled as too_many_domains by Evaluate anyway.
+	if t.started[domain] || len(t.started) >= t.e.cfg.DMARC.From.MaxDomains {
 		t.mu.Unlock()
 		return
 	}

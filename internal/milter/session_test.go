@@ -316,3 +316,25 @@ func TestSessionForgedARDeletion(t *testing.T) {
 		t.Errorf("dmarc %+v", ar["dmarc"])
 	}
 }
+
+// TestSessionFromProblems: From: is a security boundary; the defaults
+// never let an irregular From skip DMARC (pkg/policy's FromPolicy).
+func TestSessionFromProblems(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	s := h.session("198.51.100.7")
+	cases := []struct {
+		name, raw string
+		code      int
+	}{
+		{"missing", "Subject: x\n\nbody\n", 550},
+		{"unparseable", "From: <<<@@>\nSubject: x\n\nbody\n", 550},
+		{"two fields, one failing", "From: a@none.example\nFrom: b@reject.example\nSubject: x\n\nbody\n", 550},
+	}
+	for _, tc := range cases {
+		r := h.send(s, msg{mailFrom: "x@none.example", raw: tc.raw})
+		if r.act.Code != milter.ActReplyCode || r.act.SMTPCode != tc.code {
+			t.Errorf("%s: got %+v, want %d", tc.name, r.act, tc.code)
+		}
+	}
+}

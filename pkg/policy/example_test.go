@@ -37,7 +37,14 @@ func ExampleParseFrom() {
 
 // Example_message shows the calls the milter makes for one message.
 func Example_message() {
-	srv, _ := dnstest.Start(`_dmarc.example.com. 300 IN TXT "v=DMARC1; p=reject"`)
+	srv, err := dnstest.Start(`_dmarc.example.com. 300 IN TXT "v=DMARC1; p=reject"`)
+	for i := 0; err != nil && i < 20; i++ { // the port pair can be taken on a busy machine
+		srv, err = dnstest.Start(`_dmarc.example.com. 300 IN TXT "v=DMARC1; p=reject"`)
+	}
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer srv.Stop()
 	res, _ := cache.New(cache.Config{Nameservers: []string{srv.Addr}})
 	ctx := context.Background()

@@ -60,12 +60,29 @@ func (r *recorder) txtQueries() []string {
 // that fault tests see each query).
 func newDNS(t testing.TB, zone string) (*dnstest.Server, *cache.Resolver) {
 	t.Helper()
-	srv := dnstest.New(t, zone)
+	srv := startDNS(t, zone)
 	r, err := cache.New(cache.Config{Nameservers: []string{srv.Addr}, Timeout: 300 * time.Millisecond, Attempts: 1, ErrTTL: -1, StaleTTL: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return srv, r
+}
+
+// startDNS starts a dnstest server, retrying: dnstest.Start takes a random
+// UDP port and then binds TCP on the same number, which fails now and then
+// when another process on this shared machine holds that TCP port.
+func startDNS(t testing.TB, zone string) *dnstest.Server {
+	t.Helper()
+	var err error
+	for range 20 {
+		var srv *dnstest.Server
+		if srv, err = dnstest.Start(zone); err == nil {
+			t.Cleanup(srv.Stop)
+			return srv
+		}
+	}
+	t.Fatalf("dnstest: %v", err)
+	return nil
 }
 
 // txtRR builds a TXT record at owner with one string (no zone-file quoting

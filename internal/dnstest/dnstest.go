@@ -81,14 +81,8 @@ func Start(zone string) (*Server, error) {
 	if err := s.AddZone(zone); err != nil {
 		return nil, err
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, ln, err := listenPair()
 	if err != nil {
-		return nil, err
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		pc.Close()
 		return nil, err
 	}
 	s.Addr = pc.LocalAddr().String()
@@ -100,6 +94,27 @@ func Start(zone string) (*Server, error) {
 	go s.tcp.ActivateAndServe()
 	wg.Wait()
 	return s, nil
+}
+
+// listenPair opens a UDP socket on a free loopback port and a TCP listener
+// on the same port number. The TCP port can be taken by someone else between
+// the two calls, so it tries again with another port a few times.
+func listenPair() (net.PacketConn, net.Listener, error) {
+	var last error
+	for try := 0; try < 20; try++ {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, err
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		last = err
+	}
+	return nil, nil, fmt.Errorf("dnstest: no free UDP+TCP port pair: %w", last)
 }
 
 // TB is the part of testing.TB that New needs.

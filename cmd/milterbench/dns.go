@@ -22,7 +22,15 @@ type dnsServer struct {
 // startDNS serves zone on 127.0.0.1:random and, when listen is not empty,
 // on listen too (UDP and TCP). addr is where clients should send queries.
 func startDNS(zone, listen string) (*dnsServer, error) {
-	srv, err := dnstest.Start(zone)
+	// dnstest.Start binds UDP on a random port and then TCP on the same
+	// number, which another process may hold: try again a few times.
+	var srv *dnstest.Server
+	var err error
+	for range 10 {
+		if srv, err = dnstest.Start(zone); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

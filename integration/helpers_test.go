@@ -113,6 +113,7 @@ func ourResults(t *testing.T, message string) []authres.Result {
 	if err != nil {
 		t.Fatalf("our Authentication-Results %q: %v", ars[0], err)
 	}
+	t.Logf("A-R: %s", ars[0])
 	return res
 }
 

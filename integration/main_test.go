@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ type world struct {
 // other's mail; they run one after the other.
 func TestPostfix(t *testing.T) {
 	requireBed(t)
+	checkGoroutines(t)
 	start := time.Now()
 	w := &world{root: repoRoot(t), dir: bedDir(t), d: map[string]*daemon{}}
 	w.dns = dnstest.New(t, "")
@@ -186,4 +188,24 @@ func ourAR(message string) []string {
 		}
 	}
 	return out
+}
+
+// checkGoroutines fails the test when goroutines started during it (DNS
+// server, stub milter, process waiters, SMTP clients) are still running a few
+// seconds after every cleanup. Registered first, it runs last.
+func checkGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		err := poll(5*time.Second, func() error {
+			if runtime.NumGoroutine() > before {
+				return errNotYet
+			}
+			return nil
+		})
+		if err != nil {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Errorf("goroutines: %d before, %d after cleanup:\n%s", before, runtime.NumGoroutine(), buf)
+		}
+	})
 }

@@ -258,6 +258,11 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) *entry
 	if e != nil {
 		return e
 	}
+	if !validName(name) {
+		// A name that cannot exist: no query, and a not-found answer, so
+		// that it is not mistaken for a temporary failure.
+		return &entry{err: &net.DNSError{Err: "invalid domain name", Name: name, IsNotFound: true}}
+	}
 	return r.fetch(ctx, k, old)
 }
 

@@ -492,3 +492,20 @@ func TestTxtString(t *testing.T) {
 		}
 	}
 }
+
+func TestInvalidNamesAreNotFoundWithoutAQuery(t *testing.T) {
+	r, srv, _ := newTest(t, nil)
+	for _, name := range []string{
+		strings.Repeat("a", 64) + ".example",         // label over 63 octets
+		strings.Repeat("abcdefghi.", 26) + "example", // name over 253 characters
+		"a..example", // empty label
+	} {
+		_, err := r.LookupTXT(context.Background(), name)
+		if de := dnsErr(t, err); !de.IsNotFound || de.IsTemporary {
+			t.Errorf("%q: %+v, want not found", name, de)
+		}
+	}
+	if q := srv.Queries(); q != 0 {
+		t.Errorf("%d queries sent for invalid names", q)
+	}
+}

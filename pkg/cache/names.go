@@ -23,6 +23,17 @@ func sameName(a, b string) bool {
 	return okA && okB && strings.EqualFold(string(wa), string(wb))
 }
 
+// validName reports whether name (without the trailing dot) can be sent as
+// a query: RFC 1035 §2.3.4 limits a label to 63 octets and a name to 255 on
+// the wire, which is 253 characters of text; RFC 7208 §4.8 relies on that.
+func validName(name string) bool {
+	if name == "" {
+		return false
+	}
+	_, ok := dns.IsDomainName(name)
+	return ok && len(name) <= 253
+}
+
 func wire(name string) ([]byte, bool) {
 	buf := make([]byte, 256)
 	n, err := dns.PackDomainName(dns.Fqdn(name), buf, 0, nil, false)

@@ -27,7 +27,7 @@ import (
 // master binds, chowns the queue and drops privileges itself).
 var bedTools = []string{
 	"/usr/sbin/postfix", "/usr/sbin/postqueue", "/usr/sbin/postsuper", "/usr/sbin/postcat",
-	"/usr/sbin/dovecot", "/usr/bin/sievec",
+	"/usr/sbin/dovecot", "/usr/bin/sievec", "/usr/bin/sieve-test",
 }
 
 // rcptDomain is the domain Postfix accepts mail for and hands to Dovecot.
@@ -292,6 +292,31 @@ plugin {
 		t.Fatalf("dovecot: %v\n%s\n%s", err, tailFile(d.log, 20), tailFile(logf.Name(), 20))
 	}
 	return d
+}
+
+// sieveTest runs the installed Sieve script over a message with sieve-test
+// (no delivery) and returns the folder it would file the message into.
+func (d *dovecot) sieveTest(t *testing.T, message string) folder {
+	t.Helper()
+	f, err := os.CreateTemp(d.dir, "sieve-test-*.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(message)
+	f.Close()
+	os.Chmod(f.Name(), 0o644)
+	defer os.Remove(f.Name())
+	out := run(t, "/usr/bin/sieve-test", "-c", filepath.Join(d.dir, "dovecot.conf"),
+		"-o", "mail_uid=nobody", "-o", "mail_gid=nogroup",
+		filepath.Join(d.dir, "sieve", "dmarc-quarantine.sieve"), f.Name())
+	switch {
+	case strings.Contains(out, "store message in folder: Junk"):
+		return junk
+	case strings.Contains(out, "store message in folder: INBOX"):
+		return inbox
+	}
+	t.Fatalf("sieve-test: cannot tell the folder:\n%s", out)
+	return ""
 }
 
 // folder names a Maildir folder of one user.

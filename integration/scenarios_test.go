@@ -2,6 +2,7 @@ package integration
 
 import (
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +135,12 @@ func scQuarantineHeader(t *testing.T, w *world) {
 	wantAR(t, got[0], "dmarc=fail", "dmarc header.from="+dom, "dmarc policy.dmarc=quarantine", "spf=fail")
 	if v := headerValues(got[0], "X-DMARC-Quarantine"); len(v) != 1 || v[0] != "yes" {
 		t.Errorf("X-DMARC-Quarantine: %q", v)
+	}
+	// The script's second route, for operators who switch the marker off:
+	// our A-R alone, as the daemon folds it, must still mean Junk.
+	noMarker := regexp.MustCompile(`(?m)^X-DMARC-Quarantine:.*\r?\n`).ReplaceAllString(got[0], "")
+	if f := w.dc.sieveTest(t, noMarker); f != junk {
+		t.Errorf("without the marker header, the Sieve script files it into %s", f)
 	}
 }
 

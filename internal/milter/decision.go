@@ -115,7 +115,7 @@ func (t *Transaction) decide(in policy.Input, v policy.Verdict) *Decision {
 	d.AuthResults = authres.Format(d.AuthservID, t.results(d))
 	if d.Action != policy.ActionReject && d.Action != policy.ActionTempFail {
 		// Header changes only matter for mail that is delivered.
-		d.Delete = t.forged(d.AuthservID)
+		d.Delete = t.forged()
 		d.Insert = []Field{{Name: authres.FieldName, Value: d.AuthResults}}
 	}
 	t.tracef("result: dmarc=%s action=%s", v.Result, d.Action)
@@ -165,7 +165,7 @@ func (t *Transaction) errorDecision(err error) *Decision {
 	}
 	if t.e.cfg.OnError == config.ErrorAccept {
 		d.Action = policy.ActionAccept
-		d.Delete = t.forged(d.AuthservID)
+		d.Delete = t.forged()
 	} else {
 		d.Reply = escapeReply(t.e.cfg.Actions.ErrorReply)
 	}

@@ -16,12 +16,13 @@ import (
 // policy, and returns what to do with the message. It waits at most
 // timeouts.end_of_message; what is unfinished then counts as temperror.
 func (t *Transaction) End() *Decision {
+	t.e.at("eom")
 	switch t.bypass {
 	case BypassTrusted:
 		return t.bypassDecision()
 	case BypassAuthenticated:
 		d := t.bypassDecision()
-		d.Delete = t.forged(d.AuthservID) // RFC 8601 §5: delete forged fields even here (https://datatracker.ietf.org/doc/html/rfc8601#section-5)
+		d.Delete = t.forged() // RFC 8601 §5: delete forged fields even here (https://datatracker.ietf.org/doc/html/rfc8601#section-5)
 		return d
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.e.cfg.Timeouts.EndOfMessage)

@@ -114,6 +114,7 @@ type Envelope struct {
 // Begin starts a message: bypass checks, then SPF in the background. ctx is
 // the connection's context; the message's context derives from it.
 func (e *Engine) Begin(ctx context.Context, env Envelope) *Transaction {
+	e.at("mail")
 	ctx, cancel := context.WithCancel(ctx)
 	t := &Transaction{
 		e:       e,

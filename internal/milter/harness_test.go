@@ -86,9 +86,24 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// Reset empties the buffer (fuzz targets check it per input; without a
+// reset each check would scan every earlier input's log again).
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
+}
+
 // newHarness starts a server on 127.0.0.1:0 with the default configuration
 // changed by mod, resolving through pkg/cache against dnstest.
 func newHarness(t *testing.T, mod func(*config.Config), engMods ...func(*Engine)) *harness {
+	t.Helper()
+	return newHarnessCache(t, mod, nil, engMods...)
+}
+
+// newHarnessCache is newHarness with the resolver's configuration changed
+// by cacheMod as well (fault tests shorten timeouts and inject a clock).
+func newHarnessCache(t *testing.T, mod func(*config.Config), cacheMod func(*cache.Config), engMods ...func(*Engine)) *harness {
 	t.Helper()
 	h := &harness{t: t, dns: startDNS(t), logs: &syncBuffer{}}
 	h.dns.SetFault("_dmarc.temp.example.", dnstest.FaultServFail)
@@ -103,7 +118,11 @@ func newHarness(t *testing.T, mod func(*config.Config), engMods ...func(*Engine)
 		t.Fatal(err)
 	}
 	var err error
-	h.res, err = cache.New(cache.Config{Nameservers: cfg.DNS.Nameservers, Timeout: 500 * time.Millisecond, Attempts: 1, ErrTTL: -1})
+	cc := cache.Config{Nameservers: cfg.DNS.Nameservers, Timeout: 500 * time.Millisecond, Attempts: 1, ErrTTL: -1}
+	if cacheMod != nil {
+		cacheMod(&cc)
+	}
+	h.res, err = cache.New(cc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	milter "github.com/emersion/go-milter"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
+	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 )
 
 // connection is the state of one milter connection (one SMTP session). It
@@ -31,6 +32,12 @@ type connection struct {
 	tx         *Transaction
 	queueID    string
 	started    time.Time
+	// hyg tracks forged A-R fields of the message apart from the
+	// Transaction, and failed is set when a callback of the message
+	// panicked under on_error = "accept": the message then goes on
+	// unevaluated to its end, where forged fields can still be deleted.
+	hyg    *hygiene
+	failed error
 }
 
 // session is the go-milter backend. It keeps nothing itself: every callback
@@ -78,7 +85,9 @@ func (s *session) MailFrom(from string, m *milter.Modifier) (resp milter.Respons
 	c.noteMacros(m.Macros)
 	env := c.envelope(from, m.Macros)
 	c.started = time.Now()
-	tx := c.srv.engine.Load().Begin(c.tc.ctx, env)
+	e := c.srv.engine.Load()
+	c.hyg = newHygiene(e.authservID(env.MTAHost), e.cfg.Actions.QuarantineHeader)
+	tx := e.Begin(c.tc.ctx, env)
 	if tx.Bypassed() {
 		// Trusted network: nothing more to do for this message.
 		c.logVerdict(tx.End())
@@ -108,7 +117,14 @@ func (s *session) Header(name, value string, m *milter.Modifier) (resp milter.Re
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer c.guard("header", &resp, &err)
+	// go-milter keeps every header field of the message in m.Headers (a
+	// map we never read) until the next ABORT: empty it, so that a message
+	// with many fields is not held twice.
+	clear(m.Headers)
 	c.noteMacros(m.Macros)
+	if c.hyg != nil {
+		c.hyg.add(name, value)
+	}
 	if c.tx != nil {
 		c.tx.Header(name, value)
 	}
@@ -148,10 +164,10 @@ func (s *session) Body(m *milter.Modifier) (resp milter.Response, err error) {
 	defer c.tc.endMessage()
 	defer c.guard("eom", &resp, &err)
 	c.noteMacros(m.Macros)
-	if c.tx == nil {
-		return milter.RespAccept, nil
+	d := c.endDecision()
+	if d == nil {
+		return milter.RespAccept, nil // no message in progress
 	}
-	d := c.tx.End()
 	c.logVerdict(d)
 	c.resetTx()
 	if err := applyModifications(m, d); err != nil {
@@ -181,6 +197,12 @@ func (s *session) Abort(m *milter.Modifier) (err error) {
 // guard recovers a panic in a callback: the message gets the on_error
 // action and the connection keeps serving (go-milter's own recovery would
 // close it and leave the decision to milter_default_action).
+//
+// With on_error = "tempfail" the reply is given at once. With "accept" the
+// message goes on unevaluated (the reply is continue) and is accepted at its
+// end, because only there may forged Authentication-Results be deleted
+// (RFC 8601 §5); accepting at an earlier stage would deliver them. A panic at
+// connect or HELO leaves no message to fail: the session continues.
 func (c *connection) guard(stage string, resp *milter.Response, err *error) {
 	v := recover()
 	if v == nil {
@@ -188,11 +210,52 @@ func (c *connection) guard(stage string, resp *milter.Response, err *error) {
 	}
 	c.logPanic(stage, v)
 	e := c.srv.engine.Load()
-	*resp, *err = e.errorResponse(), nil
+	hyg := c.hyg
 	c.resetTx()
+	if e.cfg.OnError == config.ErrorAccept && stage != "eom" {
+		if stage != "connect" && stage != "helo" {
+			c.hyg, c.failed = hyg, fmt.Errorf("panic at %s: %v", stage, v)
+		}
+		*resp, *err = milter.RespContinue, nil
+		return
+	}
+	*resp, *err = e.errorResponse(), nil
 	if stage != "connect" && stage != "helo" {
 		c.tc.endMessage()
 	}
+}
+
+// endDecision is the decision at end of message: the Transaction's, or
+// the on_error one when a callback of the message failed or the
+// Transaction panics now. It is nil when no message is in progress.
+func (c *connection) endDecision() (d *Decision) {
+	if c.tx == nil && c.failed == nil {
+		return nil
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			c.logPanic("eom", v)
+			d = c.errorDecision(fmt.Errorf("panic at eom: %v", v))
+		}
+	}()
+	if c.failed != nil {
+		return c.errorDecision(c.failed)
+	}
+	return c.tx.End()
+}
+
+// errorDecision is the on_error decision made by the session itself. An
+// accepted message still loses its forged Authentication-Results.
+func (c *connection) errorDecision(err error) *Decision {
+	e := c.srv.engine.Load()
+	d := &Decision{Action: policy.ActionTempFail, AuthservID: e.authservID(c.mta), Err: err, Reason: "internal error"}
+	if e.cfg.OnError == config.ErrorAccept {
+		d.Action = policy.ActionAccept
+		d.Delete = c.hyg.forged()
+	} else {
+		d.Reply = escapeReply(e.cfg.Actions.ErrorReply)
+	}
+	return d
 }
 
 func (c *connection) logPanic(stage string, v any) {
@@ -207,6 +270,7 @@ func (c *connection) resetTx() {
 		c.tx = nil
 	}
 	c.queueID = ""
+	c.hyg, c.failed = nil, nil
 }
 
 // closeTx is called when the connection ends.

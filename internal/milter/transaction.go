@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dmarc-milter/dmarc-milter/internal/authres"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
@@ -26,14 +25,6 @@ const (
 	BypassAllowFrom     Bypass = "allowlist-from"    // evaluated and marked, never enforced
 )
 
-// hygieneField is an incoming Authentication-Results or quarantine marker
-// field, with its 1-based index among the fields of its name.
-type hygieneField struct {
-	name  string // as received
-	index int
-	value string
-}
-
 // Transaction is one message going through the checks. Its methods follow
 // the milter events and must be called from one goroutine, in order:
 // Header…, EndOfHeaders, BodyChunk…, End; Close at any time (it is safe to
@@ -49,8 +40,8 @@ type Transaction struct {
 	spfMail, spfHelo chan verify.SPFResult
 	heloSPF          *verify.SPFResult
 
-	hygiene    []hygieneField
-	nameCount  map[string]int // lower-case name → occurrences
+	hyg        *hygiene // forged A-R and marker fields; nil before the first header
+	listHeader bool     // a List-Id or List-Post field was seen
 	fromFields []string
 	eoh        bool
 	dkim       *verify.DKIMVerifier
@@ -145,19 +136,19 @@ func (t *Transaction) Header(name, value string) {
 		return
 	}
 	t.e.at("header:" + name)
-	lname := strings.ToLower(name)
-	if t.nameCount == nil {
-		t.nameCount = map[string]int{}
+	if t.hyg == nil {
+		t.hyg = newHygiene(t.e.authservID(t.env.MTAHost), t.e.cfg.Actions.QuarantineHeader)
 		if t.bypass != BypassAuthenticated {
 			t.dkim = verify.NewDKIMVerifier(t.e.res, verify.DKIMConfig{MaxSignatures: t.e.cfg.DKIM.MaxSignatures})
 		}
 	}
-	t.nameCount[lname]++
-	if lname == "authentication-results" || lname == t.marker() {
-		t.hygiene = append(t.hygiene, hygieneField{name, t.nameCount[lname], value})
-	}
+	t.hyg.add(name, value)
 	if t.bypass == BypassAuthenticated {
 		return
+	}
+	lname := strings.ToLower(name)
+	if lname == "list-id" || lname == "list-post" {
+		t.listHeader = true
 	}
 	_ = t.dkim.Header(name, value) // only ErrDKIMOrder, impossible here
 	if lname == "from" {
@@ -194,6 +185,7 @@ func (t *Transaction) startDiscovery(domain string) {
 	ctx, cancel := context.WithTimeout(t.ctx, t.e.cfg.Timeouts.DMARC)
 	t.goSafe("dmarc discovery", func() {
 		defer cancel()
+		t.e.at("dmarc")
 		ch <- policy.Discover(ctx, t.e.res, domain, policy.Options{Method: t.e.discoveryMethod()})
 	})
 }
@@ -204,6 +196,7 @@ func (t *Transaction) EndOfHeaders() {
 		return
 	}
 	t.eoh = true
+	t.e.at("eoh")
 	if t.dkim == nil || t.bypass == BypassAuthenticated {
 		return
 	}
@@ -215,6 +208,7 @@ func (t *Transaction) EndOfHeaders() {
 // BodyChunk streams a body chunk into the DKIM verifier. It may block
 // until the key lookups are answered (bounded by the DKIM timeout).
 func (t *Transaction) BodyChunk(p []byte) {
+	t.e.at("body")
 	if !t.eoh || t.dkim == nil || t.bypass == BypassTrusted || t.bypass == BypassAuthenticated {
 		return
 	}
@@ -222,44 +216,11 @@ func (t *Transaction) BodyChunk(p []byte) {
 }
 
 // forged returns the header references to delete: every incoming
-// Authentication-Results carrying our authserv-id (RFC 8601 §5,
-// https://datatracker.ietf.org/doc/html/rfc8601#section-5) and every
-// copy of the quarantine marker, as 1-based indexes per header name
-// (milter protocol SMFIR_CHGHEADER; Postfix compares names
-// case-insensitively), highest index first so that deleting one does not
-// shift the next.
-func (t *Transaction) forged(id string) []HeaderRef {
-	var out []HeaderRef
-	for _, f := range t.hygiene {
-		if strings.EqualFold(f.name, authres.FieldName) && !authres.IsOurs(f.value, id) {
-			continue
-		}
-		out = append(out, HeaderRef{Name: f.name, Index: f.index})
-	}
-	// Highest index first within each name.
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out
-}
-
-// marker is the lower-case quarantine marker field name ("" when disabled).
-func (t *Transaction) marker() string {
-	m := strings.ToLower(t.e.cfg.Actions.QuarantineHeader)
-	if m == "" {
-		return "\x00" // matches no field name
-	}
-	return m
-}
+// Authentication-Results carrying our authserv-id and every copy of the
+// quarantine marker, highest index first (see hygiene).
+func (t *Transaction) forged() []HeaderRef { return t.hyg.forged() }
 
 // hasListHeaders reports signs of a mailing list (RFC 2369,
 // https://datatracker.ietf.org/doc/html/rfc2369; RFC 2919, https://datatracker.ietf.org/doc/html/rfc2919), an
 // indirect flow that breaks SPF and often DKIM.
-func (t *Transaction) hasListHeaders() bool {
-	for _, n := range []string{"list-id", "list-post"} {
-		if t.nameCount[n] > 0 {
-			return true
-		}
-	}
-	return false
-}
+func (t *Transaction) hasListHeaders() bool { return t.listHeader }

@@ -9,7 +9,7 @@
 #   DNS_IP     loopback address for the DNS server      [127.0.0.53]
 #   CONCS      concurrencies                             [1 8 32]
 #   DELAYS     DNS answer delays                         [0 20ms]
-#   REPEAT     A/B alternations per point                [2]
+#   REPEAT     A/B alternations per point                [3]
 #   COUNT      messages per run (bounded by DURATION)    [3000]
 #   DURATION   bound of one measured run                 [15s]
 #   WARMUP     messages before each measured run         [100]
@@ -24,7 +24,7 @@ WORK=${WORK:-$(mktemp -d /tmp/milterbench.XXXXXX)}
 DNS_IP=${DNS_IP:-127.0.0.53}
 CONCS=${CONCS:-"1 8 32"}
 DELAYS=${DELAYS:-"0 20ms"}
-REPEAT=${REPEAT:-2}
+REPEAT=${REPEAT:-3}
 COUNT=${COUNT:-3000}
 DURATION=${DURATION:-15s}
 WARMUP=${WARMUP:-100}

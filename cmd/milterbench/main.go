@@ -10,6 +10,7 @@
 //	milterbench dns  --listen 127.0.0.53:53 [--zone-out FILE] [flags]
 //	milterbench zone [corpus flags]   # print the zone and the corpus summary
 //	milterbench table < results       # median table and targets of RESULT lines
+//	milterbench probe --milter ADDR   # what a milter negotiates with Postfix 3.7
 //
 // See docs/performance.md for the comparison with OpenDKIM + OpenDMARC.
 package main
@@ -44,6 +45,8 @@ func main() {
 		err = cmdZone(os.Args[2:], os.Stdout)
 	case "table":
 		err = cmdTable(os.Stdin, os.Stdout)
+	case "probe":
+		err = cmdProbe(os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
 		usage(os.Stdout)
 		return
@@ -58,7 +61,7 @@ func main() {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, `usage: milterbench run|dns|zone|table [flags]   (milterbench CMD -h for flags)`)
+	fmt.Fprintln(w, `usage: milterbench run|dns|zone|table|probe [flags]   (milterbench CMD -h for flags)`)
 }
 
 // multiFlag collects a repeated string flag.
@@ -330,4 +333,23 @@ func fillProc(r *report, before, after procSnap, msgs int) {
 		r.RSSByPID = append(r.RSSByPID, mb)
 		r.PeakRSSMB += mb
 	}
+}
+
+// cmdProbe prints what a milter answers to Postfix 3.7's option negotiation.
+func cmdProbe(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+	var milters multiFlag
+	fs.Var(&milters, "milter", "milter address (repeat)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, a := range milters {
+		m, err := dialMilter(a, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		m.close()
+		fmt.Fprintf(out, "%s: %s\n", a, m.describe())
+	}
+	return nil
 }

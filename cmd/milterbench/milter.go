@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"time"
 )
@@ -585,4 +586,27 @@ func changeHeader(hdrs []field, mod modification, sp string) []field {
 		hdrs = append(hdrs, field{mod.Name, sp + mod.Value})
 	}
 	return hdrs
+}
+
+// protocolNames are the SMFIP_* flag names, bit by bit.
+var protocolNames = []string{"NOCONNECT", "NOHELO", "NOMAIL", "NORCPT", "NOBODY", "NOHDRS", "NOEOH", "NR_HDR",
+	"NOUNKNOWN", "NODATA", "SKIP", "RCPT_REJ", "NR_CONN", "NR_HELO", "NR_MAIL", "NR_RCPT", "NR_DATA", "NR_UNKN",
+	"NR_EOH", "NR_BODY", "HDR_LEADSPC"}
+
+// describe says what the milter negotiated.
+func (m *milterConn) describe() string {
+	var flags []string
+	for i, n := range protocolNames {
+		if m.protocol&(1<<i) != 0 {
+			flags = append(flags, n)
+		}
+	}
+	var lists []string
+	for st, names := range m.macros {
+		if !slices.Equal(names, defaultMacros[st]) {
+			lists = append(lists, fmt.Sprintf("stage %d: %s", st, strings.Join(names, " ")))
+		}
+	}
+	return fmt.Sprintf("version %d, actions 0x%x, protocol 0x%x [%s], macro lists %v",
+		m.version, m.actions, m.protocol, strings.Join(flags, " "), lists)
 }

@@ -212,6 +212,14 @@ func TestWireNegotiatedOptions(t *testing.T) {
 	if helo != "" {
 		t.Errorf("HELO sent although the milter set SMFIP_NOHELO")
 	}
+	m, err := dialMilter("unix:"+f.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.close()
+	if d, want := m.describe(), "version 6, actions 0x131, protocol 0x1dd082 [NOHELO NR_HDR NR_CONN NR_MAIL NR_RCPT NR_DATA NR_EOH NR_BODY HDR_LEADSPC], macro lists [stage 2: {client_addr} s i {auth_authen}]"; d != want {
+		t.Errorf("describe() = %q, want %q", d, want)
+	}
 	if want := "M{client_addr}\x00198.51.100.1\x00s\x00mail.alpha.example\x00"; mailMacros != want {
 		t.Errorf("MAIL macros = %q, want %q", mailMacros, want)
 	}

@@ -176,16 +176,8 @@ func (s *Server) Add(rrs ...dns.RR) {
 		if soa, ok := rr.(*dns.SOA); ok {
 			s.soas[name] = soa
 		}
-		for n := name; ; {
+		for n := name; n != ""; n = parent(n) {
 			s.names[n] = true
-			if n == "." {
-				break
-			}
-			i := strings.IndexByte(n, '.')
-			n = n[i+1:]
-			if n == "" {
-				n = "."
-			}
 		}
 	}
 }
@@ -390,17 +382,9 @@ func (s *Server) answer(req *dns.Msg, name string, qtype uint16) *dns.Msg {
 
 // soaFor returns the SOA of the closest enclosing zone, or a synthesized one.
 func (s *Server) soaFor(name string) dns.RR {
-	for n := name; ; {
+	for n := name; n != ""; n = parent(n) {
 		if soa, ok := s.soas[n]; ok {
 			return dns.Copy(soa)
-		}
-		if n == "." {
-			break
-		}
-		i := strings.IndexByte(n, '.')
-		n = n[i+1:]
-		if n == "" {
-			n = "."
 		}
 	}
 	return &dns.SOA{
@@ -408,6 +392,19 @@ func (s *Server) soaFor(name string) dns.RR {
 		Ns:  "ns.dnstest.", Mbox: "hostmaster.dnstest.", Serial: 1,
 		Refresh: 7200, Retry: 3600, Expire: 1209600, Minttl: s.negTTL,
 	}
+}
+
+// parent returns the parent of an absolute name: "." for a top-level name,
+// "" for the root.
+func parent(n string) string {
+	if n == "." {
+		return ""
+	}
+	n = n[strings.IndexByte(n, '.')+1:]
+	if n == "" {
+		return "."
+	}
+	return n
 }
 
 // canonName returns a name in the presentation form the server sees in

@@ -132,33 +132,11 @@ func Discover(ctx context.Context, r Resolver, domain string, opts Options) *Dis
 // record, or nil when there are none or several ("If multiple DMARC Policy
 // Records are returned for a single target, they are all discarded").
 func queryDMARC(ctx context.Context, r Resolver, name string, log *[]string) (*Record, error) {
-	q := "_dmarc." + name
-	*log = append(*log, q)
-	if len(q) > maxNameLen {
-		return nil, nil // RFC 1035 §2.3.4: a name this long cannot exist, so it holds no record
+	recs, err := queryAll(ctx, r, name, log)
+	if err != nil || len(recs) != 1 {
+		return nil, err // RFC 9989 §4.10 step 2: multiple DMARC Policy Records ... are all discarded
 	}
-	txts, err := r.LookupTXT(ctx, q+".")
-	if err != nil {
-		var de *net.DNSError
-		if errors.As(err, &de) && de.IsNotFound {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("%w: TXT %s: %v", ErrTempFail, q, err)
-	}
-	var found *Record
-	n := 0
-	for _, t := range txts {
-		rec, err := Parse(t)
-		if err != nil {
-			continue // RFC 9989 §4.10 step 2: records that do not start with a "v" tag ... are discarded
-		}
-		found = rec
-		n++
-	}
-	if n != 1 {
-		return nil, nil // RFC 9989 §4.10 step 2: multiple DMARC Policy Records ... are all discarded
-	}
-	return found, nil
+	return recs[0], nil
 }
 
 // walkTargets lists the names a DNS Tree Walk from domain queries: the
@@ -318,7 +296,8 @@ func queryAll(ctx context.Context, r Resolver, name string, log *[]string) ([]*R
 	var out []*Record
 	for _, t := range txts {
 		if rec, err := Parse(t); err == nil {
-			out = append(out, rec) // RFC 7489 §6.6.3 step 2: records that do not start with "v=" are discarded
+			// RFC 9989 §4.10 step 2 and RFC 7489 §6.6.3 step 2: records that do not start with "v=" are discarded
+			out = append(out, rec)
 		}
 	}
 	return out, nil

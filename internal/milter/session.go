@@ -321,6 +321,11 @@ func (c *connection) logVerdict(d *Decision) {
 	e := c.srv.engine.Load()
 	e.metrics.Message(d)
 	c.srv.log.LogAttrs(c.tc.ctx, slog.LevelInfo, "verdict", d.LogAttrs()...)
+	if d.Err != nil {
+		// The verdict line says "internal error"; this one says which (a
+		// panic in one of the message's goroutines carries its stack).
+		c.srv.log.Error("message failed, on_error applied", "queue_id", d.QueueID, "action", string(d.Action), "err", d.Err.Error())
+	}
 	if c.srv.log.Enabled(c.tc.ctx, slog.LevelDebug) {
 		c.srv.log.LogAttrs(c.tc.ctx, slog.LevelDebug, "trace", slog.String("queue_id", d.QueueID), slog.String("steps", strings.Join(d.Trace, " | ")))
 	}

@@ -79,6 +79,7 @@ func (t *Transaction) goSafe(what string, f func()) {
 	go func() {
 		defer func() {
 			if v := recover(); v != nil {
+				t.e.metrics.Panic(what)
 				t.setInternalErr(fmt.Errorf("panic in %s: %v\n%s", what, v, debug.Stack()))
 			}
 		}()

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func resultLine(t *testing.T, r report) string {
+	t.Helper()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "RESULT " + string(b) + "\n"
+}
+
+// TestTable checks the medians, the ratios and the target verdicts.
+func TestTable(t *testing.T) {
+	var in strings.Builder
+	in.WriteString("noise that is not a result\n")
+	for _, cpu := range []float64{0.5, 0.1, 0.2} { // median 0.2
+		in.WriteString(resultLine(t, report{Label: "ours", Concurrency: 8, CPUPer1000: cpu, MsgPerSec: 1000, EOMP99: 1, ContentP99: 3}))
+	}
+	for _, cpu := range []float64{2.0, 2.4} { // median 2.2
+		in.WriteString(resultLine(t, report{Label: "chain", Concurrency: 8, CPUPer1000: cpu, MsgPerSec: 500, DNSPerMsg: 2.4, Mismatches: 1}))
+	}
+	in.WriteString(resultLine(t, report{Label: "ours", Concurrency: 1, DNSDelayMS: 20, MsgPerSec: 800}))
+	in.WriteString(resultLine(t, report{Label: "chain", Concurrency: 1, DNSDelayMS: 20, MsgPerSec: 50}))
+	in.WriteString(resultLine(t, report{Label: "ours/64x50KB", Concurrency: 64, PeakRSSMB: 120}))
+	var out strings.Builder
+	if err := cmdTable(strings.NewReader(in.String()), &out); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	for _, want := range []string{
+		"| mixed 2–50 KB | 0 ms | 8 | 1000 | 500 | 2.0× | 0.200 | 2.200 | 11.0× |",
+		"| 3/2 | 0/2 |",
+		"| 64x50KB | 0 ms | 64 | 0 | - | - |",
+		"target CPU/msg ≥10× lower than the chain (conc 8, warm): 11.0× — MET",
+		"target EOM p99 < 2 ms (warm, conc 8): 1.00 ms — MET",
+		"target throughput ≥20× the chain (20 ms DNS, conc 1): 16.0× — NOT MET",
+		"target peak RSS < 100 MB (64x50KB, conc 64): 120.0 MB — NOT MET",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
+}

@@ -10,7 +10,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build run test deps check fmt-check fmt vet unit fuzz fuzz-smoke bench clean
+.PHONY: all build run test deps check fmt-check fmt vet unit fuzz fuzz-smoke bench loadbench compare soak check-rfc clean
 
 all: build
 
@@ -54,6 +54,22 @@ fuzz-smoke:
 ## bench: every Go benchmark with allocations.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+## loadbench: dmarc-milter alone under cmd/milterbench (no root, about 1 min).
+loadbench:
+	bench/loadbench.sh
+
+## compare: side by side with OpenDKIM+OpenDMARC (root; installs the peers; about 7 min; not in CI).
+compare:
+	bench/compare.sh
+
+## soak: 32 concurrent sessions for DURATION (default 10m; not in CI).
+soak:
+	scripts/soak.sh
+
+## check-rfc: every RFC section cited in the code has a row in docs/standards.md.
+check-rfc:
+	scripts/check-rfc.sh
 
 clean:
 	rm -rf bin

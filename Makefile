@@ -28,7 +28,7 @@ test: deps check unit fuzz-smoke
 deps:
 	@if [ -x scripts/install-deps.sh ]; then scripts/install-deps.sh; fi
 
-check: fmt-check vet
+check: fmt-check vet check-rfc
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

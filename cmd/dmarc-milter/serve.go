@@ -64,6 +64,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 func (d *daemon) start(cfg *config.Config) error {
 	d.level.Set(logLevel(cfg.LogLevel))
 	warnPermissions(d.log, d.flags.config)
+	applyRuntime(d.log, cfg.Runtime)
 	res, err := cache.New(cacheConfig(cfg.DNS))
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
@@ -155,6 +156,7 @@ func (d *daemon) reload() {
 	d.cfg, d.res = cfg, res
 	d.level.Set(logLevel(cfg.LogLevel))
 	warnPermissions(d.log, d.flags.config)
+	applyRuntime(d.log, cfg.Runtime)
 	d.metrics.Reload(true)
 	d.log.Info("configuration reloaded", "mode", cfg.Mode)
 }

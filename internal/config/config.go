@@ -86,6 +86,27 @@ type Config struct {
 
 	// Metrics configures the Prometheus listener.
 	Metrics Metrics `toml:"metrics"`
+
+	// Runtime tunes the Go runtime's memory management.
+	Runtime Runtime `toml:"runtime"`
+}
+
+// Runtime tunes the Go garbage collector. The environment variables GOGC and
+// GOMEMLIMIT, when set, take precedence over these settings.
+type Runtime struct {
+	// GCPercent is the garbage collector's target (GOGC): the heap may grow
+	// by this percentage over the live heap before a collection. The
+	// daemon's live heap is small (a few MB), so a higher target trades a
+	// few MB of memory for much less collection work per message (see
+	// docs/performance.md). -1 disables the percentage target, leaving only
+	// memory_limit_mb to trigger collections.
+	// Default: 400
+	GCPercent int `toml:"gc_percent"`
+
+	// MemoryLimitMB is the soft memory limit (GOMEMLIMIT) in MiB: near it the
+	// collector works harder, whatever gc_percent says. 0 means no limit.
+	// Default: 512
+	MemoryLimitMB int `toml:"memory_limit_mb"`
 }
 
 // Socket holds the permissions of a unix-domain listen socket.

@@ -66,6 +66,7 @@ func Default() *Config {
 			Idle:         10 * time.Minute,
 			Drain:        30 * time.Second,
 		},
+		Runtime: Runtime{GCPercent: 400, MemoryLimitMB: 512},
 	}
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -26,6 +27,7 @@ func (c *Config) Validate() error {
 		c.validateLimits,
 		c.Timeouts.validate,
 		c.validateMetrics,
+		c.Runtime.validate,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
@@ -347,4 +349,17 @@ func isDomain(s string) bool {
 		}
 	}
 	return true
+}
+
+func (r Runtime) validate() error {
+	if r.GCPercent != -1 && r.GCPercent < 10 {
+		return fmt.Errorf("runtime.gc_percent: %d: must be -1 (off) or at least 10", r.GCPercent)
+	}
+	if r.MemoryLimitMB < 0 {
+		return fmt.Errorf("runtime.memory_limit_mb: %d: must be 0 (no limit) or more", r.MemoryLimitMB)
+	}
+	if r.GCPercent == -1 && r.MemoryLimitMB == 0 {
+		return errors.New("runtime: gc_percent = -1 needs a memory_limit_mb, or the heap grows without bound")
+	}
+	return nil
 }

@@ -3,9 +3,9 @@ package milter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
@@ -61,7 +61,12 @@ func (t *Transaction) gather(ctx context.Context) policy.Input {
 		t.startDiscovery(d)
 	}
 	in.Discoveries = t.waitDiscoveries(ctx, in.From.Domains)
-	in.OrgDomains = t.orgDomains(ctx, &in)
+	// The Organizational Domains relaxed alignment needs for the SPF and
+	// DKIM identifiers (discoveries are in place, so only those are looked
+	// up, mostly from the cache discovery warmed).
+	lctx, cancel := context.WithTimeout(ctx, t.e.cfg.Timeouts.DMARC)
+	defer cancel()
+	policy.Prepare(lctx, t.e.res, &in, policy.Options{Method: t.e.discoveryMethod()})
 	return in
 }
 
@@ -127,7 +132,7 @@ func (t *Transaction) waitDiscoveries(ctx context.Context, domains []string) map
 	return out
 }
 
-var errTimeout = errors.New("milter: not finished at end of message: " + policy.ErrTempFail.Error())
+var errTimeout = fmt.Errorf("milter: not finished at end of message: %w", policy.ErrTempFail)
 
 func (t *Transaction) traceDiscovery(d *policy.Discovery) {
 	t.tracef("dmarc discovery for %s (%s): queried %s", d.Domain, d.Method, strings.Join(d.Queries, ", "))
@@ -140,56 +145,6 @@ func (t *Transaction) traceDiscovery(d *policy.Discovery) {
 		t.tracef("  record at %s: %s", d.PolicyDomain, d.Record)
 		t.tracef("  organizational domain %s", d.OrgDomain)
 	}
-}
-
-// orgDomains finds the tree-walk Organizational Domains that relaxed
-// alignment needs: those of the SPF and DKIM identifiers that lie under an
-// Author Domain's Organizational Domain without being the Author Domain.
-// The lookups run in parallel and mostly hit the cache warmed by discovery.
-func (t *Transaction) orgDomains(ctx context.Context, in *policy.Input) map[string]policy.OrgResult {
-	ids := map[string]bool{}
-	add := func(d string) {
-		if n, err := policy.NormalizeDomain(d); err == nil {
-			ids[n] = true
-		}
-	}
-	if in.SPF.Result == verify.ResultPass || in.SPF.Result == verify.ResultTempError {
-		add(in.SPF.Domain)
-	}
-	for _, s := range in.DKIM {
-		if s.Result == verify.ResultPass || s.Result == verify.ResultTempError {
-			add(s.Domain)
-		}
-	}
-	need := map[string]bool{}
-	for id := range ids {
-		for _, disc := range in.Discoveries {
-			if disc.Method == policy.MethodTreeWalk && disc.Record != nil && id != disc.Domain && underDomain(id, disc.OrgDomain) {
-				need[id] = true
-			}
-		}
-	}
-	out := map[string]policy.OrgResult{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	lctx, cancel := context.WithTimeout(ctx, t.e.cfg.Timeouts.DMARC)
-	defer cancel()
-	for id := range need {
-		wg.Add(1)
-		t.goSafe("org domain", func() {
-			defer wg.Done()
-			org, err := policy.OrgDomain(lctx, t.e.res, id, policy.MethodTreeWalk, nil)
-			mu.Lock()
-			out[id] = policy.OrgResult{Domain: org, Err: err}
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	return out
-}
-
-func underDomain(d, parent string) bool {
-	return parent != "" && (d == parent || strings.HasSuffix(d, "."+parent))
 }
 
 // localPolicy turns the configuration into pkg/policy's local policy.

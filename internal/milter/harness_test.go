@@ -37,6 +37,7 @@ func testZone() string {
 pass.example.            IN TXT "v=spf1 ip4:192.0.2.0/24 -all"
 _dmarc.pass.example.     IN TXT "v=DMARC1; p=reject"
 sel._domainkey.pass.example. IN TXT "v=DKIM1; k=ed25519; p=` + pub + `"
+bounces.pass.example.    IN TXT "v=spf1 ip4:192.0.2.0/24 -all"
 reject.example.          IN TXT "v=spf1 -all"
 _dmarc.reject.example.   IN TXT "v=DMARC1; p=reject"
 quar.example.            IN TXT "v=spf1 -all"

@@ -40,7 +40,10 @@ const (
 )
 
 // mailMacros are requested for the MAIL FROM stage. The list replaces
-// Postfix's milter_mail_macros, so it names everything we read there.
+// Postfix's milter_mail_macros, so it names everything we read there. Postfix
+// sends neither s (the HELO name: Sendmail's) nor, before RCPT, i; they are
+// asked for so that an MTA which has them gives them, and i is read again at
+// end of message.
 var mailMacros = []string{"{client_addr}", "{client_name}", "s", "i", "j", "{auth_authen}", "{auth_type}"}
 
 // Server accepts milter connections and runs one session per connection.

@@ -302,16 +302,33 @@ func (c *connection) envelope(from string, mac map[string]string) Envelope {
 		AuthUser:   mac["{auth_authen}"],
 		MTAHost:    c.mta,
 	}
-	if a, err := netip.ParseAddr(strings.Trim(mac["{client_addr}"], "[]")); err == nil {
-		env.ClientIP = a.Unmap()
+	if a, ok := parseClientAddr(mac["{client_addr}"]); ok {
+		env.ClientIP = a
 	}
 	if v := mac["{client_name}"]; v != "" {
 		env.ClientName = v
 	}
 	if env.Helo == "" {
+		// Sendmail sends the HELO name as macro s; Postfix never does (its
+		// HELO arrives with the HELO event, kept per connection).
 		env.Helo = mac["s"]
 	}
 	return env
+}
+
+// parseClientAddr reads the {client_addr} macro. Postfix writes an IPv6
+// client as "IPv6:2001:db8::25" (checked on Postfix 3.7 with XCLIENT), and
+// some MTAs bracket the address.
+func parseClientAddr(v string) (netip.Addr, bool) {
+	v = strings.Trim(v, "[]")
+	if len(v) > 5 && strings.EqualFold(v[:5], "ipv6:") {
+		v = v[5:]
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
 }
 
 // logVerdict writes the one INFO line per message and counts it.

@@ -95,6 +95,24 @@ func TestSessionReject(t *testing.T) {
 	}
 }
 
+// TestSessionRelaxedAlignmentSubdomain: SPF passes for a subdomain of the
+// From: domain (bounces.pass.example), which aligns in relaxed mode only
+// through the Organizational Domain the end of message looks up (RFC 9989
+// §4.10.2); the unsigned message passes DMARC under p=reject.
+func TestSessionRelaxedAlignmentSubdomain(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	s := h.session("192.0.2.10")
+	r := h.send(s, msg{ip: "192.0.2.10", mailFrom: "b@bounces.pass.example", raw: message("pass.example")})
+	if r.act.Code != milter.ActAccept {
+		t.Fatalf("action %+v, want accept", r.act)
+	}
+	ar := onlyAR(t, r)
+	if ar["spf"].Value != "pass" || ar["dmarc"].Value != "pass" {
+		t.Errorf("spf=%s dmarc=%s, want pass and pass (A-R %+v)", ar["spf"].Value, ar["dmarc"].Value, ar)
+	}
+}
+
 // TestSessionSeveralMessages sends several messages on one connection, the
 // later ones without the {client_addr} macro: go-milter recreates its
 // backend after each message, and the client address from CONNECT must
@@ -335,6 +353,29 @@ func TestSessionFromProblems(t *testing.T) {
 		r := h.send(s, msg{mailFrom: "x@none.example", raw: tc.raw})
 		if r.act.Code != milter.ActReplyCode || r.act.SMTPCode != tc.code {
 			t.Errorf("%s: got %+v, want %d", tc.name, r.act, tc.code)
+		}
+	}
+}
+
+func TestParseClientAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.1":           "192.0.2.1",
+		"[192.0.2.1]":         "192.0.2.1",
+		"IPv6:2001:db8::25":   "2001:db8::25",
+		"ipv6:2001:db8::25":   "2001:db8::25",
+		"[IPv6:2001:db8::25]": "2001:db8::25",
+		"::ffff:192.0.2.1":    "192.0.2.1",
+		"":                    "",
+		"unknown":             "",
+		"IPv6:":               "",
+	} {
+		a, ok := parseClientAddr(in)
+		got := ""
+		if ok {
+			got = a.String()
+		}
+		if got != want {
+			t.Errorf("parseClientAddr(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"context"
+	"fmt"
+	"sync"
 
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
@@ -27,18 +29,40 @@ func Prepare(ctx context.Context, r Resolver, in *Input, opts Options) {
 			in.Discoveries[d] = Discover(ctx, r, d, opts)
 		}
 	}
+	var ids []string
 	for _, d := range in.From.Domains {
-		disc := in.Discoveries[d]
-		for _, id := range orgLookupsNeeded(in, disc) {
-			if in.OrgDomains == nil {
-				in.OrgDomains = map[string]OrgResult{}
+		for _, id := range orgLookupsNeeded(in, in.Discoveries[d]) {
+			if _, done := in.OrgDomains[id]; !done && !contains(ids, id) {
+				ids = append(ids, id)
 			}
-			if _, done := in.OrgDomains[id]; done {
-				continue
-			}
-			org, err := OrgDomain(ctx, r, id, MethodTreeWalk, nil)
-			in.OrgDomains[id] = OrgResult{Domain: org, Err: err}
 		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	if in.OrgDomains == nil {
+		in.OrgDomains = make(map[string]OrgResult, len(ids))
+	}
+	// The walks are independent and mostly answered by the cache that
+	// discovery warmed: run them side by side.
+	results := make([]OrgResult, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				if v := recover(); v != nil {
+					results[i] = OrgResult{Err: fmt.Errorf("%w: internal error in the walk for %s: %v", ErrTempFail, id, v)}
+				}
+			}()
+			org, err := OrgDomain(ctx, r, id, MethodTreeWalk, nil)
+			results[i] = OrgResult{Domain: org, Err: err}
+		}()
+	}
+	wg.Wait()
+	for i, id := range ids {
+		in.OrgDomains[id] = results[i]
 	}
 }
 

@@ -173,9 +173,13 @@ func hostileCases(t *testing.T) []hostile {
 			want:   "reject", maxHeap: 32 * mib},
 		{name: "invalid UTF-8 in From", ip: "192.0.2.10", mailFrom: "x@pass.example",
 			fields: stdFields("\xff\xfe\xfd <a@\xc3\x28.pass.example>"), want: "reject", maxHeap: 32 * mib},
-		// Octets that are not UTF-8 in the From display name make the
-		// field unparseable (pkg/policy), which is the reject above; here
-		// they are elsewhere, and our A-R must still be clean ASCII.
+		// Octets that are not UTF-8 in the From address make the field
+		// unparseable (pkg/policy), which is the reject above; in the
+		// display name they are tolerated (broken mailers send Latin-1
+		// names); elsewhere they do not matter, and our A-R must still be
+		// clean ASCII.
+		{name: "Latin-1 display name in From, accepted", ip: "192.0.2.10", mailFrom: "x@pass.example",
+			fields: stdFields("Ren\xe9 M\xfcller <a@pass.example>"), want: "accept", maxHeap: 32 * mib},
 		{name: "invalid UTF-8 in envelope and Subject, accepted", ip: "192.0.2.10", mailFrom: "\xff\xfe@pass.example",
 			fields: append(stdFields("a@pass.example"), HeaderField{"Subject", " \xc3\x28\xa0\xa1"}),
 			want:   "accept", maxHeap: 32 * mib,

@@ -143,9 +143,11 @@ func (p *fromParser) parse(field string) ([]Mailbox, error) {
 	if len(field) > MaxFromFieldLen {
 		return nil, fmt.Errorf("field longer than %d octets", MaxFromFieldLen)
 	}
-	if !utf8.ValidString(field) {
-		return nil, errors.New("invalid UTF-8") // RFC 6532 §3.1: only valid UTF-8 is allowed
-	}
+	// RFC 6532 §3.1 allows only valid UTF-8, but broken mailers still put
+	// raw 8-bit (Latin-1...) display names and comments in From. Those
+	// octets never reach a domain: they are refused in the addr-spec
+	// (addrSpecAfterLocal), and tolerated in the display text, which DMARC
+	// does not use.
 	s, err := unfold(strings.TrimRight(field, "\r\n"))
 	if err != nil {
 		return nil, err
@@ -363,6 +365,9 @@ func (p *fromParser) addrSpecAfterLocal(toks []token, name string) error {
 	raw, err := p.domain()
 	if err != nil {
 		return err
+	}
+	if !utf8.ValidString(local) || !utf8.ValidString(raw) {
+		return errors.New("invalid UTF-8 in the address") // RFC 6532 §3.1: only valid UTF-8 is allowed
 	}
 	dom, err := NormalizeDomain(raw)
 	if err != nil {

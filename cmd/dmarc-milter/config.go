@@ -88,8 +88,13 @@ func warnPermissions(log *slog.Logger, path string) {
 	if err != nil {
 		return
 	}
-	if st.Mode().Perm()&0o002 != 0 {
-		log.Warn("configuration file is world-writable", "path", path, "mode", fmt.Sprintf("%04o", st.Mode().Perm()))
+	// Whoever can write the configuration decides what mail is rejected or
+	// allowlisted.
+	switch perm := st.Mode().Perm(); {
+	case perm&0o002 != 0:
+		log.Warn("configuration file is world-writable", "path", path, "mode", fmt.Sprintf("%04o", perm))
+	case perm&0o020 != 0:
+		log.Warn("configuration file is group-writable", "path", path, "mode", fmt.Sprintf("%04o", perm))
 	}
 }
 

@@ -65,6 +65,16 @@ func TestWarnPermissions(t *testing.T) {
 	if logs.Len() != 0 {
 		t.Errorf("warning for a 0600 file: %s", logs.String())
 	}
+	os.Chmod(p, 0o640)
+	warnPermissions(log, p)
+	if logs.Len() != 0 {
+		t.Errorf("warning for a 0640 file: %s", logs.String())
+	}
+	os.Chmod(p, 0o660)
+	warnPermissions(log, p)
+	if !strings.Contains(logs.String(), "group-writable") {
+		t.Errorf("no warning for a 0660 file")
+	}
 	os.Chmod(p, 0o666)
 	warnPermissions(log, p)
 	if !strings.Contains(logs.String(), "world-writable") {

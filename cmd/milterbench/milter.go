@@ -14,7 +14,7 @@ package main
 // the way Postfix does: it does not send the macro packets Postfix sends, it
 // has no leading-space handling, its header helper reorders fields, and it
 // refuses version 2 servers unless the action mask is narrowed
-// (docs: /work/shared/notes/libraries.md §1.8).
+// (go-milter's client cannot drive libmilter peers as Postfix does: see docs/performance.md).
 
 import (
 	"bufio"

@@ -19,11 +19,21 @@ import (
 //     payload separately: two syscalls per packet otherwise) and each read
 //     from the socket gets the idle deadline;
 //   - the first write after a message ended (the end-of-message reply)
-//     marks the connection idle, so a drain can close it between messages.
+//     marks the connection idle, so a drain can close it between messages;
+//   - the packets read and written are framed (wire.go): the SMFIP_NR_*
+//     flags are negotiated to what the MTA offered, the replies it will not
+//     read are kept off the socket, and an end of message's modifications
+//     go out in one write with its final reply.
+//
+// Read and Write are called by go-milter's session goroutine only, so the
+// framing state (in, out) needs no lock; Close may come from any goroutine
+// and does not touch it.
 type trackedConn struct {
 	net.Conn
 	r    *bufio.Reader
 	idle time.Duration
+	in   inFramer
+	out  outQueue
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -61,10 +71,35 @@ func (d deadlineReader) Read(p []byte) (int, error) {
 	return d.c.Read(p)
 }
 
-func (c *trackedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+// Read hands go-milter the next bytes from the MTA. Nothing written stays
+// queued while we wait for the MTA: go-milter reads only after its reply is
+// written, and whatever is still queued then (a partial or held packet,
+// which go-milter does not leave) goes out first.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	if len(c.out.buf) > 0 {
+		if err := c.out.flush(c.Conn, true); err != nil {
+			return 0, err
+		}
+	}
+	n, err := c.r.Read(p)
+	c.in.track(p[:n])
+	return n, err
+}
 
+// Write takes one write of go-milter's (a reply packet or part of one) and
+// sends what the framing lets through.
 func (c *trackedConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
+	if err := c.out.add(p, c.in.cmd, c.in.offeredProtocol()); err != nil {
+		// A bug of ours (the guard makes continue the only reply at a
+		// no-reply stage): better a closed session, which Postfix
+		// answers with milter_default_action, than a desynchronised one.
+		c.Close()
+		return 0, err
+	}
+	if !c.out.send {
+		return len(p), nil // dropped or held
+	}
+	err := c.out.flush(c.Conn, false)
 	c.mu.Lock()
 	closeNow := false
 	if c.endPending {
@@ -75,7 +110,10 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 	if closeNow {
 		c.Close()
 	}
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // Close closes the socket once and cancels everything derived from it.

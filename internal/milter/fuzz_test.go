@@ -27,11 +27,14 @@ import (
 var fuzzCodes = []byte{'C', 'H', 'M', 'R', 'L', 'N', 'B', 'E', 'A', 'D', 'T', 'Q', 'U', 'K', 'O', 'x'}
 
 // FuzzSession drives the server with a fuzzed sequence of milter packets
-// after a valid option negotiation. Property: the server never panics,
+// after a valid option negotiation, offering the NR flags (as Postfix does)
+// when the input's length is odd. Property: the server never panics,
 // neither into its own on_error path (no "panic" in our log) nor inside
 // go-milter (whose recovery logs "panic handling command" through the
-// standard logger, captured here), always ends the connection or answers,
-// and a well-formed session afterwards still gets its verdict.
+// standard logger, captured here), never tries to answer an event
+// negotiated without reply (go-milter logs the wrapper's refusal there
+// too), always ends the connection or answers, and a well-formed session
+// afterwards still gets its verdict.
 func FuzzSession(f *testing.F) {
 	f.Add([]byte{2, 5, 'h', 'e', 'l', 'o', '!', 3, 10, 'a', '@', 'b', '.', 'c', 0, 0, 0, 0, 0, 4, 8, 'F', 'r', 'o', 'm', 0, ' ', 'x', 0, 5, 0, 7, 0})
 	f.Add([]byte{0, 20, 'h', 0, '4', 0x9c, 0x40, '1', '2', '7', '.', '0', '.', '0', '.', '1', 0, 0, 0, 0, 0, 0, 8, 0})
@@ -58,6 +61,9 @@ func FuzzSession(f *testing.F) {
 		optneg := make([]byte, 12)
 		binary.BigEndian.PutUint32(optneg, 6)
 		binary.BigEndian.PutUint32(optneg[4:], uint32(milter.OptAddHeader|milter.OptChangeHeader|milter.OptQuarantine))
+		if len(data)%2 == 1 {
+			binary.BigEndian.PutUint32(optneg[8:], postfixProtocol)
+		}
 		writePacket(c, 'O', optneg)
 		for len(data) >= 2 {
 			code := fuzzCodes[int(data[0])%len(fuzzCodes)]
@@ -76,20 +82,21 @@ func FuzzSession(f *testing.F) {
 			t.Fatalf("panic in the server:\n%s", h.logs)
 		}
 		if msg := libPanics.take(); msg != "" {
-			t.Fatalf("panic inside go-milter:\n%s", msg)
+			t.Fatalf("panic inside go-milter, or a reply refused:\n%s", msg)
 		}
 	})
 }
 
 // panicWatch is a standard-library log output that keeps only lines
-// mentioning a panic (go-milter logs every session end there too).
+// mentioning a panic or a refused reply (go-milter logs every session end
+// there too).
 type panicWatch struct {
 	mu  sync.Mutex
 	msg string
 }
 
 func (p *panicWatch) Write(b []byte) (int, error) {
-	if bytes.Contains(b, []byte("panic")) {
+	if bytes.Contains(b, []byte("panic")) || bytes.Contains(b, []byte(errReplyAtNoReplyStage.Error())) {
 		p.mu.Lock()
 		p.msg += string(b)
 		p.mu.Unlock()

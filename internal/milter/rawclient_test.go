@@ -17,14 +17,27 @@ import (
 // rawClient speaks the milter protocol packet by packet, so that a test can
 // stop anywhere (half a packet, no end of message) or send what no library
 // client would (oversized packets, unknown commands, NUL inside a value).
+// Like Postfix it reads no reply to an event whose SMFIP_NR_* flag the
+// milter negotiated.
 type rawClient struct {
-	t *testing.T
-	c net.Conn
+	t     *testing.T
+	c     net.Conn
+	proto milter.OptProtocol // the milter's OPTNEG answer
 }
 
+// postfixProtocol is the protocol mask Postfix 3.7 offers with
+// milter_protocol = 6: every SMFIP_* flag up to HDR_LEADSPC.
+const postfixProtocol = 0x1fffff
+
 // dialRaw connects and negotiates options as Postfix does (version 6,
-// without v6-only action bits).
+// without v6-only action bits, every protocol flag offered).
 func dialRaw(t *testing.T, addr string) *rawClient {
+	t.Helper()
+	return dialRawProto(t, addr, postfixProtocol)
+}
+
+// dialRawProto is dialRaw offering the protocol mask offer.
+func dialRawProto(t *testing.T, addr string, offer uint32) *rawClient {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -35,10 +48,13 @@ func dialRaw(t *testing.T, addr string) *rawClient {
 	opt := make([]byte, 12)
 	binary.BigEndian.PutUint32(opt, 6)
 	binary.BigEndian.PutUint32(opt[4:], uint32(milter.OptAddHeader|milter.OptChangeHeader|milter.OptQuarantine))
-	binary.BigEndian.PutUint32(opt[8:], 0x1fffff)
-	if code, _ := r.step('O', opt); code != 'O' {
-		t.Fatalf("option negotiation answered %q", code)
+	binary.BigEndian.PutUint32(opt[8:], offer)
+	r.send('O', opt)
+	code, data, err := r.read()
+	if err != nil || code != 'O' || len(data) < 12 {
+		t.Fatalf("option negotiation answered %q %q %v", code, data, err)
 	}
+	r.proto = milter.OptProtocol(binary.BigEndian.Uint32(data[8:]))
 	return r
 }
 
@@ -53,6 +69,19 @@ func (r *rawClient) send(code byte, data []byte) {
 	if _, err := r.c.Write(b); err != nil {
 		r.t.Fatalf("write %q: %v", code, err)
 	}
+}
+
+// noReply reports whether the milter negotiated no reply to code. The
+// flags are spelt out from milter-protocol.txt / Postfix's milter8.c rather
+// than taken from the code under test.
+func (r *rawClient) noReply(code byte) bool {
+	flag := map[byte]milter.OptProtocol{
+		'L': 1 << 7,  // SMFIP_NR_HDR
+		'N': 1 << 18, // SMFIP_NR_EOH
+		'B': 1 << 19, // SMFIP_NR_BODY
+		'C': 1 << 12, 'H': 1 << 13, 'M': 1 << 14, 'R': 1 << 15, 'T': 1 << 16, 'U': 1 << 17,
+	}[code]
+	return r.proto&flag != 0
 }
 
 // read reads one reply packet.
@@ -73,10 +102,14 @@ func (r *rawClient) read() (byte, []byte, error) {
 	return b[0], b[1:], nil
 }
 
-// step sends a packet and returns the reply.
+// step sends a packet and returns the reply: continue, without reading,
+// for an event negotiated without reply (as Postfix's milter8_event does).
 func (r *rawClient) step(code byte, data []byte) (byte, []byte) {
 	r.t.Helper()
 	r.send(code, data)
+	if r.noReply(code) {
+		return 'c', nil
+	}
 	c, d, err := r.read()
 	if err != nil {
 		r.t.Fatalf("reply to %q: %v", code, err)

@@ -34,8 +34,9 @@ type connection struct {
 	started    time.Time
 	// hyg tracks forged A-R fields of the message apart from the
 	// Transaction, and failed is set when a callback of the message
-	// panicked under on_error = "accept": the message then goes on
-	// unevaluated to its end, where forged fields can still be deleted.
+	// panicked and its on_error reply waits for the end of message (see
+	// guard): the message goes on unevaluated to its end, where forged
+	// fields can still be deleted.
 	hyg    *hygiene
 	failed error
 }
@@ -198,11 +199,13 @@ func (s *session) Abort(m *milter.Modifier) (err error) {
 // action and the connection keeps serving (go-milter's own recovery would
 // close it and leave the decision to milter_default_action).
 //
-// With on_error = "tempfail" the reply is given at once. With "accept" the
-// message goes on unevaluated (the reply is continue) and is accepted at its
-// end, because only there may forged Authentication-Results be deleted
-// (RFC 8601 §5); accepting at an earlier stage would deliver them. A panic at
-// connect or HELO leaves no message to fail: the session continues.
+// The on_error reply is given at end of message, with continue until then,
+// when on_error = "accept" (only there may forged Authentication-Results be
+// deleted, RFC 8601 §5; accepting earlier would deliver them) and at every
+// stage whose reply the MTA may not read (header, end of header, body: the
+// NR flags, wire.go). A "tempfail" at MAIL, RCPT or end of message is given
+// at once. A panic at connect or HELO leaves no message to fail: the
+// session continues (or gets the tempfail reply for the connection).
 func (c *connection) guard(stage string, resp *milter.Response, err *error) {
 	v := recover()
 	if v == nil {
@@ -212,17 +215,27 @@ func (c *connection) guard(stage string, resp *milter.Response, err *error) {
 	e := c.srv.engine.Load()
 	hyg := c.hyg
 	c.resetTx()
-	if e.cfg.OnError == config.ErrorAccept && stage != "eom" {
-		if stage != "connect" && stage != "helo" {
-			c.hyg, c.failed = hyg, fmt.Errorf("panic at %s: %v", stage, v)
+	*err = nil
+	accept := e.cfg.OnError == config.ErrorAccept
+	switch {
+	case stage == "connect" || stage == "helo":
+		*resp = e.errorResponse()
+		if accept {
+			*resp = milter.RespContinue
 		}
-		*resp, *err = milter.RespContinue, nil
-		return
-	}
-	*resp, *err = e.errorResponse(), nil
-	if stage != "connect" && stage != "helo" {
+	case stage != "eom" && (accept || noReplyStage(stage)):
+		c.hyg, c.failed = hyg, fmt.Errorf("panic at %s: %v", stage, v)
+		*resp = milter.RespContinue
+	default:
+		*resp = e.errorResponse()
 		c.tc.endMessage()
 	}
+}
+
+// noReplyStage reports whether stage is one whose reply the MTA may have
+// been told not to read (SMFIP_NR_HDR, NR_EOH, NR_BODY).
+func noReplyStage(stage string) bool {
+	return stage == "header" || stage == "eoh" || stage == "body"
 }
 
 // endDecision is the decision at end of message: the Transaction's, or

@@ -22,7 +22,7 @@ run: build
 
 ## test: installs the test bed's Debian packages (as root), then formatting, vet, every test
 ## (unit and integration against a real Postfix) under the race detector, and a short fuzz smoke.
-test: deps check unit fuzz-smoke
+test: deps check fuzz-smoke unit
 
 ## deps: install what the tests need (Postfix, Dovecot, ...) from Debian's packages when root.
 deps:

@@ -144,18 +144,21 @@ func TestIsOurs(t *testing.T) {
 		want  bool
 	}{
 		{"mx.example.org; dmarc=pass", true},
-		{" MX.Example.ORG ; dmarc=pass", true},              // case-insensitive
-		{"\r\n\t(forged) mx.example.org; spf=pass", true},   // CFWS before the id
-		{"mx.example.org.; none", true},                     // trailing dot
-		{"\"mx.example.org\"; none", true},                  // quoted-string id
-		{"mx.example.org/x; dmarc=pass", true},              // id ends at a tspecial
-		{"mx.example.org 1; none", true},                    // version
-		{"mx.example.org(c); none", true},                   // comment right after
-		{"other.example.org; dmarc=pass", false},            // someone else's
-		{"mx.example.org.evil; dmarc=pass", false},          // longer name
-		{"x-mx.example.org; dmarc=pass", false},             // prefix
-		{"; dmarc=pass", false},                             // no id
-		{"(unterminated mx.example.org; dmarc=pass", false}, // comment swallows all
+		{" MX.Example.ORG ; dmarc=pass", true},             // case-insensitive
+		{"\r\n\t(forged) mx.example.org; spf=pass", true},  // CFWS before the id
+		{"mx.example.org.; none", true},                    // trailing dot
+		{"\"mx.example.org\"; none", true},                 // quoted-string id
+		{"mx.example.org/x; dmarc=pass", true},             // id ends at a tspecial
+		{"mx.example.org 1; none", true},                   // version
+		{"mx.example.org(c); none", true},                  // comment right after
+		{"other.example.org; dmarc=pass", false},           // someone else's
+		{"mx.example.org.evil; dmarc=pass", false},         // longer name
+		{"x-mx.example.org; dmarc=pass", false},            // prefix
+		{"; dmarc=pass", false},                            // no id
+		{"(unterminated mx.example.org; dmarc=pass", true}, // unreadable id, ours inside: fail closed
+		{"(unterminated other.example; dmarc=pass", false}, // unreadable, not ours
+		{strings.Repeat("(", 40) + "x" + strings.Repeat(")", 40) + " mx.example.org; dmarc=pass", true}, // deep comment
+		{strings.Repeat("(", 5000) + "x" + strings.Repeat(")", 5000) + " other.example; none", false},
 	}
 	for _, tc := range cases {
 		if got := IsOurs(tc.value, "mx.example.org"); got != tc.want {

@@ -9,9 +9,6 @@ import (
 // ErrSyntax is returned (wrapped) by Parse for a field it cannot read.
 var ErrSyntax = errors.New("authres: syntax error")
 
-// maxComment bounds comment nesting (hostile input).
-const maxComment = 32
-
 // AuthservID returns the authserv-id of an Authentication-Results field
 // value: the first token or quoted string after optional CFWS (RFC 8601
 // §2.2 "authres-payload = [CFWS] authserv-id ...",
@@ -43,10 +40,14 @@ func AuthservID(value string) (id string, ok bool) {
 // are (case-insensitively, RFC 4343 §3), ignoring a trailing dot; and the
 // value's id ends at the first tspecial, so a sloppy "ours/x" or "ours(c)"
 // counts as ours. RFC 4343: https://datatracker.ietf.org/doc/html/rfc4343#section-3
+//
+// It fails closed: a value whose authserv-id cannot be read at all (broken
+// comments, no token) counts as ours when it contains id anywhere, since a
+// more lenient reader downstream might find it there.
 func IsOurs(value, id string) bool {
 	got, ok := AuthservID(value)
 	if !ok {
-		return false
+		return id != "" && strings.Contains(strings.ToLower(value), strings.ToLower(strings.TrimSuffix(id, ".")))
 	}
 	return strings.EqualFold(strings.TrimSuffix(got, "."), strings.TrimSuffix(id, "."))
 }
@@ -226,9 +227,11 @@ func (l *lexer) comment() error {
 		case '\\':
 			l.pos++
 		case '(':
-			if depth++; depth > maxComment {
-				return l.errorf("comments nested too deeply")
-			}
+			// No depth limit: the scan is iterative and the field's size
+			// is bounded, and a limit would let a deeply nested comment
+			// hide our authserv-id from IsOurs (while RFC 8601 readers
+			// downstream skip the comment and see it).
+			depth++
 		case ')':
 			if depth--; depth == 0 {
 				l.pos++

@@ -109,6 +109,8 @@ func TestForgedARVariantsNeverSurvive(t *testing.T) {
 		"mx.test.example;dmarc=pass",
 		"mx.test.example",
 		"((nested) comment)mx.test.example; none",
+		strings.Repeat("(", 40) + "x" + strings.Repeat(")", 40) + " mx.test.example; dmarc=pass", // deeper than any limit a parser might have
+		"(unterminated mx.test.example; dmarc=pass",                                              // unreadable id that contains ours: deleted
 	}
 	theirs := []string{
 		"mx.test.example.evil; dmarc=pass",

@@ -39,7 +39,7 @@ var forgedRaw = message("pass.example",
 // of the failed message are still deleted.
 func TestPanicAtEveryStage(t *testing.T) {
 	t.Parallel()
-	points := []string{"mail", "header:Subject", "eoh", "body", "eom", "spf", "dmarc"}
+	points := []string{"mail", "rcpt", "header:Subject", "eoh", "body", "eom", "spf", "dmarc"}
 	for _, point := range points {
 		for _, onErr := range []config.ErrorAction{config.ErrorTempFail, config.ErrorAccept} {
 			t.Run(point+"/"+string(onErr), func(t *testing.T) {

@@ -223,7 +223,10 @@ func (c *connection) guard(stage string, resp *milter.Response, err *error) {
 		if accept {
 			*resp = milter.RespContinue
 		}
-	case stage != "eom" && (accept || noReplyStage(stage)):
+	case stage != "eom" && (accept || noReplyStage(stage) || stage == "rcpt"):
+		// A reply at RCPT would refuse that one recipient and let the
+		// message go on unevaluated: the failure is answered at end of
+		// message instead, like at the no-reply stages.
 		c.hyg, c.failed = hyg, fmt.Errorf("panic at %s: %v", stage, v)
 		*resp = milter.RespContinue
 	default:

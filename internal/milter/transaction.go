@@ -125,6 +125,7 @@ const maxRcpts = 100
 
 // AddRcpt records an envelope recipient.
 func (t *Transaction) AddRcpt(rcpt string) {
+	t.e.at("rcpt")
 	if len(t.env.Rcpts) < maxRcpts {
 		t.env.Rcpts = append(t.env.Rcpts, rcpt)
 	}

@@ -80,6 +80,11 @@ type Discovery struct {
 	OrgErr error
 	// Existence is the np= existence test's result, when it was needed.
 	Existence Existence
+	// ExistErr is set when the np= existence test did not complete (it
+	// wraps ErrTempFail; Existence is then ExistenceUnknown). It is kept
+	// apart from Err because it matters only when DMARC fails and np=
+	// names a different policy than sp/p would (see Evaluate).
+	ExistErr error
 	// Queries are the _dmarc names queried for policy discovery, in order;
 	// OrgQueries those queried afterwards to finish the Organizational
 	// Domain; ExistQueries the names and types of the existence test.
@@ -104,9 +109,10 @@ func (o Options) method() Method {
 // Discover finds the DMARC Policy Record that applies to the Author Domain
 // domain, its Organizational Domain and, when the record has np=, whether
 // the domain exists. Every query goes through r under ctx. The result
-// always names the method; a DNS failure is reported in Err, never as "no
-// policy" (RFC 9989 §4.10.1: no record means "any indication that there is
-// no such record as opposed to a transient DNS error").
+// always names the method; a DNS failure of policy discovery is reported in
+// Err, never as "no policy" (RFC 9989 §4.10.1: no record means "any
+// indication that there is no such record as opposed to a transient DNS
+// error"); a failure of the existence test only in ExistErr.
 func Discover(ctx context.Context, r Resolver, domain string, opts Options) *Discovery {
 	d := &Discovery{Method: opts.method()}
 	norm, err := NormalizeDomain(domain)
@@ -122,7 +128,9 @@ func Discover(ctx context.Context, r Resolver, domain string, opts Options) *Dis
 		discoverTreeWalk(ctx, r, d)
 	}
 	if d.Err == nil && d.Record != nil && d.PolicyDomain != d.Domain && d.Record.NP != DispositionUnset {
-		d.Existence, d.Err = exists(ctx, r, d.Domain, &d.ExistQueries)
+		// RFC 9989 §5.3.6: a DNS error here is neither pass nor fail, but
+		// only when np= would change the policy; Evaluate decides.
+		d.Existence, d.ExistErr = exists(ctx, r, d.Domain, &d.ExistQueries)
 	}
 	return d
 }
@@ -343,7 +351,8 @@ func OrgDomain(ctx context.Context, r Resolver, domain string, method Method, qu
 // and, only when that says NXDOMAIN, confirm with A/AAAA: a domain is
 // non-existent only when all say NXDOMAIN, so a server that wrongly answers
 // NXDOMAIN for one type cannot make np= (often the strictest tag) apply.
-// Both answers are cached by the resolver. A failure is temperror.
+// Both answers are cached by the resolver. A failure is returned (it wraps
+// ErrTempFail) and becomes temperror where it matters.
 func exists(ctx context.Context, r Resolver, domain string, log *[]string) (Existence, error) {
 	*log = append(*log, "MX "+domain)
 	_, err := r.LookupMX(ctx, domain+".")

@@ -52,6 +52,7 @@ type discoverCase struct {
 	queries           []string
 	existQueries      []string
 	tempErr           bool
+	existErr          bool // the existence test failed (Discovery.ExistErr), discovery did not
 }
 
 var discoverCases = []discoverCase{
@@ -101,10 +102,10 @@ var discoverCases = []discoverCase{
 		records: map[string][]string{"example.com": {"v=DMARC1; p=reject; sp=quarantine"}},
 		domain:  "nosuch.example.com", policyDomain: "example.com", org: "example.com",
 		queries: []string{"_dmarc.nosuch.example.com", "_dmarc.example.com", "_dmarc.com"}},
-	{name: "np: SERVFAIL on MX is temperror", rule: "RFC 9989 §5.3.6",
+	{name: "np: SERVFAIL on MX is kept apart in ExistErr", rule: "RFC 9989 §5.3.6 (temperror only where it matters: Evaluate)",
 		records: map[string][]string{"example.com": {"v=DMARC1; p=reject; np=reject"}},
 		faults:  map[string]dnstest.Fault{"nosuch.example.com": dnstest.FaultServFail},
-		domain:  "nosuch.example.com", policyDomain: "example.com", org: "example.com", tempErr: true,
+		domain:  "nosuch.example.com", policyDomain: "example.com", org: "example.com", existErr: true,
 		queries: []string{"_dmarc.nosuch.example.com", "_dmarc.example.com", "_dmarc.com"}, existQueries: []string{"MX nosuch.example.com"}},
 	{name: "SERVFAIL at the author", rule: "RFC 9989 §4.10.1 (transient error is not 'no record')",
 		records: map[string][]string{"example.com": {"v=DMARC1; p=reject"}},
@@ -154,6 +155,9 @@ func TestDiscover(t *testing.T) {
 			}
 			if got := errors.Is(d.Err, ErrTempFail); got != c.tempErr {
 				t.Fatalf("%s: Err = %v, want temporary failure %v", c.rule, d.Err, c.tempErr)
+			}
+			if got := errors.Is(d.ExistErr, ErrTempFail); got != c.existErr || (d.ExistErr != nil && !got) {
+				t.Fatalf("%s: ExistErr = %v, want temporary failure %v", c.rule, d.ExistErr, c.existErr)
 			}
 			got := []any{d.Method, d.PolicyDomain, d.OrgDomain, d.Existence, d.Queries, d.ExistQueries}
 			want := []any{wantMethod, c.policyDomain, c.org, c.existence, c.queries, c.existQueries}

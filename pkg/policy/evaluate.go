@@ -135,7 +135,10 @@ type DomainVerdict struct {
 	Record       *Record
 	Existence    Existence
 	// PolicyTag is the tag whose policy applies (p, sp or np); Requested is
-	// its effective value.
+	// its effective value. When the np= existence test failed
+	// (Discovery.ExistErr) they are those of an existing domain (sp or p),
+	// except for a temperror caused by that failure, where both are unset:
+	// which policy applies is not known.
 	PolicyTag Tag
 	Requested Disposition
 	// Disposition is the policy applied after test mode, sampling and local
@@ -337,13 +340,32 @@ func evaluateDomain(in *Input, lp *LocalPolicy, author string) DomainVerdict {
 	alignAll(in, disc, &dv)
 	switch dv.Result {
 	case ResultPass:
-		return dv
+		return dv // a pass is a pass, whatever the existence test said
 	case ResultTempError:
+		dv.Action = tempErrorAction(lp, author, &dv)
+		return dv
+	}
+	if existenceMatters(disc) {
+		// RFC 9989 §5.3.6: a DNS error → neither pass nor fail, here only
+		// because np= and sp/p disagree and existence decides between them.
+		dv.Result, dv.Err = ResultTempError, disc.ExistErr
+		dv.PolicyTag, dv.Requested = "", DispositionUnset // not known which applies
 		dv.Action = tempErrorAction(lp, author, &dv)
 		return dv
 	}
 	applyPolicy(in, lp, &dv)
 	return dv
+}
+
+// existenceMatters reports whether the failed np= existence test leaves the
+// applicable policy open: RFC 9989 §4.10.1 takes np for a non-existent
+// Author Domain and sp (else p) for an existing one, so when both give the
+// same disposition the answer does not matter and sp/p applies.
+func existenceMatters(d *Discovery) bool {
+	if d.ExistErr == nil || d.PolicyDomain == d.Domain {
+		return false
+	}
+	return d.Record.NonExistentPolicy() != d.Record.SubdomainPolicy() // RFC 9989 §4.7 np: absent → sp, else p
 }
 
 // applicablePolicy is RFC 9989 §4.10.1: p for a record at the Author

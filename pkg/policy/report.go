@@ -56,6 +56,9 @@ type ReportRow struct {
 // ReportRows returns the aggregate-report rows of the message: one per
 // Author Domain for which a DMARC Policy Record applied, and per distinct
 // recipient domain (one row with an empty EnvelopeTo when there is none).
+// An Author Domain whose failed np= existence test left the applicable
+// policy open (temperror, PolicyTag unset) gives no row: its
+// policy_evaluated cannot be stated.
 func (v Verdict) ReportRows() []ReportRow {
 	var rows []ReportRow
 	tos := v.EnvelopeTo

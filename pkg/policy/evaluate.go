@@ -171,7 +171,9 @@ type Verdict struct {
 	FromProblem FromProblem
 	// Err details a permerror (the From parse error).
 	Err error
-	// Domains are the evaluations of each Author Domain, in From order.
+	// Domains are the evaluations of each Author Domain, in From order;
+	// with more than FromPolicy.MaxDomains of them, only the first
+	// MaxDomains (RFC 9989 §11.5).
 	Domains []DomainVerdict
 	// Decisive is the index in Domains of the evaluation that set Action,
 	// -1 when none did.
@@ -204,15 +206,15 @@ func Evaluate(in Input) Verdict {
 		SPF:          in.SPF,
 		DKIM:         in.DKIM,
 	}
-	problem, outcome := fromOutcome(in.From, lp.From)
+	problem, outcome, domains := fromScope(in.From, lp.From)
 	v.FromProblem = problem
-	if outcome != FromEvaluate && outcome != FromQuarantine || len(in.From.Domains) == 0 {
+	if len(domains) == 0 {
 		v.Result, v.Err = ResultPermError, in.From.Err
 		v.EnforceAction = outcomeAction(outcome)
 	} else {
-		evaluateDomains(&in, &lp, &v)
+		evaluateDomains(&in, &lp, &v, domains)
 		if outcome == FromQuarantine && rank(v.EnforceAction) < rank(ActionQuarantine) {
-			v.EnforceAction, v.Decisive = ActionQuarantine, -1
+			v.EnforceAction, v.Decisive = ActionQuarantine, -1 // the From outcome on top: at least quarantine
 		}
 	}
 	v.Action = v.EnforceAction
@@ -251,6 +253,20 @@ func fromOutcome(a Author, fp FromPolicy) (FromProblem, FromOutcome) {
 	return problem, outcome
 }
 
+// fromScope is fromOutcome plus the Author Domains DMARC is applied to:
+// none when the outcome skips evaluation (reject, accept), else the first
+// MaxDomains of them. With more Author Domains than that, the ones beyond
+// the limit are not looked up (Prepare, and the milter's early discovery,
+// stop there) and so must not be evaluated either: they would count as
+// temperror and a tempfail would outrank the configured outcome.
+func fromScope(a Author, fp FromPolicy) (FromProblem, FromOutcome, []string) {
+	problem, outcome := fromOutcome(a, fp)
+	if outcome != FromEvaluate && outcome != FromQuarantine {
+		return problem, outcome, nil
+	}
+	return problem, outcome, a.Domains[:min(len(a.Domains), fp.MaxDomains)] // RFC 9989 §11.5: bounded work per message
+}
+
 // outcomeAction maps a From outcome that skips evaluation to an action;
 // anything but an explicit accept or quarantine rejects.
 func outcomeAction(o FromOutcome) Action {
@@ -268,9 +284,9 @@ func outcomeAction(o FromOutcome) Action {
 // mechanism to each domain found in the RFC5322.From field as the Author
 // Domain and apply the most strict policy selected among the checks that
 // fail".
-func evaluateDomains(in *Input, lp *LocalPolicy, v *Verdict) {
+func evaluateDomains(in *Input, lp *LocalPolicy, v *Verdict, domains []string) {
 	v.EnforceAction = ActionAccept
-	for i, d := range in.From.Domains {
+	for i, d := range domains {
 		dv := evaluateDomain(in, lp, d)
 		v.Domains = append(v.Domains, dv)
 		if i == 0 || resultRank(dv.Result) > resultRank(v.Result) {

@@ -61,7 +61,7 @@ const (
 	// FromReject rejects with dmarc=permerror.
 	FromReject FromOutcome = "reject"
 	// FromQuarantine quarantines (and still evaluates the domains there
-	// are, the stricter action winning).
+	// are, at most MaxDomains of them, the stricter action winning).
 	FromQuarantine FromOutcome = "quarantine"
 	// FromAccept delivers with dmarc=permerror: an explicit opt-out.
 	FromAccept FromOutcome = "accept"
@@ -79,7 +79,10 @@ type FromPolicy struct {
 	// FromEvaluate.
 	MultipleDomains FromOutcome
 	// TooManyDomains: more than MaxDomains Author Domains (RFC 9989 §11.5:
-	// limit them; the evaluation would be incomplete). Default FromReject.
+	// limit them). FromReject rejects and FromAccept delivers, both with
+	// permerror and without evaluation; FromQuarantine evaluates the first
+	// MaxDomains only and quarantines unless they give a stricter action.
+	// Default FromReject.
 	TooManyDomains FromOutcome
 	// NoMailbox: From fields holding only empty groups. Default FromReject.
 	NoMailbox FromOutcome
@@ -87,7 +90,8 @@ type FromPolicy struct {
 	Missing FromOutcome
 	// Unparseable: a From field that does not parse. Default FromReject.
 	Unparseable FromOutcome
-	// MaxDomains bounds the Author Domains evaluated. Default 5.
+	// MaxDomains bounds the Author Domains looked up and evaluated: the
+	// first MaxDomains in From order. Default 5.
 	MaxDomains int
 }
 

@@ -9,28 +9,32 @@ import (
 )
 
 // Prepare does the DNS work Evaluate needs and stores the answers in in:
-// it runs Discover for each Author Domain of in.From that has no entry in
-// in.Discoveries yet (the milter normally started those at the From:
-// header), then looks up the Organizational Domain of each SPF or DKIM
+// it runs Discover for each Author Domain of in.From that Evaluate will
+// evaluate (the first FromPolicy.MaxDomains, none when the From outcome
+// skips evaluation) and that has no entry in in.Discoveries yet (the milter
+// normally started those at the From: header), then looks up the Organizational Domain of each SPF or DKIM
 // identifier that relaxed alignment under the tree walk needs (RFC 9989
 // §4.10.2, https://datatracker.ietf.org/doc/html/rfc9989#section-4.10.2: "It may be necessary to perform multiple DNS Tree Walks"). All
 // queries go through r under ctx; failures are recorded, not returned, and
 // make Evaluate give temperror where they matter.
 func Prepare(ctx context.Context, r Resolver, in *Input, opts Options) {
 	lp := in.Local.WithDefaults()
-	if len(in.From.Domains) > lp.From.MaxDomains {
-		return // RFC 9989 §11.5: not processed; Evaluate applies TooManyDomains
+	// RFC 9989 §11.5: only the Author Domains Evaluate will evaluate (at
+	// most MaxDomains; none when the From outcome skips evaluation).
+	_, _, domains := fromScope(in.From, lp.From)
+	if len(domains) == 0 {
+		return
 	}
 	if in.Discoveries == nil {
-		in.Discoveries = make(map[string]*Discovery, len(in.From.Domains))
+		in.Discoveries = make(map[string]*Discovery, len(domains))
 	}
-	for _, d := range in.From.Domains {
+	for _, d := range domains {
 		if in.Discoveries[d] == nil {
 			in.Discoveries[d] = Discover(ctx, r, d, opts)
 		}
 	}
 	var ids []string
-	for _, d := range in.From.Domains {
+	for _, d := range domains {
 		for _, id := range orgLookupsNeeded(in, in.Discoveries[d]) {
 			if _, done := in.OrgDomains[id]; !done && !contains(ids, id) {
 				ids = append(ids, id)

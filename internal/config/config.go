@@ -211,7 +211,9 @@ type FromHandling struct {
 	MultipleDomains string `toml:"multiple_domains"`
 
 	// TooManyDomains is the outcome for more than max_domains domains:
-	// "reject", "quarantine" or "accept".
+	// "reject" (no DMARC evaluation), "quarantine" (the first max_domains
+	// domains are evaluated, and the message is quarantined at least) or
+	// "accept" (no DMARC evaluation; delivered).
 	// Default: "reject"
 	TooManyDomains string `toml:"too_many_domains"`
 
@@ -230,7 +232,8 @@ type FromHandling struct {
 	// Default: "reject"
 	Unparseable string `toml:"unparseable"`
 
-	// MaxDomains bounds the Author Domains evaluated per message.
+	// MaxDomains bounds the Author Domains looked up and evaluated per
+	// message (RFC 9989 §11.5: bounded work on hostile input).
 	// Default: 5
 	MaxDomains int `toml:"max_domains"`
 }

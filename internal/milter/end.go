@@ -144,6 +144,9 @@ func (t *Transaction) traceDiscovery(d *policy.Discovery) {
 	default:
 		t.tracef("  record at %s: %s", d.PolicyDomain, d.Record)
 		t.tracef("  organizational domain %s", d.OrgDomain)
+		if d.ExistErr != nil {
+			t.tracef("  existence check (np=) failed: %v", d.ExistErr)
+		}
 	}
 }
 

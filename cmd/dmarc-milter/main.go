@@ -7,6 +7,7 @@
 //	dmarc-milter [serve] [--config FILE] [--listen ADDR] [--authserv-id ID] [--nameserver HOST[:PORT]]...
 //	dmarc-milter check-config [--config FILE]
 //	dmarc-milter evaluate --ip ADDR --helo NAME --mail-from ADDR [--rcpt ADDR]... [--config FILE] FILE.eml
+//	dmarc-milter lookup [--config FILE] [--nameserver HOST[:PORT]]... DOMAIN
 //	dmarc-milter version
 //
 // serve is the default. check-config exits 2 with one message when the
@@ -50,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheckConfig(args, stdout, stderr)
 	case "evaluate":
 		return cmdEvaluate(args, stdout, stderr)
+	case "lookup":
+		return cmdLookup(args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "dmarc-milter %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK
@@ -65,6 +68,7 @@ const usage = `usage:
   dmarc-milter [serve] [--config FILE] [--listen ADDR] [--authserv-id ID] [--nameserver HOST[:PORT]]...
   dmarc-milter check-config [--config FILE] [flags of serve]
   dmarc-milter evaluate --ip ADDR --helo NAME --mail-from ADDR [--rcpt ADDR]... [flags of serve] FILE.eml|-
+  dmarc-milter lookup [flags of serve] DOMAIN
   dmarc-milter version
 `
 

@@ -187,7 +187,7 @@ func (v *DKIMVerifier) Header(name, value string) error {
 // rebuildField returns name ":" value with every line break as CRLF and a
 // final CRLF, or false when the field is malformed.
 func rebuildField(name, value string) (string, bool) {
-	if name == "" || strings.ContainsAny(name, ": \t\r\n") {
+	if !validFieldName(name) {
 		return "", false
 	}
 	value = strings.ReplaceAll(value, "\r\n", "\n")
@@ -207,6 +207,23 @@ func rebuildField(name, value string) (string, bool) {
 		return "", false // a bare CR in a header field
 	}
 	return name + ":" + strings.ReplaceAll(value, "\n", "\r\n") + "\r\n", true
+}
+
+// validFieldName reports whether name is an RFC 5322 §3.6.8 field name:
+// printable US-ASCII except ":". go-msgauth trims white space around names
+// ("DKIM-Signature\v" becomes a signature to it), so a name that is not
+// exactly a field name must never reach it, or its list of signatures and
+// ours would no longer pair up.
+func validFieldName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 33 || c > 126 || c == ':' {
+			return false
+		}
+	}
+	return true
 }
 
 // Signatures is the number of DKIM-Signature fields seen so far, including

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/emersion/go-msgauth/dkim"
@@ -17,6 +18,11 @@ func (v *DKIMVerifier) results(out dkimOutcome) []DKIMResult {
 		switch {
 		case i < len(out.verifs) && out.verifs[i] != nil:
 			err = out.verifs[i].Err
+			if err == nil && !sameDomain(out.verifs[i].Domain, s.domain) {
+				// go-msgauth's verification i is not of our signature i:
+				// never let one signature's pass stand for another's.
+				err = fmt.Errorf("verified d=%s where this signature has d=%s", out.verifs[i].Domain, s.domain)
+			}
 		case out.err != nil && !errors.Is(out.err, dkim.ErrTooManySignatures):
 			// go-msgauth returns no verifications at all when reading the
 			// message failed (Abort, the body limit): one error for all.
@@ -31,6 +37,10 @@ func (v *DKIMVerifier) results(out dkimOutcome) []DKIMResult {
 		res[i] = r
 	}
 	return res
+}
+
+func sameDomain(a, b string) bool {
+	return strings.EqualFold(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
 }
 
 // classify maps a go-msgauth verification error to an RFC 8601 result.

@@ -228,6 +228,11 @@ func TestDKIMKeyFlags(t *testing.T) {
 	if got := verifyMessage(t, r, DKIMConfig{}, sign(t, testMessage, o), 4096); got[0].Result != ResultPass || !got[0].Testing {
 		t.Errorf("t=y: %+v, want pass with Testing", got)
 	}
+	// The same with d= written as an absolute name: the flags still apply.
+	o.Selector, o.Domain, o.Identifier = "strict", "example.com.", "alice@sub.example.com."
+	if got := verifyMessage(t, r, DKIMConfig{}, sign(t, testMessage, o), 4096); got[0].Result != ResultPermError {
+		t.Errorf("t=s, d= with a trailing dot: %+v, want permerror", got)
+	}
 }
 
 // TestDKIMTrailingBlankLines: a body ending in a million empty lines

@@ -101,7 +101,9 @@ func (k *keyRecorder) lookup(name string) ([]string, error) {
 // exactly one record was fetched and it parses.
 func (k *keyRecorder) key(s, d string) (keyInfo, bool) {
 	k.mu.Lock()
-	txts, ok := k.answers[strings.ToLower(s+"._domainkey."+d)]
+	// Keyed as lookup stored it: lowercase, without a trailing dot (d= may
+	// carry one).
+	txts, ok := k.answers[strings.ToLower(strings.TrimSuffix(s+"._domainkey."+d, "."))]
 	k.mu.Unlock()
 	if !ok || len(txts) != 1 {
 		return keyInfo{}, false

@@ -30,6 +30,8 @@ type daemon struct {
 	res     *cache.Resolver
 	metrics *metrics.Metrics
 	srv     *milter.Server
+	// failed receives the error that ended the milter listener.
+	failed chan error
 }
 
 func cmdServe(args []string, stderr io.Writer) int {
@@ -88,9 +90,10 @@ func (d *daemon) start(cfg *config.Config) error {
 			return fmt.Errorf("metrics: %w", err)
 		}
 	}
+	d.failed = make(chan error, 1)
 	go func() {
 		if err := d.srv.Serve(ln); err != nil && !errors.Is(err, milter.ErrServerClosed) {
-			d.log.Error("milter listener failed", "err", err)
+			d.failed <- err
 		}
 	}()
 	id := cfg.AuthservID
@@ -103,14 +106,26 @@ func (d *daemon) start(cfg *config.Config) error {
 	return nil
 }
 
-// loop handles signals until SIGTERM/SIGINT, then drains.
+// loop handles signals until SIGTERM/SIGINT, then drains. If the listener
+// fails, it drains too and exits with status 1: a daemon that no longer
+// accepts connections must not look alive to its supervisor (systemd
+// restarts it; Postfix tempfails meanwhile).
 func (d *daemon) loop(sigs <-chan os.Signal) int {
-	for s := range sigs {
-		if s == syscall.SIGHUP {
-			d.reload()
-			continue
+	code := exitOK
+wait:
+	for {
+		select {
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				d.reload()
+				continue
+			}
+			break wait
+		case err := <-d.failed:
+			d.log.Error("milter listener failed: exiting", "err", err)
+			code = exitError
+			break wait
 		}
-		break
 	}
 	notify("STOPPING=1")
 	d.log.Info("shutting down: draining messages in flight", "deadline", d.cfg.Timeouts.Drain)
@@ -121,7 +136,7 @@ func (d *daemon) loop(sigs <-chan os.Signal) int {
 	}
 	d.metrics.Close()
 	d.log.Info("stopped")
-	return exitOK
+	return code
 }
 
 // reload re-reads the configuration; an invalid one keeps the old.

@@ -222,25 +222,14 @@ func (p *fromParser) address() error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case p.peek() == '<':
-		name, err := phrase(toks, true)
-		if err != nil {
-			return err
-		}
-		return p.angleAddr(name)
-	case p.peek() == ':' && p.group == "":
+	if p.peek() == ':' && p.group == "" {
 		name, err := phrase(toks, false)
 		if err != nil {
 			return err
 		}
 		return p.groupBody(name)
-	case p.peek() == '@':
-		return p.addrSpecAfterLocal(toks, "")
-	case p.eof():
-		return errors.New("address without '@'")
 	}
-	return fmt.Errorf("unexpected %q", p.peek())
+	return p.mailboxAfterWords(toks)
 }
 
 // groupBody parses group after its display-name: ":" [group-list] ";"

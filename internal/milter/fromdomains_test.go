@@ -41,18 +41,7 @@ func TestTooManyDomainsQuarantine(t *testing.T) {
 			if r.act == nil || r.act.Code != milter.ActAccept {
 				t.Fatalf("RFC 9989 §11.5: action %+v, want accept with quarantine (not 451)", r.act)
 			}
-			if got := r.has(milter.ActQuarantine); got != tc.hold {
-				t.Errorf("hold = %v, want %v", got, tc.hold)
-			}
-			var marked bool
-			for _, m := range r.mods {
-				if m.Code == milter.ActAddHeader && m.HeaderName == "X-DMARC-Quarantine" && m.HeaderValue == " yes" {
-					marked = true
-				}
-			}
-			if marked != tc.mark {
-				t.Errorf("marker header = %v, want %v (%+v)", marked, tc.mark, r.mods)
-			}
+			checkQuarantine(t, r, tc.hold, tc.mark)
 			ar := r.inserted("Authentication-Results")
 			if len(ar) != 1 {
 				t.Fatalf("%d Authentication-Results inserted, want 1", len(ar))

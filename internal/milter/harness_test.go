@@ -313,3 +313,21 @@ func (r result) has(code milter.ModifyActCode) bool {
 	}
 	return false
 }
+
+// checkQuarantine asserts the quarantine actions of a result: the hold
+// queue (milter quarantine) and the marker header for Sieve.
+func checkQuarantine(t *testing.T, r result, hold, mark bool) {
+	t.Helper()
+	if got := r.has(milter.ActQuarantine); got != hold {
+		t.Errorf("hold = %v, want %v", got, hold)
+	}
+	var marked bool
+	for _, m := range r.mods {
+		if m.Code == milter.ActAddHeader && m.HeaderName == "X-DMARC-Quarantine" && m.HeaderValue == " yes" {
+			marked = true
+		}
+	}
+	if marked != mark {
+		t.Errorf("marker header = %v, want %v (%+v)", marked, mark, r.mods)
+	}
+}

@@ -161,18 +161,7 @@ func TestSessionQuarantine(t *testing.T) {
 			if r.act.Code != milter.ActAccept {
 				t.Fatalf("action %c", r.act.Code)
 			}
-			if got := r.has(milter.ActQuarantine); got != tc.hold {
-				t.Errorf("hold = %v, want %v", got, tc.hold)
-			}
-			var marked bool
-			for _, m := range r.mods {
-				if m.Code == milter.ActAddHeader && m.HeaderName == "X-DMARC-Quarantine" && m.HeaderValue == " yes" {
-					marked = true
-				}
-			}
-			if marked != tc.mark {
-				t.Errorf("marker header = %v, want %v (%+v)", marked, tc.mark, r.mods)
-			}
+			checkQuarantine(t, r, tc.hold, tc.mark)
 			ar := onlyAR(t, r)
 			if ar["dmarc"].Value != "fail" || ar["dmarc"].Props["policy.dmarc"] != "quarantine" {
 				t.Errorf("dmarc result %+v", ar["dmarc"])

@@ -47,14 +47,18 @@ func (t *Transaction) gather(ctx context.Context) policy.Input {
 		RcptTo:      t.env.Rcpts,
 		From:        policy.ParseFrom(t.fromFields),
 		MailingList: t.hasListHeaders(),
-		Local:       t.e.localPolicy(),
+		Local:       t.e.local,
 	}
 	in.SPF = t.waitSPF(ctx, t.spfMail, verify.ScopeMailFrom)
-	t.tracef("spf %s: %s (%s) %s", in.SPF.Scope, in.SPF.Result, in.SPF.Sender, in.SPF.Reason)
+	if t.tracing {
+		t.tracef("spf %s: %s (%s) %s", in.SPF.Scope, in.SPF.Result, in.SPF.Sender, in.SPF.Reason)
+	}
 	if t.spfHelo != nil {
 		h := t.waitSPF(ctx, t.spfHelo, verify.ScopeHelo)
 		t.heloSPF = &h
-		t.tracef("spf helo: %s (%s) %s", h.Result, h.Domain, h.Reason)
+		if t.tracing {
+			t.tracef("spf helo: %s (%s) %s", h.Result, h.Domain, h.Reason)
+		}
 	}
 	in.DKIM = t.finishDKIM(ctx)
 	for _, d := range in.From.Domains {
@@ -101,6 +105,9 @@ func (t *Transaction) finishDKIM(ctx context.Context) []verify.DKIMResult {
 		t.setInternalErr(err)
 	}
 	for _, r := range res {
+		if !t.tracing {
+			break
+		}
 		t.tracef("dkim d=%s s=%s a=%s: %s %s", r.Domain, r.Selector, r.Algorithm, r.Result, r.Reason)
 	}
 	return res
@@ -121,7 +128,9 @@ func (t *Transaction) waitDiscoveries(ctx context.Context, domains []string) map
 		case disc := <-ch:
 			ch <- disc // keep it for a second reader
 			out[d] = disc
-			t.traceDiscovery(disc)
+			if t.tracing {
+				t.traceDiscovery(disc)
+			}
 		case <-t.failed:
 			out[d] = &policy.Discovery{Domain: d, Method: t.e.discoveryMethod(), Err: errTimeout}
 		case <-ctx.Done():
@@ -150,7 +159,8 @@ func (t *Transaction) traceDiscovery(d *policy.Discovery) {
 	}
 }
 
-// localPolicy turns the configuration into pkg/policy's local policy.
+// localPolicy turns the configuration into pkg/policy's local policy
+// (built once per engine: the configuration does not change under it).
 func (e *Engine) localPolicy() policy.LocalPolicy {
 	c := e.cfg
 	lp := policy.LocalPolicy{

@@ -33,6 +33,8 @@ type Engine struct {
 	allowFrom map[string]bool
 	hostname  string
 	metrics   Metrics
+	local     policy.LocalPolicy // the local policy of every message
+	tracing   bool               // Transactions record their steps (log_level debug)
 	// hook, set only by tests, is called at named points of a message
 	// (to inject panics).
 	hook func(point string)
@@ -71,6 +73,11 @@ func NewEngine(cfg *config.Config, res Resolver, m Metrics) (*Engine, error) {
 	for _, d := range cfg.Allowlist.FromDomains {
 		e.allowFrom[d] = true
 	}
+	e.local = e.localPolicy()
+	// The steps of a message are only shown by the debug log line (and the
+	// evaluate subcommand, which asks for them itself): formatting them for
+	// every message would cost more than some of the checks.
+	e.tracing = cfg.LogLevel == "debug"
 	return e, nil
 }
 
@@ -124,6 +131,7 @@ func (e *Engine) Begin(ctx context.Context, env Envelope) *Transaction {
 		start:   time.Now(),
 		started: map[string]bool{},
 		failed:  make(chan struct{}),
+		tracing: e.tracing,
 	}
 	t.bypass = e.bypassAtMail(env)
 	if t.bypass == BypassTrusted {

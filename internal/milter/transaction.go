@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"time"
 
@@ -52,6 +51,7 @@ type Transaction struct {
 	discoveries map[string]chan *policy.Discovery
 	internalErr error
 	failed      chan struct{} // closed with the first internal error
+	tracing     bool          // record the steps (evaluate, log_level debug)
 	trace       []string
 }
 
@@ -66,8 +66,13 @@ func (t *Transaction) Close() {
 	}
 }
 
-// tracef records one step for the evaluate subcommand.
+// tracef records one step for the evaluate subcommand and the debug log.
+// It does nothing unless the Transaction traces; callers on the hot path
+// test t.tracing first, so that the arguments are not even boxed.
 func (t *Transaction) tracef(format string, args ...any) {
+	if !t.tracing {
+		return
+	}
 	t.mu.Lock()
 	t.trace = append(t.trace, fmt.Sprintf(format, args...))
 	t.mu.Unlock()
@@ -137,7 +142,9 @@ func (t *Transaction) Header(name, value string) {
 	if t.eoh || t.bypass == BypassTrusted {
 		return
 	}
-	t.e.at("header:" + name)
+	if t.e.hook != nil {
+		t.e.at("header:" + name)
+	}
 	if t.hyg == nil {
 		t.hyg = newHygiene(t.e.authservID(t.env.MTAHost), t.e.cfg.Actions.QuarantineHeader)
 		if t.bypass != BypassAuthenticated {
@@ -148,12 +155,11 @@ func (t *Transaction) Header(name, value string) {
 	if t.bypass == BypassAuthenticated {
 		return
 	}
-	lname := strings.ToLower(name)
-	if lname == "list-id" || lname == "list-post" {
+	if sameName(name, "list-id") || sameName(name, "list-post") {
 		t.listHeader = true
 	}
 	_ = t.dkim.Header(name, value) // only ErrDKIMOrder, impossible here
-	if lname == "from" {
+	if sameName(name, "from") {
 		t.fromFields = append(t.fromFields, value)
 		if len(t.fromFields) == 1 {
 			// RFC 7489 §6.6.1 / RFC 9989 §5.3.1: the Author Domain is the

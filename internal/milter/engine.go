@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
+	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
@@ -26,7 +27,9 @@ type Resolver interface {
 type Engine struct {
 	cfg       *config.Config
 	res       Resolver
+	cache     *cache.Resolver // res when it is pkg/cache: checks whose answers are cached run inline
 	spf       *verify.SPFChecker
+	spfCfg    verify.SPFConfig
 	trusted   config.Networks
 	allowNets config.Networks
 	forwarder config.Networks
@@ -62,7 +65,7 @@ func NewEngine(cfg *config.Config, res Resolver, m Metrics) (*Engine, error) {
 	e := &Engine{
 		cfg:       cfg,
 		res:       res,
-		spf:       verify.NewSPFChecker(res, verify.SPFConfig{LookupLimit: uint(cfg.SPF.LookupLimit), VoidLookupLimit: uint(cfg.SPF.VoidLookupLimit)}),
+		spfCfg:    verify.SPFConfig{LookupLimit: uint(cfg.SPF.LookupLimit), VoidLookupLimit: uint(cfg.SPF.VoidLookupLimit)},
 		trusted:   cfg.TrustedNetworks,
 		allowNets: cfg.Allowlist.Networks,
 		forwarder: cfg.DMARC.TrustedForwarders,
@@ -70,6 +73,8 @@ func NewEngine(cfg *config.Config, res Resolver, m Metrics) (*Engine, error) {
 		hostname:  host,
 		metrics:   m,
 	}
+	e.spf = verify.NewSPFChecker(res, e.spfCfg)
+	e.cache, _ = res.(*cache.Resolver)
 	for _, d := range cfg.Allowlist.FromDomains {
 		e.allowFrom[d] = true
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
@@ -81,15 +82,18 @@ func (t *Transaction) tracef(format string, args ...any) {
 // goSafe runs f in a goroutine; a panic becomes the message's internal
 // error (the on_error action) instead of killing the daemon.
 func (t *Transaction) goSafe(what string, f func()) {
-	go func() {
-		defer func() {
-			if v := recover(); v != nil {
-				t.e.metrics.Panic(what)
-				t.setInternalErr(fmt.Errorf("panic in %s: %v\n%s", what, v, debug.Stack()))
-			}
-		}()
-		f()
+	go t.runSafe(what, f)
+}
+
+// runSafe runs f; a panic becomes the message's internal error.
+func (t *Transaction) runSafe(what string, f func()) {
+	defer func() {
+		if v := recover(); v != nil {
+			t.e.metrics.Panic(what)
+			t.setInternalErr(fmt.Errorf("panic in %s: %v\n%s", what, v, debug.Stack()))
+		}
 	}()
+	f()
 }
 
 func (t *Transaction) setInternalErr(err error) {
@@ -101,21 +105,64 @@ func (t *Transaction) setInternalErr(err error) {
 	t.mu.Unlock()
 }
 
+// fromCache runs check through a cache-only view of the resolver, here and
+// now, and reports whether it could: false when the engine's resolver is
+// not pkg/cache or when an answer the check needed was not cached (the
+// caller then runs it again in the background). A check that did not miss
+// had exactly the answers the resolver would have given, and saves a
+// goroutine, its stack growth and a timer. A panic is the message's
+// internal error, as in goSafe, and counts as done.
+func (t *Transaction) fromCache(what string, check func(v *cache.CacheOnly)) (done bool) {
+	if t.e.cache == nil {
+		return false
+	}
+	v := t.e.cache.CacheOnly()
+	done = true
+	t.runSafe(what, func() {
+		check(v)
+		done = !v.Missed()
+	})
+	return done
+}
+
 // startSPF checks the MAIL FROM identity and, if configured, the HELO
-// identity, each in its own goroutine under the SPF timeout.
+// identity. A check whose DNS answers are all cached is made now; any other
+// runs in its own goroutine under the SPF timeout, so that its lookups
+// overlap the rest of the message.
 func (t *Transaction) startSPF() {
 	ip := net.IP(t.env.ClientIP.AsSlice())
 	t.spfMail = make(chan verify.SPFResult, 1)
-	ctx, cancel := context.WithTimeout(t.ctx, t.e.cfg.Timeouts.SPF)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	t.goSafe("spf mfrom", func() {
-		defer wg.Done()
+	mailDone := t.fromCache("spf mfrom", func(v *cache.CacheOnly) {
 		t.e.at("spf")
-		t.spfMail <- t.e.spf.CheckMailFrom(ctx, ip, t.env.Helo, t.env.MailFrom)
+		r := verify.NewSPFChecker(v, t.e.spfCfg).CheckMailFrom(t.ctx, ip, t.env.Helo, t.env.MailFrom)
+		if !v.Missed() {
+			t.spfMail <- r
+		}
 	})
+	heloDone := true
 	if t.e.cfg.SPF.CheckHelo {
 		t.spfHelo = make(chan verify.SPFResult, 1)
+		heloDone = t.fromCache("spf helo", func(v *cache.CacheOnly) {
+			r := verify.NewSPFChecker(v, t.e.spfCfg).CheckHelo(t.ctx, ip, t.env.Helo)
+			if !v.Missed() {
+				t.spfHelo <- r
+			}
+		})
+	}
+	if mailDone && heloDone {
+		return
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, t.e.cfg.Timeouts.SPF)
+	var wg sync.WaitGroup
+	if !mailDone {
+		wg.Add(1)
+		t.goSafe("spf mfrom", func() {
+			defer wg.Done()
+			t.e.at("spf")
+			t.spfMail <- t.e.spf.CheckMailFrom(ctx, ip, t.env.Helo, t.env.MailFrom)
+		})
+	}
+	if !heloDone {
 		wg.Add(1)
 		t.goSafe("spf helo", func() {
 			defer wg.Done()
@@ -190,11 +237,21 @@ func (t *Transaction) startDiscovery(domain string) {
 	ch := make(chan *policy.Discovery, 1)
 	t.discoveries[domain] = ch
 	t.mu.Unlock()
+	opts := policy.Options{Method: t.e.discoveryMethod()}
+	if t.fromCache("dmarc discovery", func(v *cache.CacheOnly) {
+		t.e.at("dmarc")
+		d := policy.Discover(t.ctx, v, domain, opts)
+		if !v.Missed() {
+			ch <- d
+		}
+	}) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.e.cfg.Timeouts.DMARC)
 	t.goSafe("dmarc discovery", func() {
 		defer cancel()
 		t.e.at("dmarc")
-		ch <- policy.Discover(ctx, t.e.res, domain, policy.Options{Method: t.e.discoveryMethod()})
+		ch <- policy.Discover(ctx, t.e.res, domain, opts)
 	})
 }
 

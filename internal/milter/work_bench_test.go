@@ -16,7 +16,7 @@ import (
 // milter server: the Transaction benchmarks measure the per-message work
 // (SPF, DKIM, discovery, evaluation, Authentication-Results) and nothing of
 // the protocol layer.
-func benchEngine(b *testing.B) *Engine {
+func benchEngineT(b testing.TB) *Engine {
 	b.Helper()
 	srv, err := dnstest.Start(testZone())
 	if err != nil {
@@ -58,7 +58,7 @@ func runTx(e *Engine, env Envelope, fields []HeaderField, body []byte) *Decision
 // domain whose SPF fails (DMARC fail, p=reject).
 func BenchmarkTransaction(b *testing.B) {
 	t := &testing.T{}
-	e := benchEngine(b)
+	e := benchEngineT(b)
 	env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), ClientName: "client.example", Helo: "mail.client.example", MTAHost: testAuthservID}
 	cases := []struct {
 		name, mailFrom string

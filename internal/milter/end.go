@@ -40,12 +40,16 @@ func (t *Transaction) End() *Decision {
 
 // gather waits for SPF, DKIM and discovery and builds the policy input.
 func (t *Transaction) gather(ctx context.Context) policy.Input {
+	from := t.from // parsed at the header when it was the only From field
+	if len(t.fromFields) != 1 {
+		from = policy.ParseFrom(t.fromFields)
+	}
 	in := policy.Input{
 		SourceIP:    t.env.ClientIP,
 		HELO:        t.env.Helo,
 		MailFrom:    t.env.MailFrom,
 		RcptTo:      t.env.Rcpts,
-		From:        policy.ParseFrom(t.fromFields),
+		From:        from,
 		MailingList: t.hasListHeaders(),
 		Local:       t.e.local,
 	}
@@ -67,10 +71,13 @@ func (t *Transaction) gather(ctx context.Context) policy.Input {
 	in.Discoveries = t.waitDiscoveries(ctx, in.From.Domains)
 	// The Organizational Domains relaxed alignment needs for the SPF and
 	// DKIM identifiers (discoveries are in place, so only those are looked
-	// up, mostly from the cache discovery warmed).
-	lctx, cancel := context.WithTimeout(ctx, t.e.cfg.Timeouts.DMARC)
-	defer cancel()
-	policy.Prepare(lctx, t.e.res, &in, policy.Options{Method: t.e.discoveryMethod()})
+	// up, mostly from the cache discovery warmed). Most messages need none:
+	// then there is no timer to set.
+	if !policy.Prepared(&in) {
+		lctx, cancel := context.WithTimeout(ctx, t.e.cfg.Timeouts.DMARC)
+		defer cancel()
+		policy.Prepare(lctx, t.e.res, &in, policy.Options{Method: t.e.discoveryMethod()})
+	}
 	return in
 }
 

@@ -43,6 +43,7 @@ type Transaction struct {
 	hyg        *hygiene // forged A-R and marker fields; nil before the first header
 	listHeader bool     // a List-Id or List-Post field was seen
 	fromFields []string
+	from       policy.Author // ParseFrom of the first From field alone
 	eoh        bool
 	dkim       *verify.DKIMVerifier
 	dkimCancel context.CancelFunc
@@ -213,7 +214,8 @@ func (t *Transaction) Header(name, value string) {
 			// From: domain; start its policy discovery now.
 			// https://datatracker.ietf.org/doc/html/rfc7489#section-6.6.1
 			// https://datatracker.ietf.org/doc/html/rfc9989#section-5.3.1
-			for _, d := range policy.ParseFrom([]string{value}).Domains {
+			t.from = policy.ParseFrom(t.fromFields)
+			for _, d := range t.from.Domains {
 				t.startDiscovery(d)
 			}
 		}

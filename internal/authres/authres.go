@@ -39,6 +39,15 @@ type Result struct {
 	Comment string            // written as "(comment)" after the value
 	Reason  string            // written as reason="..."
 	Props   map[string]string // ptype.property → value; empty values are left out
+	// Params are more properties, for writers that would rather not build
+	// a map: Format writes them as if they were in Props (a name should
+	// not be in both). Parse leaves them empty.
+	Params []Param
+}
+
+// Param is one property of a Result.
+type Param struct {
+	Name, Value string
 }
 
 // Format renders the value of an Authentication-Results field (without the
@@ -94,34 +103,36 @@ func appendResult(dst, tmp []byte, r Result) []byte {
 // stands for the reason.
 func appendParams(dst []byte, r Result) []byte {
 	reason, reasonSanitise := r.Reason, true
-	if v, ok := r.Props["reason"]; ok {
-		reason, reasonSanitise = v, false
+	var pb [10]Param
+	props := pb[:0]
+	for k, v := range r.Props {
+		props = append(props, Param{k, v})
 	}
-	var kb [8]string
-	keys := kb[:0]
-	for k := range r.Props {
-		if k != "reason" {
-			keys = append(keys, k)
+	props = append(props, r.Params...)
+	for i := 0; i < len(props); i++ {
+		if props[i].Name == "reason" {
+			reason, reasonSanitise = props[i].Value, false
+			props = slices.Delete(props, i, i+1)
+			i--
 		}
 	}
-	slices.Sort(keys)
+	slices.SortFunc(props, func(a, b Param) int { return strings.Compare(a.Name, b.Name) })
 	n := 0
 	if reason != "" {
 		dst = append(dst, "reason="...)
 		dst = appendValue(dst, reason, reasonSanitise, false)
 		n++
 	}
-	for _, k := range keys {
-		v := r.Props[k]
-		if v == "" {
+	for _, p := range props {
+		if p.Value == "" {
 			continue
 		}
 		if n > 0 {
 			dst = append(dst, ' ')
 		}
-		dst = append(dst, k...)
+		dst = append(dst, p.Name...)
 		dst = append(dst, '=')
-		dst = appendValue(dst, v, false, true)
+		dst = appendValue(dst, p.Value, false, true)
 		n++
 	}
 	return dst

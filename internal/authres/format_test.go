@@ -24,8 +24,12 @@ func TestFormatMatchesReference(t *testing.T) {
 		{{Method: " spf ", Value: "pass ", Comment: "()"}, {Method: "m", Value: "v", Comment: "\u00a0c\u0085"}},
 	}
 	for i, rs := range cases {
-		if got, want := Format("mx.example.org", rs), referenceFormat("mx.example.org", rs); got != want {
+		want := referenceFormat("mx.example.org", rs)
+		if got := Format("mx.example.org", rs); got != want {
 			t.Errorf("case %d:\n got %q\nwant %q", i, got, want)
+		}
+		if got := Format("mx.example.org", asParams(rs)); got != want {
+			t.Errorf("case %d with Params:\n got %q\nwant %q", i, got, want)
 		}
 	}
 }
@@ -40,10 +44,28 @@ func FuzzFormatMatchesReference(f *testing.F) {
 			{Method: method, Value: value, Reason: reason, Comment: comment, Props: map[string]string{key: prop, "header.d": prop + reason}},
 			{Method: "spf", Value: value, Props: map[string]string{"smtp.mailfrom": prop}},
 		}
-		if got, want := Format(id, rs), referenceFormat(id, rs); got != want {
+		want := referenceFormat(id, rs)
+		if got := Format(id, rs); got != want {
 			t.Fatalf("\n got %q\nwant %q", got, want)
 		}
+		if got := Format(id, asParams(rs)); got != want {
+			t.Fatalf("with Params:\n got %q\nwant %q", got, want)
+		}
 	})
+}
+
+// asParams moves the properties of each result from Props to Params.
+func asParams(rs []Result) []Result {
+	out := make([]Result, len(rs))
+	for i, r := range rs {
+		r.Params = nil
+		for k, v := range r.Props {
+			r.Params = append(r.Params, Param{k, v})
+		}
+		r.Props = nil
+		out[i] = r
+	}
+	return out
 }
 
 // BenchmarkFormat: the A-R field of a DMARC pass with one DKIM signature,
@@ -58,6 +80,13 @@ func BenchmarkFormat(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			Format("mx.example.org", rs)
+		}
+	})
+	ps := asParams(rs)
+	b.Run("onepass-params", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			Format("mx.example.org", ps)
 		}
 	})
 	b.Run("reference", func(b *testing.B) {

@@ -134,8 +134,6 @@ func (e *Engine) Begin(ctx context.Context, env Envelope) *Transaction {
 		ctx:     ctx,
 		cancel:  cancel,
 		start:   time.Now(),
-		started: map[string]bool{},
-		failed:  make(chan struct{}),
 		tracing: e.tracing,
 	}
 	t.bypass = e.bypassAtMail(env)

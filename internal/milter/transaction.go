@@ -37,7 +37,7 @@ type Transaction struct {
 	start  time.Time
 	bypass Bypass
 
-	spfMail, spfHelo chan verify.SPFResult
+	spfMail, spfHelo spfCheck
 	heloSPF          *verify.SPFResult
 
 	hyg        *hygiene // forged A-R and marker fields; nil before the first header
@@ -49,12 +49,29 @@ type Transaction struct {
 	dkimCancel context.CancelFunc
 
 	mu          sync.Mutex
-	started     map[string]bool // From: domains whose discovery was started
-	discoveries map[string]chan *policy.Discovery
+	discoveries []*discovery // one per From: domain whose discovery was started
 	internalErr error
-	failed      chan struct{} // closed with the first internal error
+	failed      chan struct{} // closed with the first internal error; made when first waited on
 	tracing     bool          // record the steps (evaluate, log_level debug)
 	trace       []string
+}
+
+// spfCheck is one SPF check of the message: its result when it was made
+// inline, else the channel its goroutine answers on.
+type spfCheck struct {
+	made bool // the check was started
+	done bool // res is the result (made inline)
+	res  verify.SPFResult
+	ch   chan verify.SPFResult
+}
+
+// discovery is the policy discovery of one Author Domain: its result when
+// it was made inline (or has been received), else the channel its
+// goroutine answers on.
+type discovery struct {
+	domain string
+	res    *policy.Discovery
+	ch     chan *policy.Discovery
 }
 
 // Bypassed reports whether the message needs nothing more (trusted network).
@@ -101,9 +118,25 @@ func (t *Transaction) setInternalErr(err error) {
 	t.mu.Lock()
 	if t.internalErr == nil {
 		t.internalErr = err
-		close(t.failed)
+		if t.failed != nil {
+			close(t.failed)
+		}
 	}
 	t.mu.Unlock()
+}
+
+// failedChan returns the channel closed with the first internal error
+// (made on first use: most messages never wait for anything).
+func (t *Transaction) failedChan() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.failed == nil {
+		t.failed = make(chan struct{})
+		if t.internalErr != nil {
+			close(t.failed)
+		}
+	}
+	return t.failed
 }
 
 // fromCache runs check through a cache-only view of the resolver, here and
@@ -132,22 +165,18 @@ func (t *Transaction) fromCache(what string, check func(v *cache.CacheOnly)) (do
 // overlap the rest of the message.
 func (t *Transaction) startSPF() {
 	ip := net.IP(t.env.ClientIP.AsSlice())
-	t.spfMail = make(chan verify.SPFResult, 1)
+	t.spfMail.made = true
 	mailDone := t.fromCache("spf mfrom", func(v *cache.CacheOnly) {
 		t.e.at("spf")
 		r := verify.NewSPFChecker(v, t.e.spfCfg).CheckMailFrom(t.ctx, ip, t.env.Helo, t.env.MailFrom)
-		if !v.Missed() {
-			t.spfMail <- r
-		}
+		t.spfMail.res, t.spfMail.done = r, !v.Missed()
 	})
 	heloDone := true
 	if t.e.cfg.SPF.CheckHelo {
-		t.spfHelo = make(chan verify.SPFResult, 1)
+		t.spfHelo.made = true
 		heloDone = t.fromCache("spf helo", func(v *cache.CacheOnly) {
 			r := verify.NewSPFChecker(v, t.e.spfCfg).CheckHelo(t.ctx, ip, t.env.Helo)
-			if !v.Missed() {
-				t.spfHelo <- r
-			}
+			t.spfHelo.res, t.spfHelo.done = r, !v.Missed()
 		})
 	}
 	if mailDone && heloDone {
@@ -156,18 +185,22 @@ func (t *Transaction) startSPF() {
 	ctx, cancel := context.WithTimeout(t.ctx, t.e.cfg.Timeouts.SPF)
 	var wg sync.WaitGroup
 	if !mailDone {
+		ch := make(chan verify.SPFResult, 1)
+		t.spfMail.ch = ch
 		wg.Add(1)
 		t.goSafe("spf mfrom", func() {
 			defer wg.Done()
 			t.e.at("spf")
-			t.spfMail <- t.e.spf.CheckMailFrom(ctx, ip, t.env.Helo, t.env.MailFrom)
+			ch <- t.e.spf.CheckMailFrom(ctx, ip, t.env.Helo, t.env.MailFrom)
 		})
 	}
 	if !heloDone {
+		ch := make(chan verify.SPFResult, 1)
+		t.spfHelo.ch = ch
 		wg.Add(1)
 		t.goSafe("spf helo", func() {
 			defer wg.Done()
-			t.spfHelo <- t.e.spf.CheckHelo(ctx, ip, t.env.Helo)
+			ch <- t.e.spf.CheckHelo(ctx, ip, t.env.Helo)
 		})
 	}
 	go func() { wg.Wait(); cancel() }()
@@ -228,33 +261,46 @@ func (t *Transaction) startDiscovery(domain string) {
 	t.mu.Lock()
 	// At most dmarc.from.max_domains lookups: a message with more domains
 	// is handled as too_many_domains by Evaluate anyway.
-	if t.started[domain] || len(t.started) >= t.e.cfg.DMARC.From.MaxDomains {
+	if t.discoveryOf(domain) != nil || len(t.discoveries) >= t.e.cfg.DMARC.From.MaxDomains {
 		t.mu.Unlock()
 		return
 	}
-	t.started[domain] = true
-	if t.discoveries == nil {
-		t.discoveries = map[string]chan *policy.Discovery{}
-	}
-	ch := make(chan *policy.Discovery, 1)
-	t.discoveries[domain] = ch
+	disc := &discovery{domain: domain}
+	t.discoveries = append(t.discoveries, disc)
 	t.mu.Unlock()
 	opts := policy.Options{Method: t.e.discoveryMethod()}
 	if t.fromCache("dmarc discovery", func(v *cache.CacheOnly) {
 		t.e.at("dmarc")
 		d := policy.Discover(t.ctx, v, domain, opts)
 		if !v.Missed() {
-			ch <- d
+			t.mu.Lock()
+			disc.res = d
+			t.mu.Unlock()
 		}
 	}) {
 		return
 	}
+	ch := make(chan *policy.Discovery, 1)
+	t.mu.Lock()
+	disc.ch = ch
+	t.mu.Unlock()
 	ctx, cancel := context.WithTimeout(t.ctx, t.e.cfg.Timeouts.DMARC)
 	t.goSafe("dmarc discovery", func() {
 		defer cancel()
 		t.e.at("dmarc")
 		ch <- policy.Discover(ctx, t.e.res, domain, opts)
 	})
+}
+
+// discoveryOf returns the discovery started for domain, or nil. t.mu is
+// held.
+func (t *Transaction) discoveryOf(domain string) *discovery {
+	for _, d := range t.discoveries {
+		if d.domain == domain {
+			return d
+		}
+	}
+	return nil
 }
 
 // EndOfHeaders starts DKIM verification: the key lookups begin now.
@@ -265,6 +311,11 @@ func (t *Transaction) EndOfHeaders() {
 	t.eoh = true
 	t.e.at("eoh")
 	if t.dkim == nil || t.bypass == BypassAuthenticated {
+		return
+	}
+	if t.dkim.Signatures() == 0 {
+		// Nothing to verify: no key lookups, so no deadline (timer) either.
+		_ = t.dkim.EndOfHeaders(t.ctx)
 		return
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.e.cfg.Timeouts.DKIM)

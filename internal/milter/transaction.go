@@ -40,6 +40,11 @@ type Transaction struct {
 	spfMail, spfHelo spfCheck
 	heloSPF          *verify.SPFResult
 
+	// probe is the cache-only view the inline checks run through, one at a
+	// time; probeSPF checks SPF through it. Made on first use.
+	probe    *cache.CacheOnly
+	probeSPF *verify.SPFChecker
+
 	hyg        *hygiene // forged A-R and marker fields; nil before the first header
 	listHeader bool     // a List-Id or List-Post field was seen
 	fromFields []string
@@ -150,13 +155,27 @@ func (t *Transaction) fromCache(what string, check func(v *cache.CacheOnly)) (do
 	if t.e.cache == nil {
 		return false
 	}
-	v := t.e.cache.CacheOnly()
+	if t.probe == nil {
+		t.probe = t.e.cache.CacheOnly()
+	} else {
+		t.probe.Reset()
+	}
+	v := t.probe
 	done = true
 	t.runSafe(what, func() {
 		check(v)
 		done = !v.Missed()
 	})
 	return done
+}
+
+// spfThrough returns the SPF checker over the cache-only view v (always
+// t.probe).
+func (t *Transaction) spfThrough(v *cache.CacheOnly) *verify.SPFChecker {
+	if t.probeSPF == nil {
+		t.probeSPF = verify.NewSPFChecker(v, t.e.spfCfg)
+	}
+	return t.probeSPF
 }
 
 // startSPF checks the MAIL FROM identity and, if configured, the HELO
@@ -168,14 +187,14 @@ func (t *Transaction) startSPF() {
 	t.spfMail.made = true
 	mailDone := t.fromCache("spf mfrom", func(v *cache.CacheOnly) {
 		t.e.at("spf")
-		r := verify.NewSPFChecker(v, t.e.spfCfg).CheckMailFrom(t.ctx, ip, t.env.Helo, t.env.MailFrom)
+		r := t.spfThrough(v).CheckMailFrom(t.ctx, ip, t.env.Helo, t.env.MailFrom)
 		t.spfMail.res, t.spfMail.done = r, !v.Missed()
 	})
 	heloDone := true
 	if t.e.cfg.SPF.CheckHelo {
 		t.spfHelo.made = true
 		heloDone = t.fromCache("spf helo", func(v *cache.CacheOnly) {
-			r := verify.NewSPFChecker(v, t.e.spfCfg).CheckHelo(t.ctx, ip, t.env.Helo)
+			r := t.spfThrough(v).CheckHelo(t.ctx, ip, t.env.Helo)
 			t.spfHelo.res, t.spfHelo.done = r, !v.Missed()
 		})
 	}

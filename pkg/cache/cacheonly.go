@@ -23,7 +23,7 @@ import (
 // the outcome it would have had through the Resolver. A probe that misses
 // costs the work done up to the first missing answer. Hits are counted in
 // the Resolver's statistics; misses are not (the lookup that follows counts
-// them). Create one per check; it is safe for concurrent use.
+// them). It is safe for concurrent use; Reset readies it for another check.
 type CacheOnly struct {
 	r      *Resolver
 	missed atomic.Bool
@@ -34,6 +34,9 @@ func (r *Resolver) CacheOnly() *CacheOnly { return &CacheOnly{r: r} }
 
 // Missed reports whether a lookup through the view was not in the cache.
 func (c *CacheOnly) Missed() bool { return c.missed.Load() }
+
+// Reset clears the miss, so that the view serves the next check.
+func (c *CacheOnly) Reset() { c.missed.Store(false) }
 
 // entry returns the cached answer for (name, qtype), or nil after marking
 // the miss. With invalidNotFound, a name that cannot exist is answered

@@ -68,6 +68,10 @@ func TestCacheOnly(t *testing.T) {
 	if srv.Queries() != before {
 		t.Error("the view queried upstream for an expired answer")
 	}
+	v.Reset()
+	if v.Missed() {
+		t.Error("Missed after Reset")
+	}
 }
 
 // TestCacheOnlyInvalidNameAndRememberedFailure: a name that cannot exist is

@@ -17,28 +17,30 @@ import (
 // that forged fields are still deleted when the Transaction failed (a
 // recovered panic with on_error = "accept").
 type hygiene struct {
-	id      string // our authserv-id
-	marker  string // marker field name; "" when disabled
-	nAR     int    // Authentication-Results fields seen
-	nMarker int    // marker fields seen (when the marker is another name)
-	refs    []HeaderRef
+	id          string // our authserv-id
+	marker      string // marker field name; "" when disabled
+	markerASCII bool
+	nAR         int // Authentication-Results fields seen
+	nMarker     int // marker fields seen (when the marker is another name)
+	refs        []HeaderRef
 }
 
 func newHygiene(id, marker string) *hygiene {
-	return &hygiene{id: id, marker: marker}
+	return &hygiene{id: id, marker: marker, markerASCII: isASCII(marker)}
 }
 
 // add looks at one header field, in message order. Names compare without
 // regard to case.
 func (h *hygiene) add(name, value string) {
-	if sameName(name, authres.FieldName) {
+	ascii := isASCII(name)
+	if sameNameASCII(name, ascii, authres.FieldName, true) {
 		h.nAR++
 		if authres.IsOurs(value, h.id) {
 			h.refs = append(h.refs, HeaderRef{Name: name, Index: h.nAR})
 		}
 		return
 	}
-	if h.marker == "" || !sameName(name, h.marker) {
+	if h.marker == "" || !sameNameASCII(name, ascii, h.marker, h.markerASCII) {
 		return
 	}
 	h.nMarker++
@@ -65,11 +67,17 @@ func (h *hygiene) forged() []HeaderRef {
 // as they always are from Postfix. strings.EqualFold is not the same test:
 // it also folds 'ſ' to 's' and would make "Liſt-Id" a List-Id.
 func sameName(a, b string) bool {
-	if len(a) != len(b) || !isASCII(a) || !isASCII(b) {
-		if isASCII(a) && isASCII(b) {
-			return false
-		}
+	return sameNameASCII(a, isASCII(a), b, isASCII(b))
+}
+
+// sameNameASCII is sameName for names whose ASCII-ness the caller knows
+// (a name compared with several others is scanned once).
+func sameNameASCII(a string, aASCII bool, b string, bASCII bool) bool {
+	if !aASCII || !bASCII {
 		return strings.ToLower(a) == strings.ToLower(b)
+	}
+	if len(a) != len(b) {
+		return false
 	}
 	for i := 0; i < len(a); i++ {
 		x, y := a[i], b[i]

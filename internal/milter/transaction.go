@@ -255,11 +255,12 @@ func (t *Transaction) Header(name, value string) {
 	if t.bypass == BypassAuthenticated {
 		return
 	}
-	if sameName(name, "list-id") || sameName(name, "list-post") {
+	ascii := isASCII(name)
+	if sameNameASCII(name, ascii, "list-id", true) || sameNameASCII(name, ascii, "list-post", true) {
 		t.listHeader = true
 	}
 	_ = t.dkim.Header(name, value) // only ErrDKIMOrder, impossible here
-	if sameName(name, "from") {
+	if sameNameASCII(name, ascii, "from", true) {
 		t.fromFields = append(t.fromFields, value)
 		if len(t.fromFields) == 1 {
 			// RFC 7489 §6.6.1 / RFC 9989 §5.3.1: the Author Domain is the

@@ -133,3 +133,16 @@ func goroutineID() int64 {
 	}
 	return id
 }
+
+// FuzzSameNameASCII: the variant with known ASCII-ness answers as
+// strings.ToLower does too (İ lower-cases to i, the Kelvin sign to k).
+func FuzzSameNameASCII(f *testing.F) {
+	f.Add("L\u0130st-Id", "list-id")
+	f.Add("\u212Aey", "key")
+	f.Add("From", "FROM")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if got, want := sameNameASCII(a, isASCII(a), b, isASCII(b)), strings.ToLower(a) == strings.ToLower(b); got != want {
+			t.Fatalf("sameNameASCII(%q, %q) = %v, strings.ToLower says %v", a, b, got, want)
+		}
+	})
+}

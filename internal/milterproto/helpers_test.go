@@ -258,7 +258,7 @@ func (r *recorder) Rcpt(to []byte, args Args) Response {
 	r.add("rcpt %s%s", to, argString(args))
 	return r.answer(CmdRcpt)
 }
-func (r *recorder) Data() Response           { r.add("data"); return r.answer(CmdData) }
+func (r *recorder) Data() Response            { r.add("data"); return r.answer(CmdData) }
 func (r *recorder) Unknown(c []byte) Response { r.add("unknown %s", c); return r.answer(CmdUnknown) }
 func (r *recorder) Header(name, value []byte) Response {
 	r.add("header %s:%q", name, value)

@@ -116,6 +116,13 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// noReply reports whether the MTA was told not to read a reply to cmd (an
+// SMFIP_NR_* flag was negotiated for it). Called from go-milter's session
+// goroutine only, like Read and Write.
+func (c *trackedConn) noReply(cmd byte) bool {
+	return c.out.nr&noReplyOpt(cmd) != 0
+}
+
 // Close closes the socket once and cancels everything derived from it.
 func (c *trackedConn) Close() error {
 	var err error

@@ -42,6 +42,7 @@ type rawMessage struct {
 	code         byte   // final reply
 	prefix       string // of the final reply's text
 	mods         string // a substring of the joined modifications
+	withData     bool   // send DATA after RCPT (an MTA not asked for NODATA)
 }
 
 // run drives m on r: MAIL, RCPT, each header field, EOH, the body in two
@@ -51,6 +52,9 @@ func (m rawMessage) run(t *testing.T, r *rawClient) {
 	r.send('D', macroData('M', "i", "RAWQ1", "{client_addr}", m.ip, "j", testAuthservID))
 	r.want('M', cstr("<"+m.mailFrom+">"), 'c')
 	r.want('R', cstr("<bob@mx.test.example>"), 'c')
+	if m.withData {
+		r.want('T', nil, 'c')
+	}
 	body := sendHeaders(r, m.raw)
 	r.want('N', nil, 'c')
 	body = bytes.ReplaceAll(body, []byte("\n"), []byte("\r\n"))
@@ -384,7 +388,7 @@ func FuzzWireFraming(f *testing.F) {
 			var reply []byte
 			switch {
 			case code == 'O':
-				reply = packet('O', 0, 0, 0, 2, 0, 0, 1, 0x31, 0, 0x1c, 1, 0x80)
+				reply = packet('O', 0, 0, 0, 2, 0, 0, 1, 0x31, 0, 0x1c, 0xf3, 0x80)
 			case code == 'E' && i%2 == 0:
 				reply = packet('i', 0, 0, 0, 0, 'A', 0, 'b', 0)
 			case i%5 == 4:
@@ -396,7 +400,7 @@ func FuzzWireFraming(f *testing.F) {
 			refused := false
 			switch {
 			case code == 'O':
-				p := milter.OptProtocol(0x1c0180) &^ (noReplyOptsModel &^ offered[i])
+				p := milter.OptProtocol(0x1cf380) &^ ((noReplyOptsModel | noData) &^ offered[i])
 				nr = p & noReplyOptsModel
 				r := append([]byte(nil), reply...)
 				binary.BigEndian.PutUint32(r[13:], uint32(p))
@@ -444,10 +448,18 @@ func FuzzWireFraming(f *testing.F) {
 }
 
 // The model's own NR table (milter-protocol.txt).
-const noReplyOptsModel = milter.OptProtocol(nrAll)
+const noReplyOptsModel = milter.OptProtocol(nrEvery)
 
 func nrFlagModel(code byte) milter.OptProtocol {
 	switch code {
+	case 'C':
+		return nrConn
+	case 'H':
+		return nrHelo
+	case 'M':
+		return nrMail
+	case 'R':
+		return nrRcpt
 	case 'L':
 		return nrHdr
 	case 'N':

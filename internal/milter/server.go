@@ -30,17 +30,18 @@ import (
 //
 // go-milter v0.5.0 writes a reply for every callback, so its own server must
 // never set an SMFIP_NR_* flag (libraries.md §1.2: the stream
-// desynchronises). We ask for no replies to headers, the end of the header
-// block and body chunks (noReplyOpts: about 14 round trips per message that
-// Postfix no longer waits for) because trackedConn keeps those replies off
-// the socket, and clears from the answer the NR flags the MTA did not offer
-// (wire.go). go-milter has no handler for SMFIC_UNKNOWN, so unknown SMTP
+// desynchronises). We ask for no replies to every event before the end of
+// message (noReplyOpts: connect, HELO, MAIL, RCPT, each header field, the
+// end of the header block and each body chunk, about 20 round trips per
+// message that Postfix no longer waits for) and for no DATA event
+// (SMFIP_NODATA) because trackedConn keeps those replies off the socket, and
+// clears from the answer the optional flags the MTA did not offer (wire.go). go-milter has no handler for SMFIC_UNKNOWN, so unknown SMTP
 // commands must not be sent (OptNoUnknown). HDR_LEADSPC makes Postfix pass
 // header values byte for byte (DKIM needs the exact bytes) and insert ours
 // as given, so our values start with a space.
 const (
 	negotiatedActions  = milter.OptAddHeader | milter.OptChangeHeader | milter.OptQuarantine | milter.OptSetSymList
-	negotiatedProtocol = milter.OptNoUnknown | milter.OptHeaderLeadingSpace | noReplyOpts
+	negotiatedProtocol = milter.OptNoUnknown | milter.OptHeaderLeadingSpace | optionalOpts
 )
 
 // mailMacros are requested for the MAIL FROM stage. The list replaces

@@ -39,6 +39,11 @@ type connection struct {
 	// fields can still be deleted.
 	hyg    *hygiene
 	failed error
+	// connFailed is set when the connect or HELO callback panicked under
+	// on_error = "tempfail" while the MTA reads no reply at that stage:
+	// every message of the connection gets the on_error reply at its end,
+	// as the tempfail reply to the connection would have given.
+	connFailed error
 }
 
 // session is the go-milter backend. It keeps nothing itself: every callback
@@ -55,11 +60,15 @@ func (s *session) Connect(host, family string, port uint16, addr net.IP, m *milt
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer c.guard("connect", &resp, &err)
+	c.srv.engine.Load().at("connect")
 	if a, ok := netip.AddrFromSlice(addr); ok {
 		c.clientIP = a.Unmap()
 	}
 	c.clientName = host
 	c.noteMacros(m.Macros)
+	if c.srv.log.Enabled(c.tc.ctx, slog.LevelDebug) {
+		c.srv.log.Debug("milter connection", "conn", c.id, "protocol", protocolNames(c.tc.out.proto))
+	}
 	return milter.RespContinue, nil
 }
 
@@ -69,6 +78,7 @@ func (s *session) Helo(name string, m *milter.Modifier) (resp milter.Response, e
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer c.guard("helo", &resp, &err)
+	c.srv.engine.Load().at("helo")
 	c.helo = name
 	c.noteMacros(m.Macros)
 	return milter.RespContinue, nil
@@ -88,10 +98,19 @@ func (s *session) MailFrom(from string, m *milter.Modifier) (resp milter.Respons
 	c.started = time.Now()
 	e := c.srv.engine.Load()
 	c.hyg = newHygiene(e.authservID(env.MTAHost), e.cfg.Actions.QuarantineHeader)
+	if c.connFailed != nil {
+		c.failed = c.connFailed // answered at end of message (guard)
+		return milter.RespContinue, nil
+	}
 	tx := e.Begin(c.tc.ctx, env)
 	if tx.Bypassed() {
 		// Trusted network: nothing more to do for this message.
 		c.logVerdict(tx.End())
+		if c.tc.noReply(cmdMail) {
+			// The MTA reads no reply to MAIL: the accept is given at end
+			// of message, where no Transaction means accept unchanged.
+			return milter.RespContinue, nil
+		}
 		c.tc.endMessage()
 		return milter.RespAccept, nil
 	}
@@ -202,10 +221,12 @@ func (s *session) Abort(m *milter.Modifier) (err error) {
 // The on_error reply is given at end of message, with continue until then,
 // when on_error = "accept" (only there may forged Authentication-Results be
 // deleted, RFC 8601 §5; accepting earlier would deliver them) and at every
-// stage whose reply the MTA may not read (header, end of header, body: the
-// NR flags, wire.go). A "tempfail" at MAIL, RCPT or end of message is given
-// at once. A panic at connect or HELO leaves no message to fail: the
-// session continues (or gets the tempfail reply for the connection).
+// stage whose reply the MTA may not read (the NR flags, wire.go). A
+// "tempfail" at MAIL (when the MTA reads that reply) or at end of message is
+// given at once. A panic at connect or HELO leaves no message to fail: the
+// session continues under on_error = "accept"; under "tempfail" the
+// connection gets the tempfail reply, or, when the MTA reads no reply at
+// that stage, each of its messages gets it at its end.
 func (c *connection) guard(stage string, resp *milter.Response, err *error) {
 	v := recover()
 	if v == nil {
@@ -220,10 +241,14 @@ func (c *connection) guard(stage string, resp *milter.Response, err *error) {
 	switch {
 	case stage == "connect" || stage == "helo":
 		*resp = e.errorResponse()
-		if accept {
+		switch {
+		case accept:
+			*resp = milter.RespContinue
+		case c.noReplyStage(stage):
+			c.connFailed = fmt.Errorf("panic at %s: %v", stage, v)
 			*resp = milter.RespContinue
 		}
-	case stage != "eom" && (accept || noReplyStage(stage) || stage == "rcpt"):
+	case stage != "eom" && (accept || c.noReplyStage(stage) || stage == "rcpt"):
 		// A reply at RCPT would refuse that one recipient and let the
 		// message go on unevaluated: the failure is answered at end of
 		// message instead, like at the no-reply stages.
@@ -236,9 +261,21 @@ func (c *connection) guard(stage string, resp *milter.Response, err *error) {
 }
 
 // noReplyStage reports whether stage is one whose reply the MTA may have
-// been told not to read (SMFIP_NR_HDR, NR_EOH, NR_BODY).
-func noReplyStage(stage string) bool {
-	return stage == "header" || stage == "eoh" || stage == "body"
+// been told not to read: a header field, the end of the header block and a
+// body chunk always count (continue is the only reply there even when the
+// MTA reads it), connect, HELO and MAIL when their NR flag was negotiated.
+func (c *connection) noReplyStage(stage string) bool {
+	switch stage {
+	case "header", "eoh", "body":
+		return true
+	case "connect":
+		return c.tc.noReply(cmdConn)
+	case "helo":
+		return c.tc.noReply(cmdHelo)
+	case "mail":
+		return c.tc.noReply(cmdMail)
+	}
+	return false
 }
 
 // endDecision is the decision at end of message: the Transaction's, or

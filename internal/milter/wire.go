@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"strings"
 
 	milter "github.com/emersion/go-milter"
 )
@@ -21,20 +22,35 @@ import (
 //   - reads the MTA's OPTNEG to learn which NR flags it offered, and clears
 //     the ones it did not offer from go-milter's OPTNEG reply, so that both
 //     sides agree on what was negotiated;
-//   - drops the bare continue reply to a header, end-of-header or body chunk
-//     whose NR flag was negotiated, because the MTA will not read it (the
-//     session guard makes continue the only reply at those stages);
+//   - drops the bare continue reply to an event whose NR flag was
+//     negotiated (connect, HELO, MAIL, RCPT, a header field, the end of the
+//     header block, a body chunk), because the MTA will not read it (the
+//     session makes continue the only reply at those stages and keeps any
+//     other answer for the end of message);
 //   - holds the modifications of an end of message and writes them in one
 //     system call with the final reply.
 
-// noReplyOpts are the SMFIP_NR_* flags we ask for: no reply to a header
-// (NR_HDR), to the end of the header block (NR_EOH) or to a body chunk
-// (NR_BODY).
-const noReplyOpts = milter.OptNoHeaderReply | milter.OptNoEOHReply | milter.OptNoBodyReply
+// noReplyOpts are the SMFIP_NR_* flags we ask for: no reply to the
+// connection (NR_CONN), HELO (NR_HELO), MAIL (NR_MAIL), RCPT (NR_RCPT), a
+// header field (NR_HDR), the end of the header block (NR_EOH) or a body
+// chunk (NR_BODY). Every decision is taken at end of message, so the only
+// reply the MTA waits for is that one: one round trip per message instead
+// of eight, and an SMTP client that no longer waits for us at each command.
+const noReplyOpts = milter.OptNoConnReply | milter.OptNoHeloReply | milter.OptNoMailReply |
+	milter.OptNoRcptReply | milter.OptNoHeaderReply | milter.OptNoEOHReply | milter.OptNoBodyReply
+
+// optionalOpts are the protocol flags asked for only when the MTA offers
+// them: the NR flags and SMFIP_NODATA (the DATA command tells us nothing;
+// without the flag the MTA sends it and reads go-milter's continue).
+const optionalOpts = noReplyOpts | milter.OptNoData
 
 // Commands and replies the wrapper looks at.
 const (
 	cmdOptNeg = byte(milter.CodeOptNeg) // 'O'
+	cmdConn   = byte(milter.CodeConn)   // 'C'
+	cmdHelo   = byte(milter.CodeHelo)   // 'H'
+	cmdMail   = byte(milter.CodeMail)   // 'M'
+	cmdRcpt   = byte(milter.CodeRcpt)   // 'R'
 	cmdHeader = byte(milter.CodeHeader) // 'L'
 	cmdEOH    = byte(milter.CodeEOH)    // 'N'
 	cmdBody   = byte(milter.CodeBody)   // 'B'
@@ -45,6 +61,14 @@ const (
 // noReplyOpt is the NR flag that covers the reply to cmd (0: none does).
 func noReplyOpt(cmd byte) milter.OptProtocol {
 	switch cmd {
+	case cmdConn:
+		return milter.OptNoConnReply
+	case cmdHelo:
+		return milter.OptNoHeloReply
+	case cmdMail:
+		return milter.OptNoMailReply
+	case cmdRcpt:
+		return milter.OptNoRcptReply
 	case cmdHeader:
 		return milter.OptNoHeaderReply
 	case cmdEOH:
@@ -134,6 +158,8 @@ type outQueue struct {
 	done int    // buf[:done] are whole packets, ready or held
 	send bool   // buf[:done] ends with a packet that must go out now
 	nr   milter.OptProtocol
+	// proto is the protocol mask of our OPTNEG answer as sent.
+	proto milter.OptProtocol
 }
 
 // verdict of one reply packet.
@@ -183,13 +209,14 @@ func (q *outQueue) classify(pkt []byte, lastCmd byte, offered milter.OptProtocol
 	code := pkt[4]
 	switch {
 	case lastCmd == cmdOptNeg && code == cmdOptNeg && len(pkt) >= 5+12:
-		// OPTNEG reply: version, actions, protocol. Keep only the NR flags
-		// the MTA offered; an MTA that offered none gets every reply.
+		// OPTNEG reply: version, actions, protocol. Keep only the optional
+		// flags the MTA offered; an MTA that offered no NR flag gets every
+		// reply.
 		field := pkt[5+8 : 5+12]
 		proto := milter.OptProtocol(binary.BigEndian.Uint32(field))
-		proto &^= noReplyOpts &^ offered
+		proto &^= optionalOpts &^ offered
 		binary.BigEndian.PutUint32(field, uint32(proto))
-		q.nr = proto & noReplyOpts
+		q.nr, q.proto = proto&noReplyOpts, proto
 		return pass
 	case q.nr&noReplyOpt(lastCmd) != 0:
 		if code == replyCont && len(pkt) == 5 {
@@ -227,3 +254,28 @@ func (q *outQueue) flush(w io.Writer, force bool) error {
 // maxKeptOut bounds the queue's memory kept between replies (a reply is a
 // few bytes; a large header modification should not pin its buffer).
 const maxKeptOut = 16 << 10
+
+// protocolNames names the flags of a protocol mask that we ask for, in the
+// spelling of milter-protocol.txt (for the debug log of a connection).
+func protocolNames(p milter.OptProtocol) string {
+	names := []struct {
+		f milter.OptProtocol
+		n string
+	}{
+		{milter.OptNoConnReply, "NR_CONN"}, {milter.OptNoHeloReply, "NR_HELO"},
+		{milter.OptNoMailReply, "NR_MAIL"}, {milter.OptNoRcptReply, "NR_RCPT"},
+		{milter.OptNoHeaderReply, "NR_HDR"}, {milter.OptNoEOHReply, "NR_EOH"},
+		{milter.OptNoBodyReply, "NR_BODY"}, {milter.OptNoData, "NODATA"},
+		{milter.OptNoUnknown, "NOUNKNOWN"}, {milter.OptHeaderLeadingSpace, "HDR_LEADSPC"},
+	}
+	var b strings.Builder
+	for _, n := range names {
+		if p&n.f != 0 {
+			if b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(n.n)
+		}
+	}
+	return b.String()
+}

@@ -114,9 +114,9 @@ func TestSessionRelaxedAlignmentSubdomain(t *testing.T) {
 }
 
 // TestSessionSeveralMessages sends several messages on one connection, the
-// later ones without the {client_addr} macro: go-milter recreates its
-// backend after each message, and the client address from CONNECT must
-// survive (libraries.md §1.4).
+// later ones without the {client_addr} macro: the client address from
+// CONNECT must survive from one message to the next (go-milter's own server
+// lost it, libraries.md §1.4; ours keeps one connection state).
 func TestSessionSeveralMessages(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)

@@ -69,14 +69,17 @@ func decodeConnect(p []byte) (connectInfo, bool) {
 	return ci, ok
 }
 
-// decodeHeader reads "name\0value\0". The name may not be empty.
+// decodeHeader reads "name\0value\0". The name may not be empty. The value
+// is everything up to the packet's last byte, which must be its NUL: a
+// value with a NUL inside (Postfix cuts values at the first NUL, other
+// clients may not) reaches the handler whole rather than cut short, so a
+// field cannot hide what follows the NUL from the filter.
 func decodeHeader(p []byte) (name, value []byte, ok bool) {
 	name, p, ok = cstring(p)
-	if !ok || len(name) == 0 {
+	if !ok || len(name) == 0 || len(p) == 0 || p[len(p)-1] != 0 {
 		return nil, nil, false
 	}
-	value, _, ok = cstring(p)
-	return name, value, ok
+	return name, p[:len(p)-1], true
 }
 
 // decodeAddress reads the first NUL-terminated string of SMFIC_MAIL or

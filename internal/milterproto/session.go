@@ -36,7 +36,8 @@ type Handler interface {
 	Unknown(cmd []byte) Response
 	// Header is one SMFIC_HEADER field: with SMFIP_HDR_LEADSPC negotiated
 	// the value is as received, leading white space included; folds are
-	// "\n" with Postfix.
+	// "\n" with Postfix. A value may hold a NUL (not from Postfix, which
+	// cuts values at the first one).
 	Header(name, value []byte) Response
 	// EndOfHeaders is SMFIC_EOH.
 	EndOfHeaders() Response

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
 	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
@@ -133,7 +132,6 @@ func (e *Engine) Begin(ctx context.Context, env Envelope) *Transaction {
 		env:     env,
 		ctx:     ctx,
 		cancel:  cancel,
-		start:   time.Now(),
 		tracing: e.tracing,
 	}
 	t.bypass = e.bypassAtMail(env)

@@ -6,7 +6,6 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
-	"time"
 
 	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
@@ -34,7 +33,6 @@ type Transaction struct {
 	env    Envelope
 	ctx    context.Context
 	cancel context.CancelFunc
-	start  time.Time
 	bypass Bypass
 
 	spfMail, spfHelo spfCheck

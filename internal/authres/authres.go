@@ -192,9 +192,8 @@ func addressLike(s []byte) bool {
 	return true
 }
 
-// needsQuotes: a value with a space, a control character or a tspecial
-// (RFC 2045 §5.1, https://datatracker.ietf.org/doc/html/rfc2045#section-5.1)
-// is not a token.
+// needsQuotes: a value with a space, a control character or a tspecial is
+// not a token (the quoting rule go-msgauth applied).
 func needsQuotes(s []byte) bool {
 	for _, c := range s {
 		if c <= ' ' || strings.IndexByte(`()<>@,;:\"/[]?=`, c) >= 0 {

@@ -88,9 +88,8 @@ const (
 	spfSyntaxCacheMaxLen  = 1024
 )
 
-func newSPFSyntaxCache() *spfSyntaxCache {
-	return &spfSyntaxCache{m: make(map[string]*SPFSyntaxError)}
-}
+// newSPFSyntaxCache returns an empty cache; its map is made on first use.
+func newSPFSyntaxCache() *spfSyntaxCache { return &spfSyntaxCache{} }
 
 // check returns checkSPFRecord(rec) as a *SPFSyntaxError (nil when rec is
 // well-formed). The result may be shared: callers must not modify it.
@@ -106,7 +105,10 @@ func (c *spfSyntaxCache) check(rec string) *SPFSyntaxError {
 	}
 	se = syntaxError(rec)
 	c.mu.Lock()
-	if len(c.m) >= spfSyntaxCacheEntries {
+	switch {
+	case c.m == nil:
+		c.m = make(map[string]*SPFSyntaxError)
+	case len(c.m) >= spfSyntaxCacheEntries:
 		clear(c.m)
 	}
 	c.m[rec] = se

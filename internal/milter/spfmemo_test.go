@@ -143,12 +143,12 @@ func TestHeloSPFMemoCold(t *testing.T) {
 
 // BenchmarkConnection4Messages: the four messages of one connection
 // (the benchmark corpus's sessions), warm cache, with the connection's
-// HELO memo ("memo") and without ("fresh").
+// HELO memo ("memo") and without ("fresh"). The messages are unsigned (SPF
+// pass, DMARC pass through SPF), so that DKIM hashing does not drown the
+// difference.
 func BenchmarkConnection4Messages(b *testing.B) {
-	t := &testing.T{}
 	e := benchEngineT(b)
-	raw := signMessage(t, []byte(message("pass.example")))
-	fields, body := SplitMessage(raw)
+	fields, body := SplitMessage([]byte(message("pass.example")))
 	for _, withMemo := range []bool{false, true} {
 		name := "fresh"
 		if withMemo {

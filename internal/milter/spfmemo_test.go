@@ -3,6 +3,7 @@ package milter
 import (
 	"context"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -138,6 +139,46 @@ func TestHeloSPFMemoCold(t *testing.T) {
 	heloResult(t, e, env)
 	if r, ok := memo.get(e, env.ClientIP, env.Helo); !ok || r.Result != verify.ResultPass {
 		t.Errorf("warm HELO check not kept: %+v, %v", r, ok)
+	}
+}
+
+// TestHeloSPFMemoChecksOnce: over the messages of one connection, the HELO
+// identity is checked until a check is made from the cache, then no more;
+// without the memo it is checked for every message.
+func TestHeloSPFMemoChecksOnce(t *testing.T) {
+	t.Parallel()
+	for _, withMemo := range []bool{false, true} {
+		e := benchEngineT(t)
+		var mu sync.Mutex
+		checks := 0
+		e.hook = func(p string) {
+			if p == "spf helo" {
+				mu.Lock()
+				checks++
+				mu.Unlock()
+			}
+		}
+		var memo HeloSPFMemo
+		env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), Helo: "mail.client.example", MailFrom: "a@pass.example", MTAHost: testAuthservID}
+		if withMemo {
+			env.HeloSPF = &memo
+		}
+		for range 5 {
+			if r := heloResult(t, e, env); r.Result != verify.ResultPass {
+				t.Fatalf("memo=%v: HELO %+v", withMemo, r)
+			}
+		}
+		mu.Lock()
+		// Cold: the first message checks in the background (and its
+		// answers fill the cache), the second inline and keeps its result.
+		want := 5
+		if withMemo {
+			want = 2
+		}
+		if checks != want {
+			t.Errorf("memo=%v: %d HELO checks for 5 messages, want %d", withMemo, checks, want)
+		}
+		mu.Unlock()
 	}
 }
 

@@ -198,6 +198,7 @@ func (t *Transaction) startSPF() {
 			t.spfHelo.res, t.spfHelo.done = r, true
 		} else {
 			heloDone = t.fromCache("spf helo", func(v *cache.CacheOnly) {
+				t.e.at("spf helo")
 				r := t.spfThrough(v).CheckHelo(t.ctx, ip, t.env.Helo)
 				t.spfHelo.res, t.spfHelo.done = r, !v.Missed()
 			})
@@ -227,6 +228,7 @@ func (t *Transaction) startSPF() {
 		wg.Add(1)
 		t.goSafe("spf helo", func() {
 			defer wg.Done()
+			t.e.at("spf helo")
 			ch <- t.e.spf.CheckHelo(ctx, ip, t.env.Helo)
 		})
 	}

@@ -245,7 +245,7 @@ func (t *Transaction) startSPF() {
 //
 // A result is kept only when every DNS answer it needed was in the cache
 // (the check was made inline), when it is not temperror, and for at most
-// heloSPFMaxAge, the cache's shortest lifetime of an answer. It is reused
+// heloSPFMaxAge. It is reused
 // only for the same client address, HELO name and Engine (a reload may
 // change the SPF limits).
 //
@@ -261,9 +261,10 @@ type HeloSPFMemo struct {
 	res  verify.SPFResult
 }
 
-// heloSPFMaxAge bounds the reuse of a HELO result: pkg/cache keeps an answer
-// at least this long (its default MinTTL), so a reused result is one the
-// same answers would give again.
+// heloSPFMaxAge bounds the reuse of a HELO result. It is pkg/cache's default
+// shortest lifetime of an answer (MinTTL): within it a reused result is, by
+// default, one the cached answers would give again, and a long connection
+// does not keep a result after the DNS behind it has changed.
 const heloSPFMaxAge = 30 * time.Second
 
 // get returns the kept result for (e, ip, helo). A nil memo is empty.

@@ -3,6 +3,8 @@ package milterproto
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
 	"slices"
@@ -121,5 +123,137 @@ func TestWriteDeadline(t *testing.T) {
 	case <-srv.errs:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the session still runs 10 s after its peer stopped reading (idle limit 200 ms)")
+	}
+}
+
+// captureConn is memConn keeping what is written.
+type captureConn struct {
+	memConn
+	out bytes.Buffer
+}
+
+func (c *captureConn) Write(p []byte) (int, error) {
+	if c.closed {
+		return 0, errors.New("closed")
+	}
+	return c.out.Write(p)
+}
+
+// TestNegotiationMatrix: for every MTA version from 1 to 7, every subset
+// of the optional flags offered, with and without the required ones, and
+// several action masks: the answer is the MTA's version when lower than
+// ours, our actions within the offered ones, the required flags and the
+// optional flags offered; macro lists only when SETSYMLIST is granted; and
+// then exactly one reply to each event whose NR flag was not answered.
+func TestNegotiationMatrix(t *testing.T) {
+	optional := []Protocol{ProtoNRConnect, ProtoNRHelo, ProtoNRMail, ProtoNRRcpt, ProtoNRHeader, ProtoNREOH, ProtoNRBody, ProtoNoData}
+	var optMask Protocol
+	for _, f := range optional {
+		optMask |= f
+	}
+	opts := &Options{
+		Actions:    ActAddHeader | ActChangeHeader | ActQuarantine | ActSetSymList,
+		Required:   ProtoNoUnknown | ProtoHdrLeadSpc,
+		Optional:   optMask,
+		MacroLists: map[Stage][]string{StageMail: {"{client_addr}", "i"}},
+	}
+	events := []struct {
+		cmd   Command
+		parts []string
+	}{
+		{CmdConnect, []string{"h\x00", "4", u16(25), "192.0.2.1\x00"}},
+		{CmdHelo, []string{"h\x00"}},
+		{CmdMail, []string{"<a@b>\x00"}},
+		{CmdRcpt, []string{"<c@d>\x00"}},
+		{CmdData, nil},
+		{CmdUnknown, []string{"XYZZY\x00"}},
+		{CmdHeader, []string{"From\x00", " a@b\x00"}},
+		{CmdHeader, []string{"To\x00", " c@d\x00"}},
+		{CmdEOH, nil},
+		{CmdBody, []string{"body\r\n"}},
+		{CmdBody, []string{"more\r\n"}},
+		{CmdEOM, nil},
+	}
+	for _, version := range []uint32{0, 1, 2, 3, 4, 5, 6, 7} {
+		for _, actions := range []Action{0, 0x1ff, 0x1ff &^ ActSetSymList, ActSetSymList} {
+			for sub := range 1 << len(optional) {
+				for _, req := range []Protocol{0, opts.Required} {
+					var offer Protocol = req
+					for i, f := range optional {
+						if sub&(1<<i) != 0 {
+							offer |= f
+						}
+					}
+					var in []byte
+					in = append(in, packet('O', u32(version)+u32(uint32(actions))+u32(uint32(offer)))...)
+					for _, e := range events {
+						in = append(in, packet('D', string(rune(e.cmd)), "i\x00Q\x00")...)
+						in = append(in, packet(byte(e.cmd), e.parts...)...)
+					}
+					in = append(in, packet('Q')...)
+					c := &captureConn{memConn: memConn{in: bytes.NewReader(in)}}
+					err := NewSession(c, opts).Serve(BaseHandler{})
+					name := fmt.Sprintf("version %d actions %#x offer %#x", version, actions, offer)
+					if version < minVersion {
+						if !errors.Is(err, ErrVersion) || c.out.Len() != 0 {
+							t.Fatalf("%s: Serve %v, %d bytes written; want ErrVersion and nothing", name, err, c.out.Len())
+						}
+						continue
+					}
+					if err != nil {
+						t.Fatalf("%s: Serve: %v", name, err)
+					}
+					out := c.out.Bytes()
+					next := func() (byte, []byte) {
+						if len(out) < 5 {
+							t.Fatalf("%s: reply missing (%d bytes left)", name, len(out))
+						}
+						n := binary.BigEndian.Uint32(out)
+						code, data := out[4], out[5:4+n]
+						out = out[4+n:]
+						return code, data
+					}
+					code, data := next()
+					if code != 'O' || len(data) < 12 {
+						t.Fatalf("%s: OPTNEG answered %q %q", name, code, data)
+					}
+					gotV := binary.BigEndian.Uint32(data)
+					gotA := Action(binary.BigEndian.Uint32(data[4:]))
+					gotP := Protocol(binary.BigEndian.Uint32(data[8:]))
+					if gotV != min(version, Version) {
+						t.Fatalf("%s: version %d answered", name, gotV)
+					}
+					if gotA != opts.Actions&actions {
+						t.Fatalf("%s: actions %#x answered, want %#x", name, gotA, opts.Actions&actions)
+					}
+					if wantP := opts.Required | optMask&offer; gotP != wantP {
+						t.Fatalf("%s: protocol %#x answered, want %#x", name, gotP, wantP)
+					}
+					lists := data[12:]
+					if wantLists := gotA&ActSetSymList != 0; wantLists != (len(lists) > 0) {
+						t.Fatalf("%s: macro lists %q with actions %#x", name, lists, gotA)
+					}
+					if len(lists) > 0 && string(lists) != u32(uint32(StageMail))+"{client_addr} i\x00" {
+						t.Fatalf("%s: macro lists %q", name, lists)
+					}
+					n := Negotiated{Protocol: gotP}
+					for _, e := range events {
+						if !n.Replies(e.cmd) {
+							continue
+						}
+						want := byte('c')
+						if e.cmd == CmdEOM {
+							want = 'a'
+						}
+						if code, data := next(); code != want || len(data) != 0 {
+							t.Fatalf("%s: reply %q %q to %q, want %q", name, code, data, e.cmd, want)
+						}
+					}
+					if len(out) != 0 {
+						t.Fatalf("%s: %d bytes written beyond the replies due", name, len(out))
+					}
+				}
+			}
+		}
 	}
 }

@@ -47,7 +47,9 @@ func (c *liveCtx) AfterFunc(func()) func() bool {
 // connection kept across SMTP sessions (SMFIC_QUIT_NC).
 func TestBypassReleasesTransaction(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, nil)
+	var armed atomic.Bool
+	armed.Store(true)
+	h := newHarness(t, nil, panicOnce("eom", &armed)) // in the bypassed Transaction's End
 	srvSide, mtaSide := net.Pipe()
 	defer mtaSide.Close()
 	live := newLiveCtx()
@@ -56,6 +58,13 @@ func TestBypassReleasesTransaction(t *testing.T) {
 	defer c.ps.Close()
 	c.clientIP = netip.MustParseAddr("127.0.0.1") // trusted by default
 
+	if r := c.Mail([]byte("<x@reject.example>"), nil); r.Code() != 'y' || armed.Load() {
+		t.Fatalf("MAIL answered %q with the panic armed %v, want the on_error reply after the panic", r.Code(), armed.Load())
+	}
+	c.Abort()
+	if n := live.live.Load(); n != 0 {
+		t.Fatalf("%d message contexts still registered after a panic in a bypassed message's End, want 0", n)
+	}
 	for i := range 20 {
 		if r := c.Mail([]byte("<x@reject.example>"), nil); r.Code() != 'a' {
 			t.Fatalf("message %d: MAIL answered %q, want accept (trusted network)", i, r.Code())

@@ -102,11 +102,11 @@ func (c *connection) Mail(from []byte, _ milterproto.Args) (resp milterproto.Res
 	tx := e.Begin(c.ctx, env)
 	if tx.Bypassed() {
 		// Trusted network: nothing more to do for this message. Its
-		// context is released now (a Transaction not closed stays
-		// registered with the connection's context until the connection
-		// ends: one per message on a connection kept for hours).
-		d := tx.End()
-		tx.Close()
+		// context is released now, even if End panics (a Transaction not
+		// closed stays registered with the connection's context until the
+		// connection ends: one per message on a connection kept for
+		// hours).
+		d := func() *Decision { defer tx.Close(); return tx.End() }()
 		if !c.ps.Replies(milterproto.CmdMail) {
 			// The MTA reads no reply to MAIL: the accept is given at end
 			// of message, and so is the verdict line, with the queue id

@@ -120,6 +120,9 @@ type Envelope struct {
 	AuthUser   string     // SASL login name ({auth_authen}); "" if none
 	MTAHost    string     // the MTA's host name (macro j)
 	Rcpts      []string   // envelope recipients (evaluate only; not used)
+	// HeloSPF, when not nil, is the connection's memory of its HELO SPF
+	// result, reused by the connection's next messages (see HeloSPFMemo).
+	HeloSPF *HeloSPFMemo
 }
 
 // Begin starts a message: bypass checks, then SPF in the background. ctx is

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
@@ -171,7 +173,7 @@ func (t *Transaction) fromCache(what string, check func(v *cache.CacheOnly)) (do
 // t.probe).
 func (t *Transaction) spfThrough(v *cache.CacheOnly) *verify.SPFChecker {
 	if t.probeSPF == nil {
-		t.probeSPF = verify.NewSPFChecker(v, t.e.spfCfg)
+		t.probeSPF = t.e.spf.WithResolver(v) // shares the record syntax memory
 	}
 	return t.probeSPF
 }
@@ -179,7 +181,8 @@ func (t *Transaction) spfThrough(v *cache.CacheOnly) *verify.SPFChecker {
 // startSPF checks the MAIL FROM identity and, if configured, the HELO
 // identity. A check whose DNS answers are all cached is made now; any other
 // runs in its own goroutine under the SPF timeout, so that its lookups
-// overlap the rest of the message.
+// overlap the rest of the message. The HELO result of an earlier message of
+// the connection is reused when the Envelope carries it (HeloSPFMemo).
 func (t *Transaction) startSPF() {
 	ip := net.IP(t.env.ClientIP.AsSlice())
 	t.spfMail.made = true
@@ -191,10 +194,18 @@ func (t *Transaction) startSPF() {
 	heloDone := true
 	if t.e.cfg.SPF.CheckHelo {
 		t.spfHelo.made = true
-		heloDone = t.fromCache("spf helo", func(v *cache.CacheOnly) {
-			r := t.spfThrough(v).CheckHelo(t.ctx, ip, t.env.Helo)
-			t.spfHelo.res, t.spfHelo.done = r, !v.Missed()
-		})
+		if r, ok := t.env.HeloSPF.get(t.e, t.env.ClientIP, t.env.Helo); ok {
+			t.spfHelo.res, t.spfHelo.done = r, true
+		} else {
+			heloDone = t.fromCache("spf helo", func(v *cache.CacheOnly) {
+				t.e.at("spf helo")
+				r := t.spfThrough(v).CheckHelo(t.ctx, ip, t.env.Helo)
+				t.spfHelo.res, t.spfHelo.done = r, !v.Missed()
+			})
+			if t.spfHelo.done {
+				t.env.HeloSPF.put(t.e, t.env.ClientIP, t.env.Helo, t.spfHelo.res)
+			}
+		}
 	}
 	if mailDone && heloDone {
 		return
@@ -217,10 +228,60 @@ func (t *Transaction) startSPF() {
 		wg.Add(1)
 		t.goSafe("spf helo", func() {
 			defer wg.Done()
+			t.e.at("spf helo")
 			ch <- t.e.spf.CheckHelo(ctx, ip, t.env.Helo)
 		})
 	}
 	go func() { wg.Wait(); cancel() }()
+}
+
+// HeloSPFMemo keeps the result of a connection's HELO identity check (RFC
+// 7208 §2.3, https://datatracker.ietf.org/doc/html/rfc7208#section-2.3) for
+// the next messages of the same connection. The check_host() inputs of that
+// identity are the client address and the HELO name alone (the sender is
+// postmaster@<HELO>), so for a given DNS its result is the same for every
+// message of the connection: the memo saves the check of each message after
+// the first.
+//
+// A result is kept only when every DNS answer it needed was in the cache
+// (the check was made inline), when it is not temperror, and for at most
+// heloSPFMaxAge. It is reused
+// only for the same client address, HELO name and Engine (a reload may
+// change the SPF limits).
+//
+// The zero value is empty. A session owns one per connection and puts its
+// address in the Envelope of every message (Envelope.HeloSPF); it must not
+// be shared between connections. Only Engine.Begin uses it, on the
+// session's goroutine: it has no lock.
+type HeloSPFMemo struct {
+	e    *Engine // nil: empty
+	ip   netip.Addr
+	helo string
+	at   time.Time
+	res  verify.SPFResult
+}
+
+// heloSPFMaxAge bounds the reuse of a HELO result. It is pkg/cache's default
+// shortest lifetime of an answer (MinTTL): within it a reused result is, by
+// default, one the cached answers would give again, and a long connection
+// does not keep a result after the DNS behind it has changed.
+const heloSPFMaxAge = 30 * time.Second
+
+// get returns the kept result for (e, ip, helo). A nil memo is empty.
+func (m *HeloSPFMemo) get(e *Engine, ip netip.Addr, helo string) (verify.SPFResult, bool) {
+	if m == nil || m.e != e || m.ip != ip || m.helo != helo || time.Since(m.at) > heloSPFMaxAge {
+		return verify.SPFResult{}, false
+	}
+	return m.res, true
+}
+
+// put keeps r, the HELO result for (e, ip, helo), unless it is temperror
+// (the next message asks the DNS again). A nil memo keeps nothing.
+func (m *HeloSPFMemo) put(e *Engine, ip netip.Addr, helo string, r verify.SPFResult) {
+	if m == nil || r.Result == verify.ResultTempError {
+		return
+	}
+	*m = HeloSPFMemo{e: e, ip: ip, helo: helo, at: time.Now(), res: r}
 }
 
 // maxRcpts bounds the recipients remembered per message.

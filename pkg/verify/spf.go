@@ -56,12 +56,15 @@ type SPFChecker struct {
 	res         Resolver
 	lookupLimit uint
 	voidLimit   uint
+	// syntax remembers the verdict of the record syntax check per record
+	// text; it is shared by the checkers made with WithResolver.
+	syntax *spfSyntaxCache
 }
 
 // NewSPFChecker returns a checker that resolves through r with the limits of
 // cfg.
 func NewSPFChecker(r Resolver, cfg SPFConfig) *SPFChecker {
-	c := &SPFChecker{res: r, lookupLimit: cfg.LookupLimit, voidLimit: cfg.VoidLookupLimit}
+	c := &SPFChecker{res: r, lookupLimit: cfg.LookupLimit, voidLimit: cfg.VoidLookupLimit, syntax: newSPFSyntaxCache()}
 	if c.lookupLimit == 0 {
 		c.lookupLimit = DefaultSPFLookupLimit
 	}
@@ -69,6 +72,14 @@ func NewSPFChecker(r Resolver, cfg SPFConfig) *SPFChecker {
 		c.voidLimit = DefaultSPFVoidLookupLimit
 	}
 	return c
+}
+
+// WithResolver returns a checker with c's limits that resolves through r.
+// It shares c's memory of which record texts are well-formed, so that a
+// checker made per message (over a per-message view of a cache) does not
+// check the syntax of the same records again.
+func (c *SPFChecker) WithResolver(r Resolver) *SPFChecker {
+	return &SPFChecker{res: r, lookupLimit: c.lookupLimit, voidLimit: c.voidLimit, syntax: c.syntax}
 }
 
 // CheckMailFrom checks the "MAIL FROM" identity (RFC 7208 §2.4) of a message
@@ -142,7 +153,7 @@ func (c *SPFChecker) check(ctx context.Context, ip net.IP, helo string, r SPFRes
 	local, domain := splitAddress(r.Sender)
 	sender := strings.ReplaceAll(local, "@", "") + "@" + domain
 	res, err := spf.CheckHostWithSender(ip, helo, sender,
-		spf.WithResolver(&spfResolver{r: c.res}),
+		spf.WithResolver(&spfResolver{r: c.res, syntax: c.syntax}),
 		spf.WithContext(ctx),
 		spf.OverrideLookupLimit(c.lookupLimit),
 		spf.OverrideVoidLookupLimit(c.voidLimit),
@@ -158,36 +169,38 @@ func (c *SPFChecker) check(ctx context.Context, ip net.IP, helo string, r SPFRes
 }
 
 // spfReason turns a result and the library's informational error into one
-// line for logs and A-R comments.
+// line for logs and A-R comments. It runs for every check, so the line is
+// built in one concatenation (one allocation, plus the address's) instead
+// of through fmt.
 func spfReason(res Result, domain string, ip net.IP, err error) string {
 	detail := ""
 	if err != nil {
 		detail = strings.TrimPrefix(err.Error(), "spf: ")
 	}
-	var s string
+	var head, mid, tail string // the line is head + mid + tail [+ ": " + detail]
 	switch res {
 	case ResultPass:
-		s = fmt.Sprintf("%s is authorized by %s", ip, domain)
+		head, mid, tail = ip.String(), " is authorized by ", domain
 	case ResultFail:
-		s = fmt.Sprintf("%s is not authorized by %s", ip, domain)
+		head, mid, tail = ip.String(), " is not authorized by ", domain
 	case ResultSoftFail:
-		s = fmt.Sprintf("%s is probably not authorized by %s", ip, domain)
+		head, mid, tail = ip.String(), " is probably not authorized by ", domain
 	case ResultNeutral:
-		s = fmt.Sprintf("%s makes no assertion about %s", domain, ip)
+		head, mid, tail = domain, " makes no assertion about ", ip.String()
 	case ResultNone:
-		s = fmt.Sprintf("%s has no SPF record", domain)
+		head, mid = domain, " has no SPF record"
 		if errors.Is(err, spf.ErrNoResult) {
 			detail = ""
 		}
 	case ResultTempError:
-		s = fmt.Sprintf("temporary DNS error checking %s", domain)
+		head, mid = "temporary DNS error checking ", domain
 	default:
-		s = fmt.Sprintf("SPF record of %s cannot be evaluated", domain)
+		head, mid, tail = "SPF record of ", domain, " cannot be evaluated"
 	}
-	if detail != "" {
-		s += ": " + detail
+	if detail == "" {
+		return head + mid + tail
 	}
-	return s
+	return head + mid + tail + ": " + detail
 }
 
 // heloDomain is the domain of a HELO argument: without a trailing dot.

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // spfResolver sits between blitiri.com.ar/go/spf and the real resolver. It
@@ -26,7 +27,8 @@ import (
 // Errors from the real resolver are passed on unwrapped: the library
 // classifies them with type assertions.
 type spfResolver struct {
-	r Resolver
+	r      Resolver
+	syntax *spfSyntaxCache // nil: check every record
 }
 
 // SPFSyntaxError is returned (through the SPF library) when a fetched SPF
@@ -60,15 +62,67 @@ func (s *spfResolver) LookupTXT(ctx context.Context, name string) ([]string, err
 		}
 	}
 	if len(recs) == 1 { // none: "none"; several: the library's permerror
-		if err := checkSPFRecord(recs[0]); err != nil {
-			var se *SPFSyntaxError
-			if errors.As(err, &se) {
-				se.Domain = strings.TrimSuffix(name, ".")
-			}
-			return nil, err
+		if se := s.syntax.check(recs[0]); se != nil {
+			e := *se // the cached error is shared: the domain goes on a copy
+			e.Domain = strings.TrimSuffix(name, ".")
+			return nil, &e
 		}
 	}
 	return txts, nil
+}
+
+// spfSyntaxCache remembers the outcome of checkSPFRecord per record text.
+// The outcome depends on the text alone, and a busy server sees the same
+// few records over and over, found through the DNS cache. It holds at most
+// spfSyntaxCacheEntries records of at most spfSyntaxCacheMaxLen octets
+// (about 1 MB in all) and forgets everything when full; longer records are
+// checked every time. Safe for concurrent use; a nil cache checks every
+// record.
+type spfSyntaxCache struct {
+	mu sync.Mutex
+	m  map[string]*SPFSyntaxError // nil: well-formed; never modified once stored
+}
+
+const (
+	spfSyntaxCacheEntries = 1024
+	spfSyntaxCacheMaxLen  = 1024
+)
+
+// newSPFSyntaxCache returns an empty cache; its map is made on first use.
+func newSPFSyntaxCache() *spfSyntaxCache { return &spfSyntaxCache{} }
+
+// check returns checkSPFRecord(rec) as a *SPFSyntaxError (nil when rec is
+// well-formed). The result may be shared: callers must not modify it.
+func (c *spfSyntaxCache) check(rec string) *SPFSyntaxError {
+	if c == nil || len(rec) > spfSyntaxCacheMaxLen {
+		return syntaxError(rec)
+	}
+	c.mu.Lock()
+	se, ok := c.m[rec]
+	c.mu.Unlock()
+	if ok {
+		return se
+	}
+	se = syntaxError(rec)
+	c.mu.Lock()
+	switch {
+	case c.m == nil:
+		c.m = make(map[string]*SPFSyntaxError)
+	case len(c.m) >= spfSyntaxCacheEntries:
+		clear(c.m)
+	}
+	c.m[rec] = se
+	c.mu.Unlock()
+	return se
+}
+
+// syntaxError is checkSPFRecord with its concrete error type.
+func syntaxError(rec string) *SPFSyntaxError {
+	var se *SPFSyntaxError
+	if err := checkSPFRecord(rec); err != nil && !errors.As(err, &se) {
+		se = &SPFSyntaxError{Msg: err.Error()} // not reached: checkSPFRecord returns *SPFSyntaxError
+	}
+	return se
 }
 
 func (s *spfResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {

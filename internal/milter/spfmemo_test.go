@@ -1,0 +1,223 @@
+package milter
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
+)
+
+// heloResult runs one message with env through e and returns its HELO
+// result.
+func heloResult(t *testing.T, e *Engine, env Envelope) verify.SPFResult {
+	t.Helper()
+	fields, body := SplitMessage([]byte(message("pass.example")))
+	d := runTx(e, env, fields, body)
+	if d.HeloSPF == nil {
+		t.Fatalf("no HELO result: %+v", d)
+	}
+	return *d.HeloSPF
+}
+
+// TestHeloSPFMemoDecisions: the messages of a connection that reuse the
+// HELO result get the decisions of messages checked afresh, cold and warm,
+// for every kind of SPF outcome of the test zone, and the memo holds the
+// HELO result once the answers are cached.
+func TestHeloSPFMemoDecisions(t *testing.T) {
+	t.Parallel()
+	e := benchEngineT(t)
+	if !e.cfg.SPF.CheckHelo {
+		t.Fatal("spf.check_helo is off by default: nothing to reuse")
+	}
+	var memo HeloSPFMemo
+	env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), ClientName: "client.example", Helo: "mail.client.example", MTAHost: testAuthservID}
+	cases := []struct{ mailFrom, raw string }{
+		{"a@pass.example", string(signMessage(t, []byte(message("pass.example"))))},
+		{"a@reject.example", message("reject.example")},
+		{"", message("nodmarc.example")},
+		{"a@nx.example", message("pass.example", "From: second@reject.example")},
+	}
+	for round := range 3 {
+		for _, c := range cases {
+			env := env
+			env.MailFrom = c.mailFrom
+			fields, body := SplitMessage([]byte(c.raw))
+			fresh := runTx(e, env, fields, body)
+			env.HeloSPF = &memo
+			reused := runTx(e, env, fields, body)
+			reused.Env.HeloSPF = nil
+			fresh.Duration, reused.Duration = 0, 0
+			if d := cmp.Diff(fresh, reused, cmpopts.EquateErrors(), cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})); d != "" {
+				t.Errorf("round %d, %q: decision with the memo differs (-fresh +memo):\n%s", round, c.mailFrom, d)
+			}
+		}
+	}
+	got, ok := memo.get(e, env.ClientIP, env.Helo)
+	if !ok || got.Result != verify.ResultPass || got.Scope != verify.ScopeHelo || got.Domain != "mail.client.example" {
+		t.Errorf("memo after warm messages: %+v, %v; want the HELO pass", got, ok)
+	}
+}
+
+// TestHeloSPFMemoReuse: a kept result is used for the same engine, client
+// address and HELO name within its age, and not otherwise; temperror is
+// never kept.
+func TestHeloSPFMemoReuse(t *testing.T) {
+	t.Parallel()
+	e := benchEngineT(t)
+	other := benchEngineT(t)
+	ip := netip.MustParseAddr("192.0.2.10")
+	env := Envelope{ClientIP: ip, Helo: "mail.client.example", MailFrom: "a@pass.example", MTAHost: testAuthservID}
+	real := heloResult(t, e, env) // warms the cache
+	if real.Result != verify.ResultPass {
+		t.Fatalf("HELO check: %+v, want pass", real)
+	}
+	// A marked result stands in for a kept one: it can only come from the
+	// memo.
+	marked := verify.SPFResult{Result: verify.ResultNeutral, Scope: verify.ScopeHelo, Domain: "mail.client.example", Reason: "from the memo"}
+	cases := []struct {
+		name   string
+		change func(m *HeloSPFMemo, env *Envelope)
+		reused bool
+	}{
+		{"same connection", func(*HeloSPFMemo, *Envelope) {}, true},
+		{"other client address", func(_ *HeloSPFMemo, env *Envelope) { env.ClientIP = netip.MustParseAddr("192.0.2.11") }, false},
+		{"other HELO name", func(_ *HeloSPFMemo, env *Envelope) { env.Helo = "MAIL.client.example" }, false},
+		{"other engine (reload)", func(m *HeloSPFMemo, _ *Envelope) { m.e = other }, false},
+		{"too old", func(m *HeloSPFMemo, _ *Envelope) { m.at = m.at.Add(-heloSPFMaxAge - time.Second) }, false},
+		{"no memo", func(m *HeloSPFMemo, env *Envelope) { env.HeloSPF = nil }, false},
+	}
+	for _, tc := range cases {
+		var memo HeloSPFMemo
+		memo.put(e, ip, "mail.client.example", marked)
+		env := env
+		env.HeloSPF = &memo
+		tc.change(&memo, &env)
+		got := heloResult(t, e, env)
+		if reused := got.Reason == marked.Reason; reused != tc.reused {
+			t.Errorf("%s: HELO result %+v, reused=%v, want %v", tc.name, got, reused, tc.reused)
+		}
+		if !tc.reused && env.HeloSPF != nil {
+			// The fresh (cached) check replaced the stale entry.
+			if m, ok := memo.get(e, env.ClientIP, env.Helo); !ok || m.Result != verify.ResultPass {
+				t.Errorf("%s: memo after a fresh check: %+v, %v", tc.name, m, ok)
+			}
+		}
+	}
+
+	var memo HeloSPFMemo
+	memo.put(e, ip, "mail.client.example", verify.SPFResult{Result: verify.ResultTempError})
+	if _, ok := memo.get(e, ip, "mail.client.example"); ok {
+		t.Error("a temperror was kept")
+	}
+	var nilMemo *HeloSPFMemo
+	nilMemo.put(e, ip, "x", real)
+	if _, ok := nilMemo.get(e, ip, "x"); ok {
+		t.Error("a nil memo returned a result")
+	}
+}
+
+// TestHeloSPFMemoCold: a HELO check that had to ask the DNS (run in the
+// background) is not kept; the next message, with the answers cached,
+// checks inline and keeps its result.
+func TestHeloSPFMemoCold(t *testing.T) {
+	t.Parallel()
+	e := benchEngineT(t)
+	var memo HeloSPFMemo
+	env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), Helo: "mail.client.example", MailFrom: "a@pass.example", MTAHost: testAuthservID, HeloSPF: &memo}
+	if r := heloResult(t, e, env); r.Result != verify.ResultPass {
+		t.Fatalf("cold HELO check: %+v", r)
+	}
+	if _, ok := memo.get(e, env.ClientIP, env.Helo); ok {
+		t.Error("a result checked in the background was kept")
+	}
+	heloResult(t, e, env)
+	if r, ok := memo.get(e, env.ClientIP, env.Helo); !ok || r.Result != verify.ResultPass {
+		t.Errorf("warm HELO check not kept: %+v, %v", r, ok)
+	}
+}
+
+// TestHeloSPFMemoChecksOnce: over the messages of one connection, the HELO
+// identity is checked until a check is made from the cache, then no more;
+// without the memo it is checked for every message.
+func TestHeloSPFMemoChecksOnce(t *testing.T) {
+	t.Parallel()
+	for _, withMemo := range []bool{false, true} {
+		e := benchEngineT(t)
+		var mu sync.Mutex
+		checks := 0
+		e.hook = func(p string) {
+			if p == "spf helo" {
+				mu.Lock()
+				checks++
+				mu.Unlock()
+			}
+		}
+		var memo HeloSPFMemo
+		env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), Helo: "mail.client.example", MailFrom: "a@pass.example", MTAHost: testAuthservID}
+		if withMemo {
+			env.HeloSPF = &memo
+		}
+		for range 5 {
+			if r := heloResult(t, e, env); r.Result != verify.ResultPass {
+				t.Fatalf("memo=%v: HELO %+v", withMemo, r)
+			}
+		}
+		mu.Lock()
+		// Cold, the first message checks twice: inline (where the cache
+		// misses) and again in the background, whose answers fill the
+		// cache. The second checks inline and keeps its result.
+		want := 6
+		if withMemo {
+			want = 3
+		}
+		if checks != want {
+			t.Errorf("memo=%v: %d HELO checks for 5 messages, want %d", withMemo, checks, want)
+		}
+		mu.Unlock()
+	}
+}
+
+// BenchmarkConnection4Messages: the four messages of one connection
+// (the benchmark corpus's sessions), warm cache, with the connection's
+// HELO memo ("memo") and without ("fresh"). The messages are unsigned (SPF
+// pass, DMARC pass through SPF), so that DKIM hashing does not drown the
+// difference.
+func BenchmarkConnection4Messages(b *testing.B) {
+	e := benchEngineT(b)
+	fields, body := SplitMessage([]byte(message("pass.example")))
+	for _, withMemo := range []bool{false, true} {
+		name := "fresh"
+		if withMemo {
+			name = "memo"
+		}
+		b.Run(name, func(b *testing.B) {
+			env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), Helo: "mail.client.example", MailFrom: "a@pass.example", MTAHost: testAuthservID}
+			runTx(e, env, fields, body) // warm
+			b.ReportAllocs()
+			for b.Loop() {
+				var memo HeloSPFMemo
+				if withMemo {
+					env.HeloSPF = &memo
+				}
+				for range 4 {
+					tx := e.Begin(context.Background(), env)
+					for _, f := range fields {
+						tx.Header(f.Name, f.Value)
+					}
+					tx.EndOfHeaders()
+					tx.BodyChunk(body)
+					if d := tx.End(); d.Action != "accept" {
+						b.Fatalf("%+v", d)
+					}
+					tx.Close()
+				}
+			}
+		})
+	}
+}

@@ -53,6 +53,9 @@ type connection struct {
 	// every message of the connection gets the on_error reply at its end,
 	// as the tempfail reply to the connection would have given.
 	connFailed error
+	// heloSPF keeps the HELO identity's SPF result for the connection's
+	// next messages (HeloSPFMemo).
+	heloSPF HeloSPFMemo
 }
 
 var _ milterproto.Handler = (*connection)(nil)
@@ -360,6 +363,7 @@ func (c *connection) envelope(from string) Envelope {
 		MailFrom:   from,
 		AuthUser:   mac.GetString("{auth_authen}"),
 		MTAHost:    c.mta,
+		HeloSPF:    &c.heloSPF,
 	}
 	if v, _ := mac.Get("{client_addr}"); len(v) > 0 {
 		if a, ok := parseClientAddr(string(v)); ok {

@@ -314,6 +314,8 @@ func (v *DKIMVerifier) Finish(ctx context.Context) (res []DKIMResult, err error)
 	for c, b := range v.bodies {
 		if b != nil {
 			sums[c] = b.sum()
+			b.release()
+			v.bodies[c] = nil
 		}
 	}
 	keysOK := true

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding"
 	"hash"
+	"sync"
 )
 
 // bodyHasher computes the body hash of RFC 6376 §3.7 for one body
@@ -41,10 +42,26 @@ type bodyHasher struct {
 	inHash  bool   // the run is in the hash; snap is the state before it
 	lastCR  bool   // inHash: the last octet hashed was a CR
 	snap    []byte // hash state (encoding.BinaryAppender)
+
+	out [32]byte
 }
 
+// bodyHashers are reused across messages: a SHA-256 state and the hasher
+// are two allocations per message otherwise.
+var bodyHashers = sync.Pool{New: func() any { return &bodyHasher{h: sha256.New()} }}
+
 func newBodyHasher(relaxed bool) *bodyHasher {
-	return &bodyHasher{h: sha256.New(), relaxed: relaxed}
+	b := bodyHashers.Get().(*bodyHasher)
+	b.h.Reset()
+	b.relaxed = relaxed
+	return b
+}
+
+// release returns b to the pool, its state cleared.
+func (b *bodyHasher) release() {
+	h, snap := b.h, b.snap[:0]
+	*b = bodyHasher{h: h, snap: snap}
+	bodyHashers.Put(b)
 }
 
 var (
@@ -289,7 +306,6 @@ func (b *bodyHasher) sum() [32]byte {
 		// held and are dropped, leaving one CRLF.
 		b.h.Write(crlfBlock[:2])
 	}
-	var out [32]byte
-	b.h.Sum(out[:0])
-	return out
+	b.h.Sum(b.out[:0])
+	return b.out
 }

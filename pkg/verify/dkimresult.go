@@ -14,8 +14,13 @@ import (
 // time.
 func (v *DKIMVerifier) results(sums *[numCanons][32]byte, late string) []DKIMResult {
 	out := make([]DKIMResult, len(v.sigs))
+	// Scratch space for the header hash input: the fields of h= and the
+	// signature field, each at most once, so at most the header block.
 	var buf []byte
 	for i := range v.sigs {
+		if v.sigs[i].hashesBody && buf == nil {
+			buf = make([]byte, 0, v.size)
+		}
 		s := &v.sigs[i]
 		r := v.baseResult(i, s)
 		var key *dkimKey

@@ -131,15 +131,23 @@ func trimFWS(s string) string {
 // stripFWS removes all whitespace, as for base64 values and the d=, s= and
 // i= tags, where folding whitespace is not part of the value.
 func stripFWS(s string) string {
-	if !strings.ContainsAny(s, " \t\r\n") {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if !isFWS(s[i]) {
+			n++
+		}
+	}
+	if n == len(s) {
 		return s
 	}
-	return strings.Map(func(r rune) rune {
-		if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
-			return -1
+	var b strings.Builder
+	b.Grow(n)
+	for i := 0; i < len(s); i++ {
+		if !isFWS(s[i]) {
+			b.WriteByte(s[i])
 		}
-		return r
-	}, s)
+	}
+	return b.String()
 }
 
 func truncate(s string, n int) string {

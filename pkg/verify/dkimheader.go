@@ -118,9 +118,11 @@ func (r *relaxedValue) append(buf []byte, value string) []byte {
 
 // appendRelaxedName appends the field name in lower case (RFC 6376 §3.4.2:
 // "Convert all header field names (not the header field values) to
-// lowercase"), then the colon. A field name has no WSP to delete: it was
-// checked by validFieldName.
+// lowercase"), then the colon, without the WSP before it ("Delete any WSP
+// characters remaining before and after the colon"; Header never keeps such
+// a name, but the canonicalization is complete).
 func appendRelaxedName(buf []byte, name string) []byte {
+	name = strings.TrimRight(name, " \t")
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		if 'A' <= c && c <= 'Z' {

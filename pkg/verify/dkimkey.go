@@ -192,6 +192,7 @@ func (c *keyCache) get(rec string) *dkimKey {
 // keyJob is the lookup of one key name for the signatures that use it.
 type keyJob struct {
 	name   string
+	done   bool // answered (lookupCached)
 	key    *dkimKey
 	res    Result // "" when key is set; else temperror or permerror
 	reason string
@@ -202,19 +203,44 @@ type keyJob struct {
 func fetchKeys(ctx context.Context, r TXTResolver, jobs []keyJob, done chan<- any) {
 	defer func() { done <- recover() }()
 	for i := range jobs {
-		lookupKey(ctx, r, &jobs[i])
+		if !jobs[i].done {
+			lookupKey(ctx, r, &jobs[i])
+		}
 	}
 }
+
+// lookupCached answers j from the resolver's memory, if it can.
+func lookupCached(c txtCache, j *keyJob) bool {
+	if !queryableName(j.name) {
+		j.setAnswer(nil, errInvalidKeyName)
+		return true
+	}
+	txts, hit, err := c.CachedTXT(j.name)
+	if hit {
+		j.setAnswer(txts, err)
+	}
+	return hit
+}
+
+var errInvalidKeyName = errors.New("invalid key name")
 
 // lookupKey fetches and parses the key of j.name (RFC 6376 §6.1.2).
 func lookupKey(ctx context.Context, r TXTResolver, j *keyJob) {
 	if !queryableName(j.name) {
-		// RFC 6376 §6.1.2: a key that cannot be retrieved is PERMFAIL.
-		j.res, j.reason = ResultPermError, "no key for signature: invalid key name"
+		j.setAnswer(nil, errInvalidKeyName)
 		return
 	}
 	txts, err := r.LookupTXT(ctx, j.name)
+	j.setAnswer(txts, err)
+}
+
+// setAnswer classifies the answer to the key query of j.
+func (j *keyJob) setAnswer(txts []string, err error) {
+	j.done = true
 	switch {
+	case errors.Is(err, errInvalidKeyName):
+		// RFC 6376 §6.1.2: a key that cannot be retrieved is PERMFAIL.
+		j.res, j.reason = ResultPermError, "no key for signature: invalid key name"
 	case err != nil && temporaryDNSError(err):
 		// RFC 6376 §6.1.2: "If the query for the public key fails to
 		// respond, the Verifier MAY seek a later verification attempt by

@@ -219,6 +219,7 @@ func (v *DKIMVerifier) EndOfHeaders(ctx context.Context) error {
 		return ErrDKIMAborted
 	default:
 	}
+	defer v.recoverPanic() // a resolver's CachedTXT, or a bug of ours
 	v.sigJob = make([]int, len(v.sigs))
 	for i := range v.sigs {
 		s := &v.sigs[i]

@@ -406,3 +406,34 @@ func TestDKIMCachedTXT(t *testing.T) {
 		t.Errorf("%+v %v", got, err)
 	}
 }
+
+// panicTXT is a resolver that panics, in LookupTXT or in CachedTXT.
+type panicTXT struct{}
+
+func (p panicTXT) LookupTXT(context.Context, string) ([]string, error) { panic("resolver bug") }
+
+type panicCachedTXT struct{ panicTXT }
+
+func (panicCachedTXT) CachedTXT(string) ([]string, bool, error) { panic("resolver bug") }
+
+// TestDKIMPanic: a panic in the key lookup (the goroutine, or CachedTXT at
+// EndOfHeaders) is ErrInternal from Finish, not a crash, and leaves no
+// goroutine.
+func TestDKIMPanic(t *testing.T) {
+	k := keysOnce()
+	msg := sign(t, testMessage, edOpts(k, dkim.CanonicalizationRelaxed))
+	fields, body := splitMessage(t, msg)
+	base := runtime.NumGoroutine()
+	for _, r := range []TXTResolver{panicTXT{}, panicCachedTXT{}} {
+		v := NewDKIMVerifier(r, DKIMConfig{})
+		for _, f := range fields {
+			v.Header(f.name, f.value)
+		}
+		v.EndOfHeaders(context.Background())
+		v.Write([]byte(body))
+		if res, err := v.Finish(context.Background()); !errors.Is(err, ErrInternal) || res != nil {
+			t.Errorf("%T: %+v, %v; want ErrInternal", r, res, err)
+		}
+	}
+	checkNoLeak(t, base)
+}

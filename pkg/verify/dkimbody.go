@@ -43,7 +43,32 @@ type bodyHasher struct {
 	lastCR  bool   // inHash: the last octet hashed was a CR
 	snap    []byte // hash state (encoding.BinaryAppender)
 
+	// Short pieces (line ends, an SP, the runs between the places relaxed
+	// canonicalization changes) are gathered here and hashed together.
+	stage  [512]byte
+	staged int
+
 	out [32]byte
+}
+
+// put hashes x, through the stage when it is short.
+func (b *bodyHasher) put(x []byte) {
+	if len(x) > len(b.stage)/4 {
+		b.flushStage()
+		b.h.Write(x)
+		return
+	}
+	if b.staged+len(x) > len(b.stage) {
+		b.flushStage()
+	}
+	b.staged += copy(b.stage[b.staged:], x)
+}
+
+func (b *bodyHasher) flushStage() {
+	if b.staged > 0 {
+		b.h.Write(b.stage[:b.staged])
+		b.staged = 0
+	}
 }
 
 // bodyHashers are reused across messages: a SHA-256 state and the hasher
@@ -69,17 +94,13 @@ var (
 	crOnly    = crlfBlock[:1]
 	lfOnly    = crlfBlock[1:2]
 	spOnly    = []byte{' '}
-
-	// relaxedMarks are the pairs of octets where relaxed canonicalization
-	// changes the body, besides HTAB and bare LF.
-	relaxedMarks = [...][]byte{[]byte("  "), []byte(" \r"), []byte(" \n")}
 )
 
 // writePairs hashes n CRLF pairs.
 func (b *bodyHasher) writePairs(n int64) {
 	for n > 0 {
 		k := min(n, int64(len(crlfBlock)/2))
-		b.h.Write(crlfBlock[:2*k])
+		b.put(crlfBlock[:2*k])
 		n -= k
 	}
 }
@@ -123,7 +144,7 @@ func (b *bodyHasher) writeSimple(p []byte) {
 			}
 			j = k + 1
 		}
-		b.h.Write(p[i:end])
+		b.put(p[i:end])
 		i = end
 	}
 }
@@ -133,7 +154,7 @@ func (b *bodyHasher) lineByte(c byte) {
 	if c == '\r' {
 		if b.cr { // the CR held is not followed by LF: it is content
 			b.writePairs(b.pairs)
-			b.h.Write(crOnly)
+			b.put(crOnly)
 			b.pairs = 0
 		}
 		b.cr = true
@@ -147,7 +168,7 @@ func (b *bodyHasher) lineByte(c byte) {
 func (b *bodyHasher) flushSimple() {
 	b.writePairs(b.pairs)
 	if b.cr {
-		b.h.Write(crOnly)
+		b.put(crOnly)
 	}
 	b.pairs, b.cr = 0, false
 }
@@ -161,6 +182,7 @@ func (b *bodyHasher) writeRelaxed(p []byte) {
 	for last >= 0 && isFWS(p[last]) {
 		last--
 	}
+	sc := newRelaxedScan(p, last+1)
 	for i := 0; i < len(p); {
 		c := p[i]
 		if isFWS(c) {
@@ -169,40 +191,87 @@ func (b *bodyHasher) writeRelaxed(p []byte) {
 			continue
 		}
 		b.flushRelaxed()
-		end := cleanEnd(p, i, last+1)
-		b.h.Write(p[i:end])
+		end := sc.cleanEnd(i)
+		b.put(p[i:end])
 		b.written = true
 		i = end
 	}
 }
 
+// relaxedScan finds in one chunk the places where relaxed canonicalization
+// changes it, for cleanEnd: a HTAB (it becomes SP, or goes), two SP in a row,
+// SP before a CR (at the end of a line, or before a bare CR), a bare LF (a
+// CR goes before it; SP before it is found through it). Each place found is
+// kept until the writer is past it, so every search covers each octet of
+// the chunk once: the cost is linear whatever the number of places. CR and
+// LF are found with IndexByte (one call per line) rather than with
+// bytes.Index(" \r"), whose cost grows with the number of SP in the text.
+type relaxedScan struct {
+	p      []byte
+	lim    int // the end of the content of p
+	tab    int // next HTAB; lim: none; -1: not searched
+	dbl    int // next "  "
+	spCR   int // next SP before a CR
+	crFrom int // the CRs before crFrom were checked
+	bareLF int // next bare LF
+	lfFrom int // the LFs before lfFrom were checked
+}
+
+func newRelaxedScan(p []byte, lim int) relaxedScan {
+	return relaxedScan{p: p, lim: lim, tab: -1, dbl: -1, spCR: -1, bareLF: -1}
+}
+
+var twoSP = []byte("  ")
+
 // cleanEnd returns the end of the run of p starting at content octet i that
-// relaxed canonicalization leaves as it is: up to (excluding) the first HTAB,
-// two WSP in a row, WSP before CR or LF, or bare LF, before lim, and ending
-// on a content octet. Each search covers only [i, end), and the next call
-// starts past end, so a chunk is scanned a bounded number of times.
-func cleanEnd(p []byte, i, lim int) int {
-	end := lim
-	if k := bytes.IndexByte(p[i:end], '\t'); k >= 0 {
-		end = i + k
-	}
-	for _, pat := range relaxedMarks {
-		if k := bytes.Index(p[i:end], pat); k >= 0 {
-			end = i + k
+// relaxed canonicalization leaves as it is; the run ends on a content octet.
+func (s *relaxedScan) cleanEnd(i int) int {
+	p, lim := s.p, s.lim
+	if s.tab < i {
+		s.tab = lim
+		if off := bytes.IndexByte(p[i:lim], '\t'); off >= 0 {
+			s.tab = i + off
 		}
 	}
-	for j := i; ; {
-		k := bytes.IndexByte(p[j:end], '\n')
-		if k < 0 {
-			break
+	if s.dbl < i {
+		s.dbl = lim
+		if off := bytes.Index(p[i:lim], twoSP); off >= 0 {
+			s.dbl = i + off
 		}
-		k += j
-		if p[k-1] != '\r' {
-			end = k
-			break
-		}
-		j = k + 1
 	}
+	if s.spCR < i {
+		s.spCR = lim
+		for j := max(i, s.crFrom); ; {
+			off := bytes.IndexByte(p[j:lim], '\r')
+			if off < 0 {
+				s.crFrom = lim
+				break
+			}
+			k := j + off // > i: p[i] is not a CR
+			j = k + 1
+			if p[k-1] == ' ' {
+				s.spCR, s.crFrom = k-1, j
+				break
+			}
+		}
+	}
+	if s.bareLF < i {
+		s.bareLF = lim
+		for j := max(i, s.lfFrom); ; {
+			off := bytes.IndexByte(p[j:lim], '\n')
+			if off < 0 {
+				s.lfFrom = lim
+				break
+			}
+			k := j + off // > i: p[i] is not a LF
+			j = k + 1
+			if p[k-1] != '\r' {
+				s.bareLF, s.lfFrom = k, j
+				break
+			}
+		}
+	}
+	end := min(lim, s.tab, s.dbl, s.spCR, s.bareLF)
 	for end > i+1 && isFWS(p[end-1]) {
 		end--
 	}
@@ -214,13 +283,13 @@ func (b *bodyHasher) runByte(c byte) {
 	if b.inHash {
 		switch c {
 		case '\r':
-			b.h.Write(crOnly)
+			b.put(crOnly)
 			b.lastCR, b.wsp = true, false
 		case '\n':
 			if !b.lastCR {
-				b.h.Write(crOnly) // a bare LF is a line end
+				b.put(crOnly) // a bare LF is a line end
 			}
-			b.h.Write(lfOnly)
+			b.put(lfOnly)
 			b.lastCR, b.wsp = false, false
 		default:
 			b.lastCR, b.wsp = false, true
@@ -250,10 +319,11 @@ func (b *bodyHasher) runByte(c byte) {
 
 // toHash writes the held run to the hash, keeping the state from before it.
 func (b *bodyHasher) toHash() {
+	b.flushStage()
 	b.snap, _ = b.h.(encoding.BinaryAppender).AppendBinary(b.snap[:0])
 	b.writePairs(b.pairs)
 	if b.cr {
-		b.h.Write(crOnly)
+		b.put(crOnly)
 	}
 	b.lastCR = b.cr
 	b.pairs, b.cr, b.inHash = 0, false, true
@@ -267,12 +337,12 @@ func (b *bodyHasher) flushRelaxed() {
 	} else {
 		b.writePairs(b.pairs)
 		if b.cr {
-			b.h.Write(crOnly)
+			b.put(crOnly)
 		}
 		b.pairs, b.cr = 0, false
 	}
 	if b.wsp {
-		b.h.Write(spOnly)
+		b.put(spOnly)
 		b.wsp = false
 	}
 	b.lastCR = false
@@ -284,8 +354,10 @@ func (b *bodyHasher) flushRelaxed() {
 func (b *bodyHasher) sum() [32]byte {
 	if b.relaxed {
 		if b.inHash {
-			// Back to the state before the run. The state was made by the
-			// same hash; it cannot fail to load.
+			// Back to the state before the run: what was staged since is
+			// part of the run. The state was made by the same hash; it
+			// cannot fail to load.
+			b.staged = 0
 			if err := b.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(b.snap); err != nil {
 				panic("verify: SHA-256 state does not load: " + err.Error())
 			}
@@ -294,18 +366,19 @@ func (b *bodyHasher) sum() [32]byte {
 		// canonicalization stays empty (no CRLF is added).
 		// https://www.rfc-editor.org/errata/eid1384
 		if b.written {
-			b.h.Write(crlfBlock[:2])
+			b.put(crlfBlock[:2])
 		}
 	} else {
 		if b.cr {
 			b.writePairs(b.pairs)
-			b.h.Write(crOnly)
+			b.put(crOnly)
 		}
 		// RFC 6376 §3.4.3: "If there is no body or no trailing CRLF on the
 		// message body, a CRLF is added"; the trailing empty lines were
 		// held and are dropped, leaving one CRLF.
-		b.h.Write(crlfBlock[:2])
+		b.put(crlfBlock[:2])
 	}
+	b.flushStage()
 	b.h.Sum(b.out[:0])
 	return b.out
 }

@@ -95,6 +95,8 @@ func TestDKIMCanonBody(t *testing.T) {
 		{"mixed run kept", "a\r\n\r \n\r\r\n b", "a\r\n\r \r\n\r\r\n b\r\n", "a\r\n\r\r\n\r\r\n b\r\n"},
 		{"mixed run dropped", "a\r\n\r \n\r\r\n \t", "a\r\n\r \r\n\r\r\n \t\r\n", "a\r\n"},
 		{"LF CR LF", "a\n\r\nb", "a\r\n\r\nb\r\n", "a\r\n\r\nb\r\n"},
+		{"flowed lines", "a \r\nb  \r\nc\t \r\nd", "a \r\nb  \r\nc\t \r\nd\r\n", "a\r\nb\r\nc\r\nd\r\n"},
+		{"SP before bare CR and LF", "a \rb \nc  \r\r\nd", "a \rb \r\nc  \r\r\nd\r\n", "a\rb\r\nc\r\r\nd\r\n"},
 	} {
 		checkBody(t, tc.name, tc.body, false, tc.simple)
 		checkBody(t, tc.name, tc.body, true, tc.relaxed)

@@ -164,8 +164,13 @@ type keyCache struct {
 	m   map[string]*dkimKey
 }
 
-// maxCachedKeys bounds keyCache: a few MB of RSA keys at most.
-const maxCachedKeys = 1024
+// keyCache bounds: 1024 records of at most 4 KiB of text (an RSA-4096 key
+// record is about 750 octets), so at most a few MB. A longer record is
+// parsed every time.
+const (
+	maxCachedKeys   = 1024
+	maxCachedKeyLen = 4 << 10
+)
 
 var dkimKeys = &keyCache{max: maxCachedKeys, m: map[string]*dkimKey{}}
 
@@ -177,6 +182,9 @@ func (c *keyCache) get(rec string) *dkimKey {
 		return k
 	}
 	k = parseKey(rec)
+	if len(rec) > maxCachedKeyLen {
+		return k
+	}
 	c.mu.Lock()
 	if len(c.m) >= c.max {
 		for old := range c.m { // map order: an arbitrary entry

@@ -257,6 +257,11 @@ func (v *DKIMVerifier) EndOfHeaders(ctx context.Context) error {
 		vctx, cancel := context.WithCancel(ctx)
 		v.mu.Lock()
 		v.cancel = cancel
+		select {
+		case <-v.aborted: // Abort ran since the check above: it saw no cancel
+			cancel()
+		default:
+		}
 		v.mu.Unlock()
 		v.keysDone = make(chan any, 1)
 		go fetchKeys(vctx, v.res, v.jobs, v.keysDone)
@@ -375,8 +380,8 @@ func (v *DKIMVerifier) Finish(ctx context.Context) (res []DKIMResult, err error)
 // dropped. It may be called at any time, from any goroutine, more than once.
 func (v *DKIMVerifier) Abort() {
 	v.abortOnce.Do(func() {
-		close(v.aborted)
 		v.mu.Lock()
+		close(v.aborted)
 		if v.cancel != nil {
 			v.cancel()
 		}

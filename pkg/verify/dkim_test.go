@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"errors"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -433,6 +434,43 @@ func TestDKIMPanic(t *testing.T) {
 		v.Write([]byte(body))
 		if res, err := v.Finish(context.Background()); !errors.Is(err, ErrInternal) || res != nil {
 			t.Errorf("%T: %+v, %v; want ErrInternal", r, res, err)
+		}
+	}
+	checkNoLeak(t, base)
+}
+
+// blockTXT answers nothing until the context ends.
+type blockTXT struct{}
+
+func (blockTXT) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	<-ctx.Done()
+	return nil, &net.DNSError{Err: ctx.Err().Error(), Name: name, IsTimeout: true}
+}
+
+// TestDKIMAbortRace: Abort from another goroutine at any moment around
+// EndOfHeaders stops the key lookup, even one that would never answer.
+func TestDKIMAbortRace(t *testing.T) {
+	k := keysOnce()
+	fields, body := splitMessage(t, sign(t, testMessage, edOpts(k, dkim.CanonicalizationRelaxed)))
+	base := runtime.NumGoroutine()
+	for i := range 200 {
+		v := NewDKIMVerifier(blockTXT{}, DKIMConfig{})
+		for _, f := range fields {
+			v.Header(f.name, f.value)
+		}
+		done := make(chan struct{})
+		go func() {
+			if i%2 == 0 {
+				runtime.Gosched()
+			}
+			v.Abort()
+			close(done)
+		}()
+		v.EndOfHeaders(context.Background())
+		v.Write([]byte(body))
+		<-done
+		if _, err := v.Finish(context.Background()); !errors.Is(err, ErrDKIMOrder) && !errors.Is(err, ErrDKIMAborted) {
+			t.Fatalf("Finish after Abort: %v", err)
 		}
 	}
 	checkNoLeak(t, base)

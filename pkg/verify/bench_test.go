@@ -82,14 +82,6 @@ func rsaSimple(k testKeys) dkim.SignOptions  { return rsaOpts(k, dkim.Canonicali
 // Compare with BenchmarkRSAVerifyPlusSHA256Body, the cryptographic floor.
 func BenchmarkDKIMVerify10KB(b *testing.B) { benchDKIM(b, body10KB, rsaRelaxed) }
 
-// BenchmarkDKIMVerify10KBKeyInMemory is BenchmarkDKIMVerify10KB with a
-// resolver that has CachedTXT (see txtCache): no lookup goroutine.
-func BenchmarkDKIMVerify10KBKeyInMemory(b *testing.B) {
-	k := keysOnce()
-	r := &memTXT{cached: mapTXT{"rsa._domainkey.example.com": keyRecord(b, k.rsa)}}
-	benchDKIMWith(b, r, body10KB, rsaRelaxed)
-}
-
 // BenchmarkDKIMVerify10KBSimple: the same with simple/simple.
 func BenchmarkDKIMVerify10KBSimple(b *testing.B) { benchDKIM(b, body10KB, rsaSimple) }
 

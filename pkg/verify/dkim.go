@@ -12,23 +12,8 @@ import (
 // TXTResolver is the DNS that DKIM key lookups need. *net.Resolver and the
 // project's caching resolver (pkg/cache) satisfy it. The error contract is
 // the one of Resolver: bare *net.DNSError values, never wrapped.
-//
-// A resolver that also has the method
-//
-//	CachedTXT(name string) (txts []string, hit bool, err error)
-//
-// (see txtCache) is asked that first for DKIM keys: an answer it holds in
-// memory is used at once, and no goroutine is started for the lookups.
 type TXTResolver interface {
 	LookupTXT(ctx context.Context, name string) ([]string, error)
-}
-
-// txtCache is the optional method of a TXTResolver that answers from memory
-// only. CachedTXT must not do I/O nor wait for any; hit is false when the
-// answer is not held (or is stale), and the caller then uses LookupTXT.
-// When hit is true, txts and err are what LookupTXT would return now.
-type txtCache interface {
-	CachedTXT(name string) (txts []string, hit bool, err error)
 }
 
 // DKIM defaults and limits.
@@ -219,7 +204,7 @@ func (v *DKIMVerifier) EndOfHeaders(ctx context.Context) error {
 		return ErrDKIMAborted
 	default:
 	}
-	defer v.recoverPanic() // a resolver's CachedTXT, or a bug of ours
+	defer v.recoverPanic()
 	v.sigJob = make([]int, len(v.sigs))
 	for i := range v.sigs {
 		s := &v.sigs[i]
@@ -243,17 +228,8 @@ func (v *DKIMVerifier) EndOfHeaders(ctx context.Context) error {
 			v.jobs = append(v.jobs, keyJob{name: s.keyName})
 		}
 	}
-	// Keys held in memory by the resolver are taken now; the others are
-	// fetched by one goroutine while the body streams in.
-	missing := len(v.jobs)
-	if c, ok := v.res.(txtCache); ok {
-		for i := range v.jobs {
-			if lookupCached(c, &v.jobs[i]) {
-				missing--
-			}
-		}
-	}
-	if missing > 0 {
+	// The keys are fetched by one goroutine while the body streams in.
+	if len(v.jobs) > 0 {
 		vctx, cancel := context.WithCancel(ctx)
 		v.mu.Lock()
 		v.cancel = cancel

@@ -363,69 +363,19 @@ func TestRebuildField(t *testing.T) {
 	}
 }
 
-// TestDKIMCachedTXT: keys that the resolver holds in memory (CachedTXT) are
-// used without LookupTXT and without a goroutine; the others still go
-// through LookupTXT.
-func TestDKIMCachedTXT(t *testing.T) {
-	k := keysOnce()
-	rsaRec, edRec := keyRecord(t, k.rsa), keyRecord(t, k.ed)
-	m := sign(t, testMessage, rsaOpts(k, dkim.CanonicalizationRelaxed))
-	m = sign(t, m, edOpts(k, dkim.CanonicalizationSimple))
-	for _, tc := range []struct {
-		name         string
-		cached, slow mapTXT
-		calls        int
-		want         []string
-	}{
-		{"both in memory", mapTXT{"rsa._domainkey.example.com": rsaRec, "ed._domainkey.example.com": edRec}, nil,
-			0, []string{"pass example.com ed", "pass example.com rsa"}},
-		{"one in memory", mapTXT{"rsa._domainkey.example.com": rsaRec}, mapTXT{"ed._domainkey.example.com": edRec},
-			1, []string{"pass example.com ed", "pass example.com rsa"}},
-		{"none", nil, mapTXT{"rsa._domainkey.example.com": rsaRec}, 2, []string{"permerror example.com ed", "pass example.com rsa"}},
-	} {
-		r := &memTXT{cached: tc.cached, slow: tc.slow}
-		got := verifyMessage(t, r, DKIMConfig{}, m, 4096)
-		if d := cmp.Diff(tc.want, results(got)); d != "" {
-			t.Errorf("%s: (-want +got)\n%s", tc.name, d)
-		}
-		if r.calls != tc.calls {
-			t.Errorf("%s: %d LookupTXT calls, want %d", tc.name, r.calls, tc.calls)
-		}
-	}
-	// With every key in memory no goroutine is started.
-	fields, body := splitMessage(t, m)
-	v := NewDKIMVerifier(&memTXT{cached: mapTXT{"rsa._domainkey.example.com": rsaRec, "ed._domainkey.example.com": edRec}}, DKIMConfig{})
-	for _, f := range fields {
-		v.Header(f.name, f.value)
-	}
-	v.EndOfHeaders(context.Background())
-	if v.keysDone != nil {
-		t.Error("a lookup goroutine was started for keys held in memory")
-	}
-	v.Write([]byte(body))
-	if got, err := v.Finish(context.Background()); err != nil || len(got) != 2 || got[0].Result != ResultPass || got[1].Result != ResultPass {
-		t.Errorf("%+v %v", got, err)
-	}
-}
-
-// panicTXT is a resolver that panics, in LookupTXT or in CachedTXT.
+// panicTXT is a resolver that panics.
 type panicTXT struct{}
 
-func (p panicTXT) LookupTXT(context.Context, string) ([]string, error) { panic("resolver bug") }
+func (panicTXT) LookupTXT(context.Context, string) ([]string, error) { panic("resolver bug") }
 
-type panicCachedTXT struct{ panicTXT }
-
-func (panicCachedTXT) CachedTXT(string) ([]string, bool, error) { panic("resolver bug") }
-
-// TestDKIMPanic: a panic in the key lookup (the goroutine, or CachedTXT at
-// EndOfHeaders) is ErrInternal from Finish, not a crash, and leaves no
-// goroutine.
+// TestDKIMPanic: a panic in the key lookup goroutine is ErrInternal from
+// Finish, not a crash, and leaves no goroutine.
 func TestDKIMPanic(t *testing.T) {
 	k := keysOnce()
 	msg := sign(t, testMessage, edOpts(k, dkim.CanonicalizationRelaxed))
 	fields, body := splitMessage(t, msg)
 	base := runtime.NumGoroutine()
-	for _, r := range []TXTResolver{panicTXT{}, panicCachedTXT{}} {
+	for _, r := range []TXTResolver{panicTXT{}} {
 		v := NewDKIMVerifier(r, DKIMConfig{})
 		for _, f := range fields {
 			v.Header(f.name, f.value)

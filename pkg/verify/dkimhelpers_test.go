@@ -173,31 +173,3 @@ const testMessage = "From: Alice <alice@example.com>\r\n" +
 	"the numbers  are\tin.\r\n" +
 	"\r\n" +
 	"\r\n"
-
-// memTXT is a resolver with the optional CachedTXT method (see txtCache):
-// the names in cached are answered from memory, the others only through
-// LookupTXT, which counts its calls.
-type memTXT struct {
-	cached mapTXT
-	slow   mapTXT
-	mu     sync.Mutex
-	calls  int
-}
-
-func (m *memTXT) CachedTXT(name string) ([]string, bool, error) {
-	if _, ok := m.cached[strings.ToLower(strings.TrimSuffix(name, "."))]; !ok {
-		return nil, false, nil
-	}
-	txts, err := m.cached.LookupTXT(context.Background(), name)
-	return txts, true, err
-}
-
-func (m *memTXT) LookupTXT(ctx context.Context, name string) ([]string, error) {
-	m.mu.Lock()
-	m.calls++
-	m.mu.Unlock()
-	if txts, hit, err := m.CachedTXT(name); hit {
-		return txts, err
-	}
-	return m.slow.LookupTXT(ctx, name)
-}

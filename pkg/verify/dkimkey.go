@@ -200,7 +200,6 @@ func (c *keyCache) get(rec string) *dkimKey {
 // keyJob is the lookup of one key name for the signatures that use it.
 type keyJob struct {
 	name   string
-	done   bool // answered (lookupCached)
 	key    *dkimKey
 	res    Result // "" when key is set; else temperror or permerror
 	reason string
@@ -211,23 +210,8 @@ type keyJob struct {
 func fetchKeys(ctx context.Context, r TXTResolver, jobs []keyJob, done chan<- any) {
 	defer func() { done <- recover() }()
 	for i := range jobs {
-		if !jobs[i].done {
-			lookupKey(ctx, r, &jobs[i])
-		}
+		lookupKey(ctx, r, &jobs[i])
 	}
-}
-
-// lookupCached answers j from the resolver's memory, if it can.
-func lookupCached(c txtCache, j *keyJob) bool {
-	if !queryableName(j.name) {
-		j.setAnswer(nil, errInvalidKeyName)
-		return true
-	}
-	txts, hit, err := c.CachedTXT(j.name)
-	if hit {
-		j.setAnswer(txts, err)
-	}
-	return hit
 }
 
 var errInvalidKeyName = errors.New("invalid key name")
@@ -244,7 +228,6 @@ func lookupKey(ctx context.Context, r TXTResolver, j *keyJob) {
 
 // setAnswer classifies the answer to the key query of j.
 func (j *keyJob) setAnswer(txts []string, err error) {
-	j.done = true
 	switch {
 	case errors.Is(err, errInvalidKeyName):
 		// RFC 6376 §6.1.2: a key that cannot be retrieved is PERMFAIL.

@@ -273,3 +273,13 @@ func TestDKIMKeyCache(t *testing.T) {
 		t.Errorf("long record: cached (%p %p) or wrong: %+v", a, b, a)
 	}
 }
+
+func TestStripFWS(t *testing.T) {
+	for in, want := range map[string]string{
+		"": "", "abc": "abc", " a b ": "ab", "a\r\n\tb": "ab", "\r\n ": "", "ab \t": "ab", " \tab": "ab", "a  b\tc\r\n d": "abcd",
+	} {
+		if got := stripFWS(in); got != want {
+			t.Errorf("stripFWS(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -131,23 +131,27 @@ func trimFWS(s string) string {
 // stripFWS removes all whitespace, as for base64 values and the d=, s= and
 // i= tags, where folding whitespace is not part of the value.
 func stripFWS(s string) string {
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if !isFWS(s[i]) {
-			n++
-		}
+	i := 0
+	for i < len(s) && !isFWS(s[i]) {
+		i++
 	}
-	if n == len(s) {
+	if i == len(s) {
 		return s
 	}
 	var b strings.Builder
-	b.Grow(n)
-	for i := 0; i < len(s); i++ {
-		if !isFWS(s[i]) {
-			b.WriteByte(s[i])
+	b.Grow(len(s) - 1)
+	for {
+		b.WriteString(s[:i]) // a run without FWS
+		for i < len(s) && isFWS(s[i]) {
+			i++
+		}
+		s = s[i:]
+		if s == "" {
+			return b.String()
+		}
+		for i = 0; i < len(s) && !isFWS(s[i]); i++ {
 		}
 	}
-	return b.String()
 }
 
 func truncate(s string, n int) string {

@@ -203,22 +203,20 @@ func (b *bodyHasher) writeRelaxed(p []byte) {
 // SP before a CR (at the end of a line, or before a bare CR), a bare LF (a
 // CR goes before it; SP before it is found through it). Each place found is
 // kept until the writer is past it, so every search covers each octet of
-// the chunk once: the cost is linear whatever the number of places. CR and
-// LF are found with IndexByte (one call per line) rather than with
-// bytes.Index(" \r"), whose cost grows with the number of SP in the text.
+// the chunk once: the cost is linear whatever the number of places. Line
+// ends are found with IndexByte, one call per line; a bare CR, rare, is
+// noticed by counting the CRs of each run against its LFs.
 type relaxedScan struct {
 	p      []byte
 	lim    int // the end of the content of p
 	tab    int // next HTAB; lim: none; -1: not searched
 	dbl    int // next "  "
-	spCR   int // next SP before a CR
-	crFrom int // the CRs before crFrom were checked
-	bareLF int // next bare LF
+	line   int // next bare LF, or SP before a CRLF
 	lfFrom int // the LFs before lfFrom were checked
 }
 
 func newRelaxedScan(p []byte, lim int) relaxedScan {
-	return relaxedScan{p: p, lim: lim, tab: -1, dbl: -1, spCR: -1, bareLF: -1}
+	return relaxedScan{p: p, lim: lim, tab: -1, dbl: -1, line: -1}
 }
 
 var twoSP = []byte("  ")
@@ -239,24 +237,8 @@ func (s *relaxedScan) cleanEnd(i int) int {
 			s.dbl = i + off
 		}
 	}
-	if s.spCR < i {
-		s.spCR = lim
-		for j := max(i, s.crFrom); ; {
-			off := bytes.IndexByte(p[j:lim], '\r')
-			if off < 0 {
-				s.crFrom = lim
-				break
-			}
-			k := j + off // > i: p[i] is not a CR
-			j = k + 1
-			if p[k-1] == ' ' {
-				s.spCR, s.crFrom = k-1, j
-				break
-			}
-		}
-	}
-	if s.bareLF < i {
-		s.bareLF = lim
+	if s.line < i {
+		s.line = lim
 		for j := max(i, s.lfFrom); ; {
 			off := bytes.IndexByte(p[j:lim], '\n')
 			if off < 0 {
@@ -266,12 +248,32 @@ func (s *relaxedScan) cleanEnd(i int) int {
 			k := j + off // > i: p[i] is not a LF
 			j = k + 1
 			if p[k-1] != '\r' {
-				s.bareLF, s.lfFrom = k, j
+				s.line, s.lfFrom = k, j // a bare LF
+				break
+			}
+			if p[k-2] == ' ' { // k-2 > i: p[i] is content
+				s.line, s.lfFrom = k-2, j // SP before CRLF
 				break
 			}
 		}
 	}
-	end := min(lim, s.tab, s.dbl, s.spCR, s.bareLF)
+	end := min(lim, s.tab, s.dbl, s.line)
+	// Every LF in [i, end) ends a CRLF; more CRs than LFs means a bare CR,
+	// which matters when SP is before it.
+	if bytes.Count(p[i:end], crOnly) > bytes.Count(p[i:end], lfOnly) {
+		for j := i; ; {
+			off := bytes.IndexByte(p[j:end], '\r')
+			if off < 0 {
+				break
+			}
+			k := j + off
+			if p[k-1] == ' ' {
+				end = k - 1
+				break
+			}
+			j = k + 1
+		}
+	}
 	for end > i+1 && isFWS(p[end-1]) {
 		end--
 	}

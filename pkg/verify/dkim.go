@@ -75,6 +75,9 @@ const (
 // DKIMVerifier verifies the DKIM signatures (RFC 6376, RFC 8301, RFC 8463)
 // of one message while it streams through, in the order of the milter
 // events:
+// https://datatracker.ietf.org/doc/html/rfc6376
+// https://datatracker.ietf.org/doc/html/rfc8301
+// https://datatracker.ietf.org/doc/html/rfc8463
 //
 //	v := verify.NewDKIMVerifier(resolver, cfg)
 //	v.Header(name, value)       // each header field, in message order

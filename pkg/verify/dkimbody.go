@@ -12,6 +12,7 @@ import (
 // canonicalization while the body streams through, without buffering it and
 // without allocating per chunk. One bodyHasher serves every signature of the
 // message with that canonicalization (all use SHA-256).
+// https://datatracker.ietf.org/doc/html/rfc6376#section-3.7
 //
 // The canonical form equals the input except at a few places, so the input
 // is written to the hash in long runs found with bytes.IndexByte and

@@ -141,6 +141,8 @@ func parseSignature(value string, now time.Time) sigInfo {
 
 // check applies the checks of RFC 6376 §6.1.1 and RFC 8301 in go-msgauth's
 // order, so that a field with several faults gets the same reason.
+// https://datatracker.ietf.org/doc/html/rfc6376#section-6.1.1
+// https://datatracker.ietf.org/doc/html/rfc8301
 func (s *sigInfo) check(present int, v, a, c, q, bh, t, x string, hasI, hasT, hasX, hasQ, hasC bool, now time.Time) error {
 	// RFC 6376 §6.1.1: a v= other than "1" is incompatible: PERMFAIL.
 	if v != "1" {
@@ -218,7 +220,7 @@ func (s *sigInfo) check(present int, v, a, c, q, bh, t, x string, hasI, hasT, ha
 		return errSigHash
 	}
 	switch keyAlgo {
-	case "rsa", "ed25519": // RFC 8463 §3: ed25519-sha256
+	case "rsa", "ed25519": // RFC 8463 §3: ed25519-sha256 (https://datatracker.ietf.org/doc/html/rfc8463#section-3)
 		s.keyAlgo = keyAlgo
 	default:
 		return errSigKeyAlgo

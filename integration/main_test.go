@@ -98,6 +98,31 @@ func TestPostfix(t *testing.T) {
 			t.Logf("%s: %v", sc.name, time.Since(t0).Round(time.Millisecond))
 		})
 	}
+	t.Run("negotiation", func(t *testing.T) { testNegotiation(t, w) })
+}
+
+// testNegotiation: Postfix 3.7 (which offers every protocol flag) agreed on
+// the flags we ask for, on every connection of every daemon: no reply to
+// any event before the end of message, no DATA event, header values byte
+// for byte. The daemons log each connection's options at debug level.
+func testNegotiation(t *testing.T, w *world) {
+	const want = `protocol="NR_CONN NR_HELO NR_MAIL NR_RCPT NR_HDR NR_EOH NR_BODY NODATA NOUNKNOWN HDR_LEADSPC"`
+	conns := 0
+	for name, d := range w.d {
+		for _, line := range strings.Split(readFile(t, d.log), "\n") {
+			if !strings.Contains(line, `msg="milter connection"`) {
+				continue
+			}
+			conns++
+			if !strings.Contains(line, want) {
+				t.Errorf("daemon %s: %s\nwant %s", name, line, want)
+			}
+		}
+	}
+	if conns == 0 {
+		t.Fatal("no milter connection logged by any daemon")
+	}
+	t.Logf("%d milter connections from Postfix negotiated %s", conns, want)
 }
 
 // msg builds a message with CRLF line ends from header lines and a body.

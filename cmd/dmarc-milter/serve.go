@@ -42,8 +42,8 @@ func cmdServe(args []string, stderr io.Writer) int {
 		return code
 	}
 	d.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: d.level}))
-	// go-milter logs through the standard logger; SetDefault sends that
-	// to our handler too.
+	// Libraries that log through the standard logger go to our handler
+	// too.
 	slog.SetDefault(d.log)
 	cfg, err := loadConfig(&d.flags)
 	if err != nil {

@@ -1,12 +1,16 @@
 // Package authres writes and reads Authentication-Results header fields
 // (RFC 8601, https://datatracker.ietf.org/doc/html/rfc8601).
 //
-// Rendering goes through github.com/emersion/go-msgauth/authres.Format, one
-// result at a time, and then fixes what that function gets wrong or leaves
-// out (see the notes in libraries.md §2.3): it leaves a trailing space after
-// a result without properties, it does not fold, it cannot write comments,
-// and it does not escape a backslash inside a quoted string (so values are
-// sanitised before they reach it).
+// Format writes the field in one pass into one buffer. Its output is byte
+// for byte what the former renderer wrote through
+// github.com/emersion/go-msgauth/authres.Format (kept in the tests as the
+// reference): the same quoting rules (a property value that looks like an
+// address or a token is written bare, anything else as a quoted string; a
+// reason is a token or a quoted string), properties in name order after the
+// reason, a comment after method=value, and values sanitised to printable
+// ASCII first (see the notes in libraries.md §2.3 for what go-msgauth did
+// wrong and why the sanitising exists: no backslash reaches a quoted
+// string). Each result is on its own folded line.
 //
 // Parse is a small tolerant reader of the RFC 8601 §2.2 grammar (comments,
 // quoted strings, folding). The milter uses AuthservID on incoming fields to
@@ -15,9 +19,9 @@
 package authres
 
 import (
+	"bytes"
+	"slices"
 	"strings"
-
-	"github.com/emersion/go-msgauth/authres"
 )
 
 // FieldName is the header field name.
@@ -35,6 +39,15 @@ type Result struct {
 	Comment string            // written as "(comment)" after the value
 	Reason  string            // written as reason="..."
 	Props   map[string]string // ptype.property → value; empty values are left out
+	// Params are more properties, for writers that would rather not build
+	// a map: Format writes them as if they were in Props (a name should
+	// not be in both). Parse leaves them empty.
+	Params []Param
+}
+
+// Param is one property of a Result.
+type Param struct {
+	Name, Value string
 }
 
 // Format renders the value of an Authentication-Results field (without the
@@ -43,91 +56,225 @@ type Result struct {
 // result starts on a new line, and lines are folded at spaces to stay within
 // 78 characters when the words allow it. Folds are CRLF followed by a tab.
 func Format(authservID string, results []Result) string {
-	lines := []string{" " + authservID + ";"}
 	if len(results) == 0 {
 		// RFC 8601 §2.2: no-result is "; none".
-		lines[0] = " " + authservID + "; none"
-		return lines[0]
+		return " " + authservID + "; none"
 	}
-	for i, r := range results {
-		s := formatOne(r)
-		if i < len(results)-1 {
-			s += ";"
-		}
-		lines = append(lines, s)
-	}
-	return fold(lines)
-}
-
-// formatOne renders one resinfo with go-msgauth and adds the comment.
-func formatOne(r Result) string {
-	params := map[string]string{"reason": sanitize(r.Reason, true)}
-	for k, v := range r.Props {
-		params[k] = sanitize(v, false)
-	}
-	g := &authres.GenericResult{Method: r.Method, Value: authres.ResultValue(r.Value), Params: params}
-	s := authres.Format("", []authres.Result{g})
-	// Format writes "; method=value " + params: drop the separator and the
-	// trailing space it leaves when there are no params.
-	s = strings.TrimSpace(strings.TrimPrefix(s, ";"))
-	if c := sanitizeComment(r.Comment); c != "" {
-		head, rest, _ := strings.Cut(s, " ")
-		s = strings.TrimSpace(head + " (" + c + ") " + rest)
-	}
-	return s
-}
-
-// sanitize keeps a value within what go-msgauth quotes correctly: printable
-// ASCII without backslashes (which it would not escape), and for property
-// values without double quotes either. Anything else becomes '_'.
-func sanitize(s string, reason bool) string {
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r == '\\', r < ' ', r > '~':
-			return '_'
-		case r == ' ' && !reason, r == '"' && !reason:
-			return '_'
-		}
-		return r
-	}, s)
-}
-
-// sanitizeComment keeps a comment free of characters that would end or
-// nest it.
-func sanitizeComment(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '(' || r == ')' || r == '\\' || r < ' ' || r > '~' {
-			return -1
-		}
-		return r
-	}, s)
-}
-
-// fold lays out the lines: the first is kept, each following one starts a
-// new folded line (CRLF TAB); a line longer than maxLine is further broken
-// at spaces outside quoted strings and comments.
-func fold(lines []string) string {
 	var b strings.Builder
-	b.WriteString(lines[0])
-	for _, l := range lines[1:] {
-		col := 1 // the tab
-		b.WriteString("\r\n\t")
-		for i, w := range splitWords(l) {
-			if i > 0 && col+1+len(w) > maxLine {
-				b.WriteString("\r\n\t")
-				col = 1
-			} else if i > 0 {
-				b.WriteByte(' ')
-				col++
-			}
-			b.WriteString(w)
-			col += len(w)
+	b.Grow(len(authservID) + 2 + 80*len(results))
+	b.WriteByte(' ')
+	b.WriteString(authservID)
+	b.WriteByte(';')
+	var lineBuf, tmpBuf [320]byte // one result, and room for its comment
+	for i, r := range results {
+		line := appendResult(lineBuf[:0], tmpBuf[:0], r)
+		if i < len(results)-1 {
+			line = append(line, ';')
 		}
+		foldLine(&b, line)
 	}
 	return b.String()
+}
+
+// appendResult renders one resinfo: "method=value (comment) reason=...
+// props" (tmp is scratch space for the comment).
+func appendResult(dst, tmp []byte, r Result) []byte {
+	dst = append(dst, ' ')
+	dst = append(dst, r.Method...)
+	dst = append(dst, '=')
+	dst = append(dst, r.Value...)
+	dst = append(dst, ' ')
+	dst = appendParams(dst, r)
+	s := bytes.TrimSpace(dst)
+	if !hasCommentChar(r.Comment) {
+		return s
+	}
+	head, rest, _ := bytes.Cut(s, []byte{' '})
+	tmp = append(tmp, head...)
+	tmp = append(tmp, " ("...)
+	tmp = appendComment(tmp, r.Comment)
+	tmp = append(tmp, ") "...)
+	tmp = append(tmp, rest...)
+	return bytes.TrimSpace(tmp)
+}
+
+// appendParams writes the reason first, then the properties in name order,
+// space-separated; empty values are left out. A property named "reason"
+// stands for the reason.
+func appendParams(dst []byte, r Result) []byte {
+	reason, reasonSanitise := r.Reason, true
+	var pb [10]Param
+	props := pb[:0]
+	for k, v := range r.Props {
+		props = append(props, Param{k, v})
+	}
+	props = append(props, r.Params...)
+	for i := 0; i < len(props); i++ {
+		if props[i].Name == "reason" {
+			reason, reasonSanitise = props[i].Value, false
+			props = slices.Delete(props, i, i+1)
+			i--
+		}
+	}
+	slices.SortFunc(props, func(a, b Param) int { return strings.Compare(a.Name, b.Name) })
+	n := 0
+	if reason != "" {
+		dst = append(dst, "reason="...)
+		dst = appendValue(dst, reason, reasonSanitise, false)
+		n++
+	}
+	for _, p := range props {
+		if p.Value == "" {
+			continue
+		}
+		if n > 0 {
+			dst = append(dst, ' ')
+		}
+		dst = append(dst, p.Name...)
+		dst = append(dst, '=')
+		dst = appendValue(dst, p.Value, false, true)
+		n++
+	}
+	return dst
+}
+
+// maxValue bounds a value (in bytes of input) before sanitising.
+const maxValue = 200
+
+// appendValue sanitises v (see sanitizeTo) and writes it bare when it can
+// be, else as a quoted string: a property value (pvalue) is bare when it
+// looks like an address or a token, a reason when it is a token.
+func appendValue(dst []byte, v string, reason, pvalue bool) []byte {
+	var buf [maxValue]byte
+	s := sanitizeTo(buf[:0], v, reason)
+	if pvalue && addressLike(s) || !needsQuotes(s) {
+		return append(dst, s...)
+	}
+	dst = append(dst, '"')
+	for _, c := range s {
+		if c == '"' {
+			dst = append(dst, '\\')
+		}
+		dst = append(dst, c)
+	}
+	return append(dst, '"')
+}
+
+// sanitizeTo keeps a value printable ASCII without backslashes, and for
+// property values without spaces and double quotes either; each other
+// character (or invalid byte) becomes one '_'. Values are cut at maxValue
+// bytes first.
+func sanitizeTo(dst []byte, s string, reason bool) []byte {
+	if len(s) > maxValue {
+		s = s[:maxValue]
+	}
+	for _, r := range s {
+		switch {
+		case r == '\\', r < ' ', r > '~':
+			r = '_'
+		case r == ' ' && !reason, r == '"' && !reason:
+			r = '_'
+		}
+		dst = append(dst, byte(r))
+	}
+	return dst
+}
+
+// addressLike: letters, digits and the punctuation of addresses and domain
+// names only (not "(", ")", "=" or '"', which a reader could take for the
+// start of a comment, a property or a quoted string).
+func addressLike(s []byte) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("#$%&'*+,./-@[]\\^_`{|}~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// needsQuotes: a value with a space, a control character or a tspecial is
+// not a token (the quoting rule go-msgauth applied).
+func needsQuotes(s []byte) bool {
+	for _, c := range s {
+		if c <= ' ' || strings.IndexByte(`()<>@,;:\"/[]?=`, c) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// commentChar reports whether a byte may stay in a comment: printable
+// ASCII that would neither end nor nest it, nor escape.
+func commentChar(c byte) bool {
+	return c >= ' ' && c <= '~' && c != '(' && c != ')' && c != '\\'
+}
+
+func hasCommentChar(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if commentChar(s[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendComment writes the comment's characters that may stay.
+func appendComment(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if commentChar(s[i]) {
+			dst = append(dst, s[i])
+		}
+	}
+	return dst
+}
+
+// foldLine starts a new folded line (CRLF TAB) with the words of line,
+// breaking it further at spaces outside quoted strings and comments when
+// it would pass maxLine.
+func foldLine(b *strings.Builder, line []byte) {
+	b.WriteString("\r\n\t")
+	f := folder{b: b, col: 1} // the tab
+	start, depth, quoted := 0, 0, false
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; {
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case !quoted && c == '(':
+			depth++
+		case !quoted && c == ')' && depth > 0:
+			depth--
+		case c == ' ' && !quoted && depth == 0:
+			if i > start {
+				f.word(line[start:i])
+			}
+			start = i + 1
+		}
+	}
+	if start < len(line) {
+		f.word(line[start:])
+	}
+}
+
+// folder lays out the words of one line.
+type folder struct {
+	b   *strings.Builder
+	col int
+	n   int // words written
+}
+
+func (f *folder) word(w []byte) {
+	if f.n > 0 && f.col+1+len(w) > maxLine {
+		f.b.WriteString("\r\n\t")
+		f.col = 1
+	} else if f.n > 0 {
+		f.b.WriteByte(' ')
+		f.col++
+	}
+	f.b.Write(w)
+	f.col += len(w)
+	f.n++
 }
 
 // splitWords splits at spaces that are outside quoted strings and comments.

@@ -6,10 +6,9 @@ import (
 	"strings"
 	"time"
 
-	milter "github.com/emersion/go-milter"
-
 	"github.com/dmarc-milter/dmarc-milter/internal/authres"
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
+	"github.com/dmarc-milter/dmarc-milter/internal/milterproto"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
@@ -72,12 +71,12 @@ type Decision struct {
 }
 
 // response is the milter reply for the decision.
-func (d *Decision) response() milter.Response {
+func (d *Decision) response() milterproto.Response {
 	switch d.Action {
 	case policy.ActionReject, policy.ActionTempFail:
-		return milter.NewResponseStr('y', d.Reply)
+		return milterproto.ReplyCode(d.Reply)
 	}
-	return milter.RespAccept
+	return milterproto.Accept
 }
 
 // decide turns the verdict into actions, replies and header changes.

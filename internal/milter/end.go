@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
@@ -25,9 +26,9 @@ func (t *Transaction) End() *Decision {
 		d.Delete = t.forged() // RFC 8601 §5: delete forged fields even here (https://datatracker.ietf.org/doc/html/rfc8601#section-5)
 		return d
 	}
-	ctx, cancel := context.WithTimeout(t.ctx, t.e.cfg.Timeouts.EndOfMessage)
-	defer cancel()
-	in := t.gather(ctx)
+	dl := &eomDeadline{parent: t.ctx, at: time.Now().Add(t.e.cfg.Timeouts.EndOfMessage)}
+	defer dl.stop()
+	in := t.gather(dl)
 	t.mu.Lock()
 	internalErr := t.internalErr
 	t.mu.Unlock()
@@ -38,60 +39,108 @@ func (t *Transaction) End() *Decision {
 	return t.decide(in, v)
 }
 
+// eomDeadline is the end-of-message deadline. It becomes a context (and a
+// timer) only when something has to be waited for: with the answers in the
+// cache, SPF and discovery are finished before the end of the message, and
+// a message without DKIM signatures has nothing left to verify.
+type eomDeadline struct {
+	parent context.Context
+	at     time.Time
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// context returns the deadline as a context.
+func (d *eomDeadline) context() context.Context {
+	if d.ctx == nil {
+		d.ctx, d.cancel = context.WithDeadline(d.parent, d.at)
+	}
+	return d.ctx
+}
+
+func (d *eomDeadline) stop() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+}
+
 // gather waits for SPF, DKIM and discovery and builds the policy input.
-func (t *Transaction) gather(ctx context.Context) policy.Input {
+func (t *Transaction) gather(dl *eomDeadline) policy.Input {
+	from := t.from // parsed at the header when it was the only From field
+	if len(t.fromFields) != 1 {
+		from = policy.ParseFrom(t.fromFields)
+	}
 	in := policy.Input{
 		SourceIP:    t.env.ClientIP,
 		HELO:        t.env.Helo,
 		MailFrom:    t.env.MailFrom,
 		RcptTo:      t.env.Rcpts,
-		From:        policy.ParseFrom(t.fromFields),
+		From:        from,
 		MailingList: t.hasListHeaders(),
-		Local:       t.e.localPolicy(),
+		Local:       t.e.local,
 	}
-	in.SPF = t.waitSPF(ctx, t.spfMail, verify.ScopeMailFrom)
-	t.tracef("spf %s: %s (%s) %s", in.SPF.Scope, in.SPF.Result, in.SPF.Sender, in.SPF.Reason)
-	if t.spfHelo != nil {
-		h := t.waitSPF(ctx, t.spfHelo, verify.ScopeHelo)
+	in.SPF = t.waitSPF(dl, &t.spfMail, verify.ScopeMailFrom)
+	if t.tracing {
+		t.tracef("spf %s: %s (%s) %s", in.SPF.Scope, in.SPF.Result, in.SPF.Sender, in.SPF.Reason)
+	}
+	if t.spfHelo.made {
+		h := t.waitSPF(dl, &t.spfHelo, verify.ScopeHelo)
 		t.heloSPF = &h
-		t.tracef("spf helo: %s (%s) %s", h.Result, h.Domain, h.Reason)
+		if t.tracing {
+			t.tracef("spf helo: %s (%s) %s", h.Result, h.Domain, h.Reason)
+		}
 	}
-	in.DKIM = t.finishDKIM(ctx)
+	in.DKIM = t.finishDKIM(dl)
 	for _, d := range in.From.Domains {
 		t.startDiscovery(d)
 	}
-	in.Discoveries = t.waitDiscoveries(ctx, in.From.Domains)
+	in.Discoveries = t.waitDiscoveries(dl, in.From.Domains)
 	// The Organizational Domains relaxed alignment needs for the SPF and
 	// DKIM identifiers (discoveries are in place, so only those are looked
-	// up, mostly from the cache discovery warmed).
-	lctx, cancel := context.WithTimeout(ctx, t.e.cfg.Timeouts.DMARC)
-	defer cancel()
-	policy.Prepare(lctx, t.e.res, &in, policy.Options{Method: t.e.discoveryMethod()})
+	// up, mostly from the cache discovery warmed). Most messages need none:
+	// then there is no timer to set.
+	if !policy.Prepared(&in) {
+		lctx, cancel := context.WithTimeout(dl.context(), t.e.cfg.Timeouts.DMARC)
+		defer cancel()
+		policy.Prepare(lctx, t.e.res, &in, policy.Options{Method: t.e.discoveryMethod()})
+	}
 	return in
 }
 
-// waitSPF returns the SPF result, or temperror when ctx ends first (or an
-// internal error makes waiting pointless).
-func (t *Transaction) waitSPF(ctx context.Context, ch chan verify.SPFResult, scope verify.Scope) verify.SPFResult {
-	if ch == nil {
+// waitSPF returns the SPF result, or temperror when the deadline passes
+// first (or an internal error makes waiting pointless).
+func (t *Transaction) waitSPF(dl *eomDeadline, c *spfCheck, scope verify.Scope) verify.SPFResult {
+	switch {
+	case !c.made:
 		return verify.SPFResult{Result: verify.ResultNone, Scope: scope, Reason: "not checked"}
+	case c.done:
+		return c.res
 	}
 	select {
-	case r := <-ch:
+	case r := <-c.ch: // a nil channel (the inline check panicked) is never ready
 		return r
-	case <-ctx.Done():
-	case <-t.failed:
+	default:
+	}
+	select {
+	case r := <-c.ch:
+		return r
+	case <-dl.context().Done():
+	case <-t.failedChan():
 	}
 	return verify.SPFResult{Result: verify.ResultTempError, Scope: scope, Reason: "not finished at end of message"}
 }
 
 // finishDKIM ends the body and collects one result per signature.
-func (t *Transaction) finishDKIM(ctx context.Context) []verify.DKIMResult {
+func (t *Transaction) finishDKIM(dl *eomDeadline) []verify.DKIMResult {
 	if t.dkim == nil {
 		return nil
 	}
 	if !t.eoh {
 		t.EndOfHeaders()
+	}
+	ctx := t.ctx // without signatures Finish has nothing to wait for
+	if t.dkim.Signatures() > 0 {
+		ctx = dl.context()
 	}
 	res, err := t.dkim.Finish(ctx)
 	if t.dkimCancel != nil {
@@ -101,6 +150,9 @@ func (t *Transaction) finishDKIM(ctx context.Context) []verify.DKIMResult {
 		t.setInternalErr(err)
 	}
 	for _, r := range res {
+		if !t.tracing {
+			break
+		}
 		t.tracef("dkim d=%s s=%s a=%s: %s %s", r.Domain, r.Selector, r.Algorithm, r.Result, r.Reason)
 	}
 	return res
@@ -108,25 +160,44 @@ func (t *Transaction) finishDKIM(ctx context.Context) []verify.DKIMResult {
 
 // waitDiscoveries collects the policy discovery of each Author Domain; a
 // discovery not finished in time is reported as a temporary failure.
-func (t *Transaction) waitDiscoveries(ctx context.Context, domains []string) map[string]*policy.Discovery {
-	out := map[string]*policy.Discovery{}
+func (t *Transaction) waitDiscoveries(dl *eomDeadline, domains []string) map[string]*policy.Discovery {
+	out := make(map[string]*policy.Discovery, len(domains))
 	for _, d := range domains {
 		t.mu.Lock()
-		ch := t.discoveries[d]
+		disc := t.discoveryOf(d)
+		var res *policy.Discovery
+		var ch chan *policy.Discovery
+		if disc != nil {
+			res, ch = disc.res, disc.ch
+		}
 		t.mu.Unlock()
-		if ch == nil {
+		if disc == nil {
 			continue // over dmarc.from.max_domains: Evaluate reports too_many_domains
 		}
-		select {
-		case disc := <-ch:
-			ch <- disc // keep it for a second reader
-			out[d] = disc
-			t.traceDiscovery(disc)
-		case <-t.failed:
-			out[d] = &policy.Discovery{Domain: d, Method: t.e.discoveryMethod(), Err: errTimeout}
-		case <-ctx.Done():
-			out[d] = &policy.Discovery{Domain: d, Method: t.e.discoveryMethod(), Err: errTimeout}
-			t.tracef("dmarc discovery for %s: not finished at end of message", d)
+		if res == nil {
+			select {
+			case res = <-ch: // a nil channel (the inline discovery panicked) is never ready
+			default:
+			}
+		}
+		if res == nil {
+			select {
+			case res = <-ch:
+			case <-t.failedChan():
+				out[d] = &policy.Discovery{Domain: d, Method: t.e.discoveryMethod(), Err: errTimeout}
+				continue
+			case <-dl.context().Done():
+				out[d] = &policy.Discovery{Domain: d, Method: t.e.discoveryMethod(), Err: errTimeout}
+				t.tracef("dmarc discovery for %s: not finished at end of message", d)
+				continue
+			}
+		}
+		t.mu.Lock()
+		disc.res = res // kept for a second reader
+		t.mu.Unlock()
+		out[d] = res
+		if t.tracing {
+			t.traceDiscovery(res)
 		}
 	}
 	return out
@@ -150,7 +221,8 @@ func (t *Transaction) traceDiscovery(d *policy.Discovery) {
 	}
 }
 
-// localPolicy turns the configuration into pkg/policy's local policy.
+// localPolicy turns the configuration into pkg/policy's local policy
+// (built once per engine: the configuration does not change under it).
 func (e *Engine) localPolicy() policy.LocalPolicy {
 	c := e.cfg
 	lp := policy.LocalPolicy{

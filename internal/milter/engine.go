@@ -6,9 +6,9 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
+	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
@@ -26,13 +26,17 @@ type Resolver interface {
 type Engine struct {
 	cfg       *config.Config
 	res       Resolver
+	cache     *cache.Resolver // res when it is pkg/cache: checks whose answers are cached run inline
 	spf       *verify.SPFChecker
+	spfCfg    verify.SPFConfig
 	trusted   config.Networks
 	allowNets config.Networks
 	forwarder config.Networks
 	allowFrom map[string]bool
 	hostname  string
 	metrics   Metrics
+	local     policy.LocalPolicy // the local policy of every message
+	tracing   bool               // Transactions record their steps (log_level debug)
 	// hook, set only by tests, is called at named points of a message
 	// (to inject panics).
 	hook func(point string)
@@ -60,7 +64,7 @@ func NewEngine(cfg *config.Config, res Resolver, m Metrics) (*Engine, error) {
 	e := &Engine{
 		cfg:       cfg,
 		res:       res,
-		spf:       verify.NewSPFChecker(res, verify.SPFConfig{LookupLimit: uint(cfg.SPF.LookupLimit), VoidLookupLimit: uint(cfg.SPF.VoidLookupLimit)}),
+		spfCfg:    verify.SPFConfig{LookupLimit: uint(cfg.SPF.LookupLimit), VoidLookupLimit: uint(cfg.SPF.VoidLookupLimit)},
 		trusted:   cfg.TrustedNetworks,
 		allowNets: cfg.Allowlist.Networks,
 		forwarder: cfg.DMARC.TrustedForwarders,
@@ -68,9 +72,16 @@ func NewEngine(cfg *config.Config, res Resolver, m Metrics) (*Engine, error) {
 		hostname:  host,
 		metrics:   m,
 	}
+	e.spf = verify.NewSPFChecker(res, e.spfCfg)
+	e.cache, _ = res.(*cache.Resolver)
 	for _, d := range cfg.Allowlist.FromDomains {
 		e.allowFrom[d] = true
 	}
+	e.local = e.localPolicy()
+	// The steps of a message are only shown by the debug log line (and the
+	// evaluate subcommand, which asks for them itself): formatting them for
+	// every message would cost more than some of the checks.
+	e.tracing = cfg.LogLevel == "debug"
 	return e, nil
 }
 
@@ -121,9 +132,7 @@ func (e *Engine) Begin(ctx context.Context, env Envelope) *Transaction {
 		env:     env,
 		ctx:     ctx,
 		cancel:  cancel,
-		start:   time.Now(),
-		started: map[string]bool{},
-		failed:  make(chan struct{}),
+		tracing: e.tracing,
 	}
 	t.bypass = e.bypassAtMail(env)
 	if t.bypass == BypassTrusted {

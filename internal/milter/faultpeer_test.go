@@ -85,16 +85,26 @@ var peerFaults = []peerFault{
 		r := dialRaw(t, h.addr)
 		r.begin("192.0.2.10", "x@pass.example")
 		b := make([]byte, 4)
-		binary.BigEndian.PutUint32(b, 2<<20) // 2 MiB, over go-milter's 1 MiB cap
+		binary.BigEndian.PutUint32(b, 2<<20) // 2 MiB, over the 1 MiB packet limit
 		r.c.Write(append(b, 'L'))
 		if !r.closedByServer(10 * time.Second) {
 			t.Error("oversized packet: connection not closed")
 		}
 	}},
-	{"unknown command", func(t *testing.T, h *harness, other func(t *testing.T)) {
+	{"unknown SMTP command (SMFIC_UNKNOWN) answered, the message goes on", func(t *testing.T, h *harness, other func(t *testing.T)) {
+		r := dialRaw(t, h.addr)
+		r.begin("192.0.2.10", "x@reject.example")
+		r.want('U', cstr("XYZZY"), 'c')
+		sendHeaders(r, []byte(message("reject.example")))
+		if _, code, data := r.eom(); code != 'y' || !strings.HasPrefix(data, "550 ") {
+			t.Fatalf("message after SMFIC_UNKNOWN: %q %q, want the DMARC reject", code, data)
+		}
+		r.send('Q', nil)
+	}},
+	{"command the protocol does not have", func(t *testing.T, h *harness, other func(t *testing.T)) {
 		r := dialRaw(t, h.addr)
 		r.begin("192.0.2.10", "x@pass.example")
-		r.send('U', cstr("XYZZY"))
+		r.send('Z', cstr("XYZZY"))
 		if !r.closedByServer(10 * time.Second) {
 			t.Error("unknown command: connection not closed")
 		}

@@ -6,11 +6,8 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"fmt"
-	"io"
-	"log"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -50,13 +47,6 @@ mail.client.example.     IN TXT "v=spf1 ip4:192.0.2.0/24 -all"
 slow.example.            IN TXT "v=spf1 ip4:192.0.2.0/24 -all"
 _dmarc.slow.example.     IN TXT "v=DMARC1; p=none"
 `
-}
-
-// TestMain silences go-milter's standard-library logging ("Error reading
-// milter command: ... closed" at every session end).
-func TestMain(m *testing.M) {
-	log.SetOutput(io.Discard)
-	os.Exit(m.Run())
 }
 
 // harness is a running Server with its DNS.
@@ -167,9 +157,9 @@ func startDNS(t *testing.T) *dnstest.Server {
 	return nil
 }
 
-// session opens a milter connection as Postfix does (v6 client without
-// v6-only action bits, which go-milter's v2 server could not accept) and
-// sends CONNECT and HELO.
+// session opens a milter connection with go-milter's client (v6, without
+// v6-only action bits; it offers no NR flag, so every event is answered)
+// and sends CONNECT and HELO.
 func (h *harness) session(ip string) *milter.ClientSession {
 	h.t.Helper()
 	cl := milter.NewClientWithOptions("tcp", h.addr, milter.ClientOptions{

@@ -266,8 +266,8 @@ func TestHostileMessages(t *testing.T) {
 	}
 }
 
-// TestHostileOversizedHeaderPacket: a header field over go-milter's 1 MiB
-// packet cap ends the connection (Postfix never sends one: its
+// TestHostileOversizedHeaderPacket: a header field over our 1 MiB packet
+// cap (maxPacket) ends the connection (Postfix never sends one: its
 // header_size_limit is 100 KiB) without disturbing the server.
 func TestHostileOversizedHeaderPacket(t *testing.T) {
 	t.Parallel()

@@ -17,28 +17,34 @@ import (
 // that forged fields are still deleted when the Transaction failed (a
 // recovered panic with on_error = "accept").
 type hygiene struct {
-	id     string         // our authserv-id
-	marker string         // lower-case marker field name; "" when disabled
-	counts map[string]int // lower-case name → occurrences, for the two names only
-	refs   []HeaderRef
+	id          string // our authserv-id
+	marker      string // marker field name; "" when disabled
+	markerASCII bool
+	nAR         int // Authentication-Results fields seen
+	nMarker     int // marker fields seen (when the marker is another name)
+	refs        []HeaderRef
 }
 
 func newHygiene(id, marker string) *hygiene {
-	return &hygiene{id: id, marker: strings.ToLower(marker), counts: map[string]int{}}
+	return &hygiene{id: id, marker: marker, markerASCII: isASCII(marker)}
 }
 
-// add looks at one header field, in message order.
+// add looks at one header field, in message order. Names compare without
+// regard to case.
 func (h *hygiene) add(name, value string) {
-	lname := strings.ToLower(name)
-	isAR := lname == strings.ToLower(authres.FieldName)
-	if !isAR && (h.marker == "" || lname != h.marker) {
+	ascii := isASCII(name)
+	if sameNameASCII(name, ascii, authres.FieldName, true) {
+		h.nAR++
+		if authres.IsOurs(value, h.id) {
+			h.refs = append(h.refs, HeaderRef{Name: name, Index: h.nAR})
+		}
 		return
 	}
-	h.counts[lname]++
-	if isAR && !authres.IsOurs(value, h.id) {
+	if h.marker == "" || !sameNameASCII(name, ascii, h.marker, h.markerASCII) {
 		return
 	}
-	h.refs = append(h.refs, HeaderRef{Name: name, Index: h.counts[lname]})
+	h.nMarker++
+	h.refs = append(h.refs, HeaderRef{Name: name, Index: h.nMarker})
 }
 
 // forged returns the fields to delete, highest index first within each
@@ -54,4 +60,45 @@ func (h *hygiene) forged() []HeaderRef {
 		out[len(out)-1-i] = r
 	}
 	return out
+}
+
+// sameName reports whether two header field names are equal once
+// lower-cased (strings.ToLower), without allocating when both are ASCII,
+// as they always are from Postfix. strings.EqualFold is not the same test:
+// it also folds 'ſ' to 's' and would make "Liſt-Id" a List-Id.
+func sameName(a, b string) bool {
+	return sameNameASCII(a, isASCII(a), b, isASCII(b))
+}
+
+// sameNameASCII is sameName for names whose ASCII-ness the caller knows
+// (a name compared with several others is scanned once).
+func sameNameASCII(a string, aASCII bool, b string, bASCII bool) bool {
+	if !aASCII || !bASCII {
+		return strings.ToLower(a) == strings.ToLower(b)
+	}
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

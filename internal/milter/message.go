@@ -23,6 +23,7 @@ const maxBodyChunk = 65535
 func (e *Engine) EvaluateMessage(ctx context.Context, env Envelope, msg []byte) *Decision {
 	tx := e.Begin(ctx, env)
 	defer tx.Close()
+	tx.tracing = true // the subcommand prints the steps
 	if tx.Bypassed() {
 		return tx.End()
 	}

@@ -189,12 +189,12 @@ func (r *rawClient) header(name, value string) {
 }
 
 // sessionGoroutineMarkers identify goroutines that belong to a milter
-// connection or a message: go-milter's session loop, our session and
+// connection or a message: the protocol loop, our session and
 // Transaction goroutines, and the DKIM verification. pkg/cache's upstream
 // queries are not listed: they deliberately outlive a cancelled caller for
 // at most their own deadline (single flight).
 var sessionGoroutineMarkers = []string{
-	"github.com/emersion/go-milter.",
+	"internal/milterproto.(*Session)",
 	"internal/milter.(*Server).startSession",
 	"internal/milter.(*Transaction)",
 	"pkg/verify.runVerification",

@@ -13,7 +13,8 @@ import (
 // for HELO, each dkim signature, and dmarc per Author Domain.
 func (t *Transaction) results(d *Decision) []authres.Result {
 	v := d.Verdict
-	out := []authres.Result{spfResult(v.SPF)}
+	out := make([]authres.Result, 0, 3+len(v.DKIM)+len(v.Domains))
+	out = append(out, spfResult(v.SPF))
 	if d.HeloSPF != nil && d.HeloSPF.Reason != "not checked" {
 		out = append(out, spfResult(*d.HeloSPF))
 	}
@@ -23,21 +24,21 @@ func (t *Transaction) results(d *Decision) []authres.Result {
 	for _, s := range v.DKIM {
 		out = append(out, dkimResult(s))
 	}
-	return append(out, dmarcResults(d)...)
+	return appendDMARCResults(out, d)
 }
 
 // spfResult is RFC 8601 §2.7.2: smtp.mailfrom or smtp.helo. The identity
 // is the one checked (postmaster@HELO for a null reverse-path).
 func spfResult(s verify.SPFResult) authres.Result {
-	r := authres.Result{Method: "spf", Value: string(s.Result), Props: map[string]string{}}
+	r := authres.Result{Method: "spf", Value: string(s.Result)}
 	if r.Value == "" {
 		r.Value = string(verify.ResultNone)
 	}
 	if s.Scope == verify.ScopeHelo {
-		r.Props["smtp.helo"] = s.Domain
+		r.Params = []authres.Param{{Name: "smtp.helo", Value: s.Domain}}
 		return r
 	}
-	r.Props["smtp.mailfrom"] = mailfromIdentity(s)
+	r.Params = []authres.Param{{Name: "smtp.mailfrom", Value: mailfromIdentity(s)}}
 	return r
 }
 
@@ -62,41 +63,38 @@ func mailfromIdentity(s verify.SPFResult) string {
 // header.a/header.s; go-msgauth's DKIMResult has no such fields, so a
 // generic result carries them.
 func dkimResult(s verify.DKIMResult) authres.Result {
-	r := authres.Result{Method: "dkim", Value: string(s.Result), Props: map[string]string{
-		"header.d": s.Domain,
-		"header.s": s.Selector,
-		"header.a": s.Algorithm,
-		"header.b": s.BPrefix,
+	r := authres.Result{Method: "dkim", Value: string(s.Result), Params: []authres.Param{
+		{Name: "header.d", Value: s.Domain},
+		{Name: "header.s", Value: s.Selector},
+		{Name: "header.a", Value: s.Algorithm},
+		{Name: "header.b", Value: s.BPrefix},
+		{Name: "header.i", Value: s.Identifier}, // left out when empty
 	}}
-	if s.Identifier != "" {
-		r.Props["header.i"] = s.Identifier
-	}
 	if s.Result != verify.ResultPass {
 		r.Reason = s.Reason
 	}
 	return r
 }
 
-// dmarcResults is one dmarc resinfo per Author Domain (RFC 7489 §11.2:
+// appendDMARCResults appends one dmarc resinfo per Author Domain (RFC 7489 §11.2:
 // header.from, https://datatracker.ietf.org/doc/html/rfc7489#section-11.2; RFC 9989's
 // registry update adds policy.dmarc, the policy applied,
 // https://datatracker.ietf.org/doc/html/rfc9989), with the published and applied
 // policy in a comment.
-func dmarcResults(d *Decision) []authres.Result {
+func appendDMARCResults(out []authres.Result, d *Decision) []authres.Result {
 	v := d.Verdict
 	if len(v.Domains) == 0 {
 		r := authres.Result{Method: "dmarc", Value: string(v.Result)}
 		if v.FromProblem != policy.FromOK {
 			r.Reason = "From: " + string(v.FromProblem)
 		}
-		return []authres.Result{r}
+		return append(out, r)
 	}
-	var out []authres.Result
 	for _, dv := range v.Domains {
-		r := authres.Result{Method: "dmarc", Value: string(dv.Result), Props: map[string]string{"header.from": dv.HeaderFrom}}
+		r := authres.Result{Method: "dmarc", Value: string(dv.Result), Params: []authres.Param{{Name: "header.from", Value: dv.HeaderFrom}}}
 		if dv.Requested != "" {
 			applied := appliedDisposition(d, dv)
-			r.Props["policy.dmarc"] = string(applied)
+			r.Params = append(r.Params, authres.Param{Name: "policy.dmarc", Value: string(applied)})
 			r.Comment = "p=" + string(dv.Requested) + " dis=" + string(applied)
 		}
 		r.Reason = domainReason(d, dv)

@@ -1,7 +1,7 @@
 // Package milter is dmarc-milter's side of the milter protocol: the session
-// state machine over github.com/emersion/go-milter v0.5.0, the local policy
-// (bypasses, allowlists, enforcement mode, quarantine method, replies) and
-// Authentication-Results hygiene.
+// state machine over our own protocol loop (internal/milterproto), the
+// local policy (bypasses, allowlists, enforcement mode, quarantine method,
+// replies) and Authentication-Results hygiene.
 //
 // One Transaction per message does the work phase by phase (see
 // docs/flow.md): SPF starts at MAIL FROM, policy discovery at the From:
@@ -9,38 +9,46 @@
 // streamed into it, and everything is joined at end of message. Engine holds
 // what does not change between messages (configuration, resolver, checkers)
 // and is swapped atomically on reload; Server accepts connections, tracks
-// them for a graceful drain, and adapts go-milter's callbacks to the
-// Transaction (session.go). The evaluate subcommand drives the same
-// Transaction from a message file.
+// them for a graceful drain, and runs one connection (session.go, the
+// milterproto.Handler) per accepted socket. The evaluate subcommand drives
+// the same Transaction from a message file.
 package milter
 
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	milter "github.com/emersion/go-milter"
+	"github.com/dmarc-milter/dmarc-milter/internal/milterproto"
 )
 
-// Actions and protocol options negotiated with the MTA.
+// Actions and protocol options negotiated with the MTA (milterproto answers
+// our actions ∩ the MTA's, requiredProtocol, and optionalProtocol ∩ what the
+// MTA offered).
 //
-// go-milter v0.5.0 writes a reply for every callback, so its own server must
-// never set an SMFIP_NR_* flag (libraries.md §1.2: the stream
-// desynchronises). We ask for no replies to headers, the end of the header
-// block and body chunks (noReplyOpts: about 14 round trips per message that
-// Postfix no longer waits for) because trackedConn keeps those replies off
-// the socket, and clears from the answer the NR flags the MTA did not offer
-// (wire.go). go-milter has no handler for SMFIC_UNKNOWN, so unknown SMTP
-// commands must not be sent (OptNoUnknown). HDR_LEADSPC makes Postfix pass
-// header values byte for byte (DKIM needs the exact bytes) and insert ours
-// as given, so our values start with a space.
+// Every decision is taken at end of message, so we ask for no reply to any
+// event before it (noReplyProtocol: connect, HELO, MAIL, RCPT, each header
+// field, the end of the header block and each body chunk, about 20 round
+// trips per message that Postfix no longer waits for) and for no DATA event
+// (SMFIP_NODATA): an MTA that does not offer them gets every reply, so they
+// are optional. SMFIP_NOUNKNOWN (we have nothing to say about unknown SMTP
+// commands; milterproto would answer continue) and SMFIP_HDR_LEADSPC are
+// required, answered even to an MTA that did not offer them, as go-milter
+// always did: HDR_LEADSPC makes Postfix pass header values byte for byte
+// (DKIM needs the exact bytes) and insert ours as given, so our values
+// start with a space.
 const (
-	negotiatedActions  = milter.OptAddHeader | milter.OptChangeHeader | milter.OptQuarantine | milter.OptSetSymList
-	negotiatedProtocol = milter.OptNoUnknown | milter.OptHeaderLeadingSpace | noReplyOpts
+	negotiatedActions = milterproto.ActAddHeader | milterproto.ActChangeHeader | milterproto.ActQuarantine | milterproto.ActSetSymList
+	noReplyProtocol   = milterproto.ProtoNRConnect | milterproto.ProtoNRHelo | milterproto.ProtoNRMail |
+		milterproto.ProtoNRRcpt | milterproto.ProtoNRHeader | milterproto.ProtoNREOH | milterproto.ProtoNRBody
+	requiredProtocol = milterproto.ProtoNoUnknown | milterproto.ProtoHdrLeadSpc
+	optionalProtocol = noReplyProtocol | milterproto.ProtoNoData
 )
 
 // mailMacros are requested for the MAIL FROM stage. The list replaces
@@ -50,13 +58,21 @@ const (
 // end of message.
 var mailMacros = []string{"{client_addr}", "{client_name}", "s", "i", "j", "{auth_authen}", "{auth_type}"}
 
+// macroLists is the SETSYMLIST request.
+var macroLists = map[milterproto.Stage][]string{milterproto.StageMail: mailMacros}
+
+// maxPacket is the largest packet accepted from the MTA; a larger one ends
+// the session (Postfix's body chunks are at most 65535 bytes, its header
+// fields under header_size_limit, 100 KiB by default).
+const maxPacket = 1 << 20
+
 // Server accepts milter connections and runs one session per connection.
 type Server struct {
 	engine atomic.Pointer[Engine]
 	log    *slog.Logger
 
 	mu        sync.Mutex
-	conns     map[*trackedConn]struct{}
+	conns     map[*connection]struct{}
 	listeners []net.Listener
 	shutdown  bool
 	wg        sync.WaitGroup
@@ -68,7 +84,7 @@ func NewServer(e *Engine, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{log: log, conns: map[*trackedConn]struct{}{}}
+	s := &Server{log: log, conns: map[*connection]struct{}{}}
 	s.engine.Store(e)
 	return s
 }
@@ -121,40 +137,83 @@ func (s *Server) closing() bool {
 	return s.shutdown
 }
 
-// startSession registers the connection and runs a go-milter server on it
-// alone: its NewMilter closure gives every backend go-milter creates (one per
-// message) the same connection state.
+// startSession registers the connection and serves it on its own
+// goroutine.
 func (s *Server) startSession(raw net.Conn) {
 	e := s.engine.Load()
-	tc := newTrackedConn(context.Background(), raw, e.cfg.Timeouts.Idle)
+	c := &connection{srv: s, id: s.nextID.Add(1)}
+	c.opts = milterproto.Options{
+		Actions:    negotiatedActions,
+		Required:   requiredProtocol,
+		Optional:   optionalProtocol,
+		MacroLists: macroLists,
+		Idle:       e.cfg.Timeouts.Idle,
+		MaxPacket:  maxPacket,
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.ps = milterproto.NewSession(raw, &c.opts)
 	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()
+		c.cancel()
 		raw.Close()
 		return
 	}
-	s.conns[tc] = struct{}{}
+	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
 
-	c := &connection{srv: s, tc: tc, id: s.nextID.Add(1)}
-	ms := &milter.Server{
-		NewMilter: func() milter.Milter { return &session{c: c} },
-		Actions:   negotiatedActions,
-		Protocol:  negotiatedProtocol,
-		SymList:   map[milter.Stage][]string{milter.StageMailFrom: mailMacros},
-	}
 	go func() {
 		defer s.wg.Done()
 		defer func() {
 			s.mu.Lock()
-			delete(s.conns, tc)
+			delete(s.conns, c)
 			s.mu.Unlock()
-			tc.Close()
+			c.close()
 			c.closeTx()
 		}()
-		_ = ms.Serve(&oneConnListener{conn: tc})
+		defer func() {
+			// The callbacks recover their own panics (guard); this is a
+			// bug in the loop: the connection ends, the daemon lives.
+			if v := recover(); v != nil {
+				c.logPanic("session", v)
+			}
+		}()
+		if err := c.ps.Serve(c); err != nil {
+			s.logSessionEnd(c, err)
+		}
 	}()
+}
+
+// close closes the socket and cancels everything derived from the
+// connection; any goroutine may call it.
+func (c *connection) close() {
+	c.cancel()
+	c.ps.Close()
+}
+
+// logSessionEnd logs why a session ended other than by the MTA: an idle
+// timeout or a broken socket at INFO, anything that points at a bug of
+// ours or of the MTA (a malformed or oversized packet, a reply refused at
+// a no-reply stage) at WARN or ERROR.
+func (s *Server) logSessionEnd(c *connection, err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, milterproto.ErrReplyAtNoReplyStage):
+		s.log.Error("milter session ended", "conn", c.id, "err", err.Error())
+	case errors.As(err, &ne) && ne.Timeout():
+		s.log.Info("milter session idle, closed", "conn", c.id, "idle", c.opts.Idle.String())
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || isConnReset(err):
+		s.log.Info("milter session cut by the MTA", "conn", c.id, "err", err.Error())
+	default:
+		s.log.Warn("milter session ended", "conn", c.id, "err", err.Error())
+	}
+}
+
+// isConnReset reports a reset or broken pipe from the peer.
+func isConnReset(err error) bool {
+	m := err.Error()
+	return strings.Contains(m, "connection reset") || strings.Contains(m, "broken pipe")
 }
 
 // Shutdown stops accepting, closes idle connections, lets messages in flight
@@ -166,13 +225,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
-	conns := make([]*trackedConn, 0, len(s.conns))
+	conns := make([]*connection, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.drain()
+		c.ps.Drain()
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -183,7 +242,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	for c := range s.conns {
-		c.Close()
+		c.close()
 	}
 	s.mu.Unlock()
 	<-done
@@ -195,4 +254,29 @@ func (s *Server) ActiveConnections() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
+}
+
+// protocolNames names the flags of a protocol mask that we ask for, in the
+// spelling of milter-protocol.txt (for the debug log of a connection).
+func protocolNames(p milterproto.Protocol) string {
+	names := []struct {
+		f milterproto.Protocol
+		n string
+	}{
+		{milterproto.ProtoNRConnect, "NR_CONN"}, {milterproto.ProtoNRHelo, "NR_HELO"},
+		{milterproto.ProtoNRMail, "NR_MAIL"}, {milterproto.ProtoNRRcpt, "NR_RCPT"},
+		{milterproto.ProtoNRHeader, "NR_HDR"}, {milterproto.ProtoNREOH, "NR_EOH"},
+		{milterproto.ProtoNRBody, "NR_BODY"}, {milterproto.ProtoNoData, "NODATA"},
+		{milterproto.ProtoNoUnknown, "NOUNKNOWN"}, {milterproto.ProtoHdrLeadSpc, "HDR_LEADSPC"},
+	}
+	var b strings.Builder
+	for _, n := range names {
+		if p&n.f != 0 {
+			if b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(n.n)
+		}
+	}
+	return b.String()
 }

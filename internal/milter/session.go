@@ -1,30 +1,35 @@
 package milter
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
-	"net/textproto"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 
-	milter "github.com/emersion/go-milter"
-
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
+	"github.com/dmarc-milter/dmarc-milter/internal/milterproto"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 )
 
-// connection is the state of one milter connection (one SMTP session). It
-// outlives go-milter's backends, which are recreated after every message.
+// connection is the state of one milter connection (one SMTP session, or
+// several in a row when the MTA sends SMFIC_QUIT_NC). It is the
+// milterproto.Handler of its connection: every callback runs on the
+// connection's one Serve goroutine, and so does closeTx after Serve
+// returns, so the state needs no lock.
 type connection struct {
-	srv *Server
-	tc  *trackedConn
-	id  uint64
+	srv  *Server
+	ps   *milterproto.Session
+	opts milterproto.Options // this connection's (the idle timeout is read at accept)
+	id   uint64
 
-	mu         sync.Mutex // held by every callback; closeTx takes it too
+	// ctx is the parent of every message context; cancel ends it when the
+	// connection closes (also when Shutdown cuts it from another goroutine).
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	clientIP   netip.Addr
 	clientName string
 	helo       string
@@ -39,174 +44,177 @@ type connection struct {
 	// fields can still be deleted.
 	hyg    *hygiene
 	failed error
+	// connFailed is set when the connect or HELO callback panicked under
+	// on_error = "tempfail" while the MTA reads no reply at that stage:
+	// every message of the connection gets the on_error reply at its end,
+	// as the tempfail reply to the connection would have given.
+	connFailed error
 }
 
-// session is the go-milter backend. It keeps nothing itself: every callback
-// works on the connection.
-type session struct {
-	c *connection
-}
+var _ milterproto.Handler = (*connection)(nil)
 
-var _ milter.Milter = (*session)(nil)
-
-// Connect records the client; it arrives once per connection.
-func (s *session) Connect(host, family string, port uint16, addr net.IP, m *milter.Modifier) (resp milter.Response, err error) {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	defer c.guard("connect", &resp, &err)
-	if a, ok := netip.AddrFromSlice(addr); ok {
-		c.clientIP = a.Unmap()
+// Connect records the client; it arrives once per SMTP session.
+func (c *connection) Connect(host []byte, family milterproto.Family, _ uint16, addr []byte) (resp milterproto.Response) {
+	defer c.guard("connect", &resp)
+	c.srv.engine.Load().at("connect")
+	c.clientIP = netip.Addr{}
+	if family == milterproto.FamilyInet || family == milterproto.FamilyInet6 {
+		if a, err := netip.ParseAddr(string(addr)); err == nil && a.Zone() == "" {
+			c.clientIP = a.Unmap()
+		}
 	}
-	c.clientName = host
-	c.noteMacros(m.Macros)
-	return milter.RespContinue, nil
+	c.clientName = string(host)
+	c.noteMacros()
+	if c.srv.log.Enabled(c.ctx, slog.LevelDebug) {
+		c.srv.log.Debug("milter connection", "conn", c.id, "protocol", protocolNames(c.ps.Negotiated().Protocol))
+	}
+	return milterproto.Continue
 }
 
 // Helo records the HELO/EHLO name (sent again after STARTTLS).
-func (s *session) Helo(name string, m *milter.Modifier) (resp milter.Response, err error) {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	defer c.guard("helo", &resp, &err)
-	c.helo = name
-	c.noteMacros(m.Macros)
-	return milter.RespContinue, nil
+func (c *connection) Helo(name []byte) (resp milterproto.Response) {
+	defer c.guard("helo", &resp)
+	c.srv.engine.Load().at("helo")
+	c.helo = string(name)
+	c.noteMacros()
+	return milterproto.Continue
 }
 
-// MailFrom starts a message. The macros of this stage are copied here:
-// go-milter replaces its macro map on every packet.
-func (s *session) MailFrom(from string, m *milter.Modifier) (resp milter.Response, err error) {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	defer c.guard("mail", &resp, &err)
+// Mail starts a message. The address arrives in angle brackets, which are
+// removed ("<>" becomes the empty null sender); ESMTP arguments are not
+// used.
+func (c *connection) Mail(from []byte, _ milterproto.Args) (resp milterproto.Response) {
+	defer c.guard("mail", &resp)
 	c.resetTx()
-	c.tc.beginMessage()
-	c.noteMacros(m.Macros)
-	env := c.envelope(from, m.Macros)
+	c.noteMacros()
+	env := c.envelope(string(milterproto.StripAngles(from)))
 	c.started = time.Now()
 	e := c.srv.engine.Load()
 	c.hyg = newHygiene(e.authservID(env.MTAHost), e.cfg.Actions.QuarantineHeader)
-	tx := e.Begin(c.tc.ctx, env)
+	if c.connFailed != nil {
+		c.failed = c.connFailed // answered at end of message (guard)
+		return milterproto.Continue
+	}
+	tx := e.Begin(c.ctx, env)
 	if tx.Bypassed() {
 		// Trusted network: nothing more to do for this message.
 		c.logVerdict(tx.End())
-		c.tc.endMessage()
-		return milter.RespAccept, nil
+		if !c.ps.Replies(milterproto.CmdMail) {
+			// The MTA reads no reply to MAIL: the accept is given at end
+			// of message, where no Transaction means accept unchanged.
+			return milterproto.Continue
+		}
+		return milterproto.Accept
 	}
 	c.tx = tx
-	return milter.RespContinue, nil
+	return milterproto.Continue
 }
 
-// RcptTo records the recipient (for the verdict's report row; recipients
+// Rcpt records the recipient (for the verdict's report row; recipients
 // do not change the DMARC outcome).
-func (s *session) RcptTo(rcpt string, m *milter.Modifier) (resp milter.Response, err error) {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	defer c.guard("rcpt", &resp, &err)
+func (c *connection) Rcpt(to []byte, _ milterproto.Args) (resp milterproto.Response) {
+	defer c.guard("rcpt", &resp)
 	if c.tx != nil {
-		c.tx.AddRcpt(rcpt)
+		c.tx.AddRcpt(string(milterproto.StripAngles(to)))
 	}
-	return milter.RespContinue, nil
+	return milterproto.Continue
 }
+
+// Data is the DATA command (not sent when SMFIP_NODATA is negotiated).
+func (c *connection) Data() milterproto.Response { return milterproto.Continue }
+
+// Unknown is an SMTP command the MTA does not know (not sent when
+// SMFIP_NOUNKNOWN is honoured): nothing to do with it.
+func (c *connection) Unknown([]byte) milterproto.Response { return milterproto.Continue }
 
 // Header passes one header field, value byte for byte (HDR_LEADSPC).
-func (s *session) Header(name, value string, m *milter.Modifier) (resp milter.Response, err error) {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	defer c.guard("header", &resp, &err)
-	// go-milter keeps every header field of the message in m.Headers (a
-	// map we never read) until the next ABORT: empty it, so that a message
-	// with many fields is not held twice.
-	clear(m.Headers)
-	c.noteMacros(m.Macros)
+func (c *connection) Header(name, value []byte) (resp milterproto.Response) {
+	defer c.guard("header", &resp)
+	if c.hyg == nil && c.tx == nil {
+		return milterproto.Continue
+	}
+	n, v := string(name), string(value)
 	if c.hyg != nil {
-		c.hyg.add(name, value)
+		c.hyg.add(n, v)
 	}
 	if c.tx != nil {
-		c.tx.Header(name, value)
+		c.tx.Header(n, v)
 	}
-	return milter.RespContinue, nil
+	return milterproto.Continue
 }
 
-// Headers is the end of the header block.
-func (s *session) Headers(_ textproto.MIMEHeader, m *milter.Modifier) (resp milter.Response, err error) {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	defer c.guard("eoh", &resp, &err)
-	c.noteMacros(m.Macros)
+// EndOfHeaders is the end of the header block.
+func (c *connection) EndOfHeaders() (resp milterproto.Response) {
+	defer c.guard("eoh", &resp)
 	if c.tx != nil {
 		c.tx.EndOfHeaders()
 	}
-	return milter.RespContinue, nil
+	return milterproto.Continue
 }
 
-// BodyChunk streams the body into the DKIM verifier.
-func (s *session) BodyChunk(chunk []byte, m *milter.Modifier) (resp milter.Response, err error) {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	defer c.guard("body", &resp, &err)
+// Body streams a body chunk into the DKIM verifier.
+func (c *connection) Body(chunk []byte) (resp milterproto.Response) {
+	defer c.guard("body", &resp)
 	if c.tx != nil {
 		c.tx.BodyChunk(chunk)
 	}
-	return milter.RespContinue, nil
+	return milterproto.Continue
 }
 
-// Body is the end of the message: join, decide, modify, reply.
-func (s *session) Body(m *milter.Modifier) (resp milter.Response, err error) {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	defer c.tc.endMessage()
-	defer c.guard("eom", &resp, &err)
-	c.noteMacros(m.Macros)
+// EndOfMessage joins, decides, modifies and replies; the modifications and
+// the reply go out in one write.
+func (c *connection) EndOfMessage(m *milterproto.Modifier) (resp milterproto.Response) {
+	defer c.guard("eom", &resp)
+	c.noteMacros()
 	d := c.endDecision()
 	if d == nil {
-		return milter.RespAccept, nil // no message in progress
+		return milterproto.Accept // no message in progress
 	}
 	c.logVerdict(d)
 	c.resetTx()
 	if err := applyModifications(m, d); err != nil {
-		// The socket is broken: returning the error closes the session.
-		return nil, fmt.Errorf("milter: modifications: %w", err)
+		// An action the MTA did not grant us (or a value that cannot be
+		// sent): better a closed session, which the MTA answers with its
+		// milter_default_action, than a message without its changes.
+		c.srv.log.Error("end-of-message modifications refused, closing the connection", "conn", c.id, "queue_id", d.QueueID, "err", err.Error())
+		c.ps.Close()
+		return milterproto.TempFail
 	}
-	return d.response(), nil
+	return d.response()
 }
 
 // Abort ends the message without a reply (Postfix sends it after every
 // transaction, and when the client gives up).
-func (s *session) Abort(m *milter.Modifier) (err error) {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *connection) Abort() {
 	defer func() {
 		if v := recover(); v != nil {
 			c.logPanic("abort", v)
-			err = nil
 		}
 	}()
 	c.resetTx()
-	c.tc.abortMessage()
-	return nil
+}
+
+// Reset ends the SMTP session while the MTA keeps the connection for the
+// next one (SMFIC_QUIT_NC): everything learnt about the client goes.
+func (c *connection) Reset() {
+	c.Abort()
+	c.clientIP, c.clientName, c.helo, c.mta = netip.Addr{}, "", "", ""
+	c.connFailed = nil
 }
 
 // guard recovers a panic in a callback: the message gets the on_error
-// action and the connection keeps serving (go-milter's own recovery would
-// close it and leave the decision to milter_default_action).
+// action and the connection keeps serving.
 //
 // The on_error reply is given at end of message, with continue until then,
 // when on_error = "accept" (only there may forged Authentication-Results be
 // deleted, RFC 8601 §5; accepting earlier would deliver them) and at every
-// stage whose reply the MTA may not read (header, end of header, body: the
-// NR flags, wire.go). A "tempfail" at MAIL, RCPT or end of message is given
-// at once. A panic at connect or HELO leaves no message to fail: the
-// session continues (or gets the tempfail reply for the connection).
-func (c *connection) guard(stage string, resp *milter.Response, err *error) {
+// stage whose reply the MTA may not read (the NR flags negotiated in
+// milterproto). A "tempfail" at MAIL (when the MTA reads that reply) or at
+// end of message is given at once. A panic at connect or HELO leaves no
+// message to fail: the session continues under on_error = "accept"; under
+// "tempfail" the connection gets the tempfail reply, or, when the MTA reads
+// no reply at that stage, each of its messages gets it at its end.
+func (c *connection) guard(stage string, resp *milterproto.Response) {
 	v := recover()
 	if v == nil {
 		return
@@ -215,30 +223,44 @@ func (c *connection) guard(stage string, resp *milter.Response, err *error) {
 	e := c.srv.engine.Load()
 	hyg := c.hyg
 	c.resetTx()
-	*err = nil
 	accept := e.cfg.OnError == config.ErrorAccept
 	switch {
 	case stage == "connect" || stage == "helo":
 		*resp = e.errorResponse()
-		if accept {
-			*resp = milter.RespContinue
+		switch {
+		case accept:
+			*resp = milterproto.Continue
+		case c.noReplyStage(stage):
+			c.connFailed = fmt.Errorf("panic at %s: %v", stage, v)
+			*resp = milterproto.Continue
 		}
-	case stage != "eom" && (accept || noReplyStage(stage) || stage == "rcpt"):
+	case stage != "eom" && (accept || c.noReplyStage(stage) || stage == "rcpt"):
 		// A reply at RCPT would refuse that one recipient and let the
 		// message go on unevaluated: the failure is answered at end of
 		// message instead, like at the no-reply stages.
 		c.hyg, c.failed = hyg, fmt.Errorf("panic at %s: %v", stage, v)
-		*resp = milter.RespContinue
+		*resp = milterproto.Continue
 	default:
 		*resp = e.errorResponse()
-		c.tc.endMessage()
 	}
 }
 
 // noReplyStage reports whether stage is one whose reply the MTA may have
-// been told not to read (SMFIP_NR_HDR, NR_EOH, NR_BODY).
-func noReplyStage(stage string) bool {
-	return stage == "header" || stage == "eoh" || stage == "body"
+// been told not to read: a header field, the end of the header block and a
+// body chunk always count (continue is the only reply there even when the
+// MTA reads it), connect, HELO and MAIL when their NR flag was negotiated.
+func (c *connection) noReplyStage(stage string) bool {
+	switch stage {
+	case "header", "eoh", "body":
+		return true
+	case "connect":
+		return !c.ps.Replies(milterproto.CmdConnect)
+	case "helo":
+		return !c.ps.Replies(milterproto.CmdHelo)
+	case "mail":
+		return !c.ps.Replies(milterproto.CmdMail)
+	}
+	return false
 }
 
 // endDecision is the decision at end of message: the Transaction's, or
@@ -289,45 +311,49 @@ func (c *connection) resetTx() {
 	c.hyg, c.failed = nil, nil
 }
 
-// closeTx is called when the connection ends.
+// closeTx is called when the connection ends, on its Serve goroutine.
 func (c *connection) closeTx() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.resetTx()
 }
 
-// noteMacros keeps the macros that may arrive at several stages.
-func (c *connection) noteMacros(m map[string]string) {
-	if v := m["i"]; v != "" {
-		c.queueID = v
+// noteMacros keeps the macros that may arrive at several stages. The
+// macro tables hold every stage's macros so far (milterproto.Macros), so
+// the latest value wins; a string is made only when a value changes.
+func (c *connection) noteMacros() {
+	mac := c.ps.Macros()
+	if v, _ := mac.Get("i"); len(v) > 0 && string(v) != c.queueID {
+		c.queueID = string(v)
 	}
-	if v := m["j"]; v != "" {
-		c.mta = v
+	if v, _ := mac.Get("j"); len(v) > 0 && string(v) != c.mta {
+		c.mta = string(v)
 	}
 }
 
 // envelope builds the message's envelope from the connection state and the
 // MAIL stage macros (requested with the symbol list). The macros win for the
 // client address: with a proxy or XCLIENT they are what Postfix believes.
-func (c *connection) envelope(from string, mac map[string]string) Envelope {
+func (c *connection) envelope(from string) Envelope {
+	mac := c.ps.Macros()
 	env := Envelope{
 		ClientIP:   c.clientIP,
 		ClientName: c.clientName,
 		Helo:       c.helo,
 		MailFrom:   from,
-		AuthUser:   mac["{auth_authen}"],
+		AuthUser:   mac.GetString("{auth_authen}"),
 		MTAHost:    c.mta,
 	}
-	if a, ok := parseClientAddr(mac["{client_addr}"]); ok {
-		env.ClientIP = a
+	if v, _ := mac.Get("{client_addr}"); len(v) > 0 {
+		if a, ok := parseClientAddr(string(v)); ok {
+			env.ClientIP = a
+		}
 	}
-	if v := mac["{client_name}"]; v != "" {
-		env.ClientName = v
+	if v, _ := mac.Get("{client_name}"); len(v) > 0 {
+		env.ClientName = string(v)
 	}
 	if env.Helo == "" {
 		// Sendmail sends the HELO name as macro s; Postfix never does (its
 		// HELO arrives with the HELO event, kept per connection).
-		env.Helo = mac["s"]
+		env.Helo = mac.GetString("s")
 	}
 	return env
 }
@@ -353,22 +379,22 @@ func (c *connection) logVerdict(d *Decision) {
 	d.Duration = time.Since(c.started)
 	e := c.srv.engine.Load()
 	e.metrics.Message(d)
-	c.srv.log.LogAttrs(c.tc.ctx, slog.LevelInfo, "verdict", d.LogAttrs()...)
+	c.srv.log.LogAttrs(c.ctx, slog.LevelInfo, "verdict", d.LogAttrs()...)
 	if d.Err != nil {
 		// The verdict line says "internal error"; this one says which (a
 		// panic in one of the message's goroutines carries its stack).
 		c.srv.log.Error("message failed, on_error applied", "queue_id", d.QueueID, "action", string(d.Action), "err", d.Err.Error())
 	}
-	if c.srv.log.Enabled(c.tc.ctx, slog.LevelDebug) {
-		c.srv.log.LogAttrs(c.tc.ctx, slog.LevelDebug, "trace", slog.String("queue_id", d.QueueID), slog.String("steps", strings.Join(d.Trace, " | ")))
+	if c.srv.log.Enabled(c.ctx, slog.LevelDebug) {
+		c.srv.log.LogAttrs(c.ctx, slog.LevelDebug, "trace", slog.String("queue_id", d.QueueID), slog.String("steps", strings.Join(d.Trace, " | ")))
 	}
 }
 
 // applyModifications deletes forged headers (highest index first, as
 // computed), inserts ours at the top, and holds the message if asked.
-func applyModifications(m *milter.Modifier, d *Decision) error {
+func applyModifications(m *milterproto.Modifier, d *Decision) error {
 	for _, h := range d.Delete {
-		if err := m.ChangeHeader(h.Index, h.Name, ""); err != nil {
+		if err := m.ChangeHeader(uint32(h.Index), h.Name, ""); err != nil {
 			return err
 		}
 	}
@@ -389,9 +415,9 @@ func applyModifications(m *milter.Modifier, d *Decision) error {
 }
 
 // errorResponse is the on_error answer.
-func (e *Engine) errorResponse() milter.Response {
+func (e *Engine) errorResponse() milterproto.Response {
 	if e.cfg.OnError == config.ErrorAccept {
-		return milter.RespAccept
+		return milterproto.Accept
 	}
-	return milter.NewResponseStr('y', escapeReply(e.cfg.Actions.ErrorReply))
+	return milterproto.ReplyCode(escapeReply(e.cfg.Actions.ErrorReply))
 }

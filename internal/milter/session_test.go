@@ -3,6 +3,7 @@ package milter
 import (
 	"strings"
 	"testing"
+	"time"
 
 	milter "github.com/emersion/go-milter"
 	"github.com/google/go-cmp/cmp"
@@ -114,9 +115,9 @@ func TestSessionRelaxedAlignmentSubdomain(t *testing.T) {
 }
 
 // TestSessionSeveralMessages sends several messages on one connection, the
-// later ones without the {client_addr} macro: go-milter recreates its
-// backend after each message, and the client address from CONNECT must
-// survive (libraries.md §1.4).
+// later ones without the {client_addr} macro: the client address from
+// CONNECT must survive from one message to the next (go-milter's own server
+// lost it, libraries.md §1.4; ours keeps one connection state).
 func TestSessionSeveralMessages(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
@@ -366,5 +367,36 @@ func TestParseClientAddr(t *testing.T) {
 		if got != want {
 			t.Errorf("parseClientAddr(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestSessionQuitNC: SMFIC_QUIT_NC ends an SMTP session and keeps the
+// connection for the next one, which is evaluated with its own client
+// (go-milter's server closed the connection on it).
+func TestSessionQuitNC(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	r := dialRaw(t, h.addr)
+	for i, tc := range []struct {
+		ip   string
+		want byte
+	}{
+		{"198.51.100.7", 'y'}, // SPF fails for pass.example: DMARC reject
+		{"192.0.2.10", 'a'},   // SPF pass through the CONNECT address
+	} {
+		r.want('C', connectData("client.example", tc.ip), 'c')
+		r.want('H', cstr("mail.client.example"), 'c')
+		r.want('M', cstr("<a@pass.example>"), 'c') // no {client_addr} macro
+		r.want('R', cstr("<bob@mx.test.example>"), 'c')
+		sendHeaders(r, []byte(message("pass.example")))
+		if _, code, data := r.eom(); code != tc.want {
+			t.Fatalf("session %d from %s: %q %q, want %q", i, tc.ip, code, data, tc.want)
+		}
+		r.send('A', nil)
+		r.send('K', nil)
+	}
+	r.send('Q', nil)
+	if !r.closedByServer(5 * time.Second) {
+		t.Error("connection open after QUIT")
 	}
 }

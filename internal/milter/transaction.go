@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"net"
 	"runtime/debug"
-	"strings"
 	"sync"
-	"time"
 
+	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
@@ -34,25 +33,48 @@ type Transaction struct {
 	env    Envelope
 	ctx    context.Context
 	cancel context.CancelFunc
-	start  time.Time
 	bypass Bypass
 
-	spfMail, spfHelo chan verify.SPFResult
+	spfMail, spfHelo spfCheck
 	heloSPF          *verify.SPFResult
+
+	// probe is the cache-only view the inline checks run through, one at a
+	// time; probeSPF checks SPF through it. Made on first use.
+	probe    *cache.CacheOnly
+	probeSPF *verify.SPFChecker
 
 	hyg        *hygiene // forged A-R and marker fields; nil before the first header
 	listHeader bool     // a List-Id or List-Post field was seen
 	fromFields []string
+	from       policy.Author // ParseFrom of the first From field alone
 	eoh        bool
 	dkim       *verify.DKIMVerifier
 	dkimCancel context.CancelFunc
 
 	mu          sync.Mutex
-	started     map[string]bool // From: domains whose discovery was started
-	discoveries map[string]chan *policy.Discovery
+	discoveries []*discovery // one per From: domain whose discovery was started
 	internalErr error
-	failed      chan struct{} // closed with the first internal error
+	failed      chan struct{} // closed with the first internal error; made when first waited on
+	tracing     bool          // record the steps (evaluate, log_level debug)
 	trace       []string
+}
+
+// spfCheck is one SPF check of the message: its result when it was made
+// inline, else the channel its goroutine answers on.
+type spfCheck struct {
+	made bool // the check was started
+	done bool // res is the result (made inline)
+	res  verify.SPFResult
+	ch   chan verify.SPFResult
+}
+
+// discovery is the policy discovery of one Author Domain: its result when
+// it was made inline (or has been received), else the channel its
+// goroutine answers on.
+type discovery struct {
+	domain string
+	res    *policy.Discovery
+	ch     chan *policy.Discovery
 }
 
 // Bypassed reports whether the message needs nothing more (trusted network).
@@ -66,8 +88,13 @@ func (t *Transaction) Close() {
 	}
 }
 
-// tracef records one step for the evaluate subcommand.
+// tracef records one step for the evaluate subcommand and the debug log.
+// It does nothing unless the Transaction traces; callers on the hot path
+// test t.tracing first, so that the arguments are not even boxed.
 func (t *Transaction) tracef(format string, args ...any) {
+	if !t.tracing {
+		return
+	}
 	t.mu.Lock()
 	t.trace = append(t.trace, fmt.Sprintf(format, args...))
 	t.mu.Unlock()
@@ -76,45 +103,121 @@ func (t *Transaction) tracef(format string, args ...any) {
 // goSafe runs f in a goroutine; a panic becomes the message's internal
 // error (the on_error action) instead of killing the daemon.
 func (t *Transaction) goSafe(what string, f func()) {
-	go func() {
-		defer func() {
-			if v := recover(); v != nil {
-				t.e.metrics.Panic(what)
-				t.setInternalErr(fmt.Errorf("panic in %s: %v\n%s", what, v, debug.Stack()))
-			}
-		}()
-		f()
+	go t.runSafe(what, f)
+}
+
+// runSafe runs f; a panic becomes the message's internal error.
+func (t *Transaction) runSafe(what string, f func()) {
+	defer func() {
+		if v := recover(); v != nil {
+			t.e.metrics.Panic(what)
+			t.setInternalErr(fmt.Errorf("panic in %s: %v\n%s", what, v, debug.Stack()))
+		}
 	}()
+	f()
 }
 
 func (t *Transaction) setInternalErr(err error) {
 	t.mu.Lock()
 	if t.internalErr == nil {
 		t.internalErr = err
-		close(t.failed)
+		if t.failed != nil {
+			close(t.failed)
+		}
 	}
 	t.mu.Unlock()
 }
 
+// failedChan returns the channel closed with the first internal error
+// (made on first use: most messages never wait for anything).
+func (t *Transaction) failedChan() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.failed == nil {
+		t.failed = make(chan struct{})
+		if t.internalErr != nil {
+			close(t.failed)
+		}
+	}
+	return t.failed
+}
+
+// fromCache runs check through a cache-only view of the resolver, here and
+// now, and reports whether it could: false when the engine's resolver is
+// not pkg/cache or when an answer the check needed was not cached (the
+// caller then runs it again in the background). A check that did not miss
+// had exactly the answers the resolver would have given, and saves a
+// goroutine, its stack growth and a timer. A panic is the message's
+// internal error, as in goSafe, and counts as done.
+func (t *Transaction) fromCache(what string, check func(v *cache.CacheOnly)) (done bool) {
+	if t.e.cache == nil {
+		return false
+	}
+	if t.probe == nil {
+		t.probe = t.e.cache.CacheOnly()
+	} else {
+		t.probe.Reset()
+	}
+	v := t.probe
+	done = true
+	t.runSafe(what, func() {
+		check(v)
+		done = !v.Missed()
+	})
+	return done
+}
+
+// spfThrough returns the SPF checker over the cache-only view v (always
+// t.probe).
+func (t *Transaction) spfThrough(v *cache.CacheOnly) *verify.SPFChecker {
+	if t.probeSPF == nil {
+		t.probeSPF = verify.NewSPFChecker(v, t.e.spfCfg)
+	}
+	return t.probeSPF
+}
+
 // startSPF checks the MAIL FROM identity and, if configured, the HELO
-// identity, each in its own goroutine under the SPF timeout.
+// identity. A check whose DNS answers are all cached is made now; any other
+// runs in its own goroutine under the SPF timeout, so that its lookups
+// overlap the rest of the message.
 func (t *Transaction) startSPF() {
 	ip := net.IP(t.env.ClientIP.AsSlice())
-	t.spfMail = make(chan verify.SPFResult, 1)
+	t.spfMail.made = true
+	mailDone := t.fromCache("spf mfrom", func(v *cache.CacheOnly) {
+		t.e.at("spf")
+		r := t.spfThrough(v).CheckMailFrom(t.ctx, ip, t.env.Helo, t.env.MailFrom)
+		t.spfMail.res, t.spfMail.done = r, !v.Missed()
+	})
+	heloDone := true
+	if t.e.cfg.SPF.CheckHelo {
+		t.spfHelo.made = true
+		heloDone = t.fromCache("spf helo", func(v *cache.CacheOnly) {
+			r := t.spfThrough(v).CheckHelo(t.ctx, ip, t.env.Helo)
+			t.spfHelo.res, t.spfHelo.done = r, !v.Missed()
+		})
+	}
+	if mailDone && heloDone {
+		return
+	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.e.cfg.Timeouts.SPF)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	t.goSafe("spf mfrom", func() {
-		defer wg.Done()
-		t.e.at("spf")
-		t.spfMail <- t.e.spf.CheckMailFrom(ctx, ip, t.env.Helo, t.env.MailFrom)
-	})
-	if t.e.cfg.SPF.CheckHelo {
-		t.spfHelo = make(chan verify.SPFResult, 1)
+	if !mailDone {
+		ch := make(chan verify.SPFResult, 1)
+		t.spfMail.ch = ch
+		wg.Add(1)
+		t.goSafe("spf mfrom", func() {
+			defer wg.Done()
+			t.e.at("spf")
+			ch <- t.e.spf.CheckMailFrom(ctx, ip, t.env.Helo, t.env.MailFrom)
+		})
+	}
+	if !heloDone {
+		ch := make(chan verify.SPFResult, 1)
+		t.spfHelo.ch = ch
 		wg.Add(1)
 		t.goSafe("spf helo", func() {
 			defer wg.Done()
-			t.spfHelo <- t.e.spf.CheckHelo(ctx, ip, t.env.Helo)
+			ch <- t.e.spf.CheckHelo(ctx, ip, t.env.Helo)
 		})
 	}
 	go func() { wg.Wait(); cancel() }()
@@ -137,7 +240,9 @@ func (t *Transaction) Header(name, value string) {
 	if t.eoh || t.bypass == BypassTrusted {
 		return
 	}
-	t.e.at("header:" + name)
+	if t.e.hook != nil {
+		t.e.at("header:" + name)
+	}
 	if t.hyg == nil {
 		t.hyg = newHygiene(t.e.authservID(t.env.MTAHost), t.e.cfg.Actions.QuarantineHeader)
 		if t.bypass != BypassAuthenticated {
@@ -148,19 +253,20 @@ func (t *Transaction) Header(name, value string) {
 	if t.bypass == BypassAuthenticated {
 		return
 	}
-	lname := strings.ToLower(name)
-	if lname == "list-id" || lname == "list-post" {
+	ascii := isASCII(name)
+	if sameNameASCII(name, ascii, "list-id", true) || sameNameASCII(name, ascii, "list-post", true) {
 		t.listHeader = true
 	}
 	_ = t.dkim.Header(name, value) // only ErrDKIMOrder, impossible here
-	if lname == "from" {
+	if sameNameASCII(name, ascii, "from", true) {
 		t.fromFields = append(t.fromFields, value)
 		if len(t.fromFields) == 1 {
 			// RFC 7489 §6.6.1 / RFC 9989 §5.3.1: the Author Domain is the
 			// From: domain; start its policy discovery now.
 			// https://datatracker.ietf.org/doc/html/rfc7489#section-6.6.1
 			// https://datatracker.ietf.org/doc/html/rfc9989#section-5.3.1
-			for _, d := range policy.ParseFrom([]string{value}).Domains {
+			t.from = policy.ParseFrom(t.fromFields)
+			for _, d := range t.from.Domains {
 				t.startDiscovery(d)
 			}
 		}
@@ -173,23 +279,46 @@ func (t *Transaction) startDiscovery(domain string) {
 	t.mu.Lock()
 	// At most dmarc.from.max_domains lookups: a message with more domains
 	// is handled as too_many_domains by Evaluate anyway.
-	if t.started[domain] || len(t.started) >= t.e.cfg.DMARC.From.MaxDomains {
+	if t.discoveryOf(domain) != nil || len(t.discoveries) >= t.e.cfg.DMARC.From.MaxDomains {
 		t.mu.Unlock()
 		return
 	}
-	t.started[domain] = true
-	if t.discoveries == nil {
-		t.discoveries = map[string]chan *policy.Discovery{}
+	disc := &discovery{domain: domain}
+	t.discoveries = append(t.discoveries, disc)
+	t.mu.Unlock()
+	opts := policy.Options{Method: t.e.discoveryMethod()}
+	if t.fromCache("dmarc discovery", func(v *cache.CacheOnly) {
+		t.e.at("dmarc")
+		d := policy.Discover(t.ctx, v, domain, opts)
+		if !v.Missed() {
+			t.mu.Lock()
+			disc.res = d
+			t.mu.Unlock()
+		}
+	}) {
+		return
 	}
 	ch := make(chan *policy.Discovery, 1)
-	t.discoveries[domain] = ch
+	t.mu.Lock()
+	disc.ch = ch
 	t.mu.Unlock()
 	ctx, cancel := context.WithTimeout(t.ctx, t.e.cfg.Timeouts.DMARC)
 	t.goSafe("dmarc discovery", func() {
 		defer cancel()
 		t.e.at("dmarc")
-		ch <- policy.Discover(ctx, t.e.res, domain, policy.Options{Method: t.e.discoveryMethod()})
+		ch <- policy.Discover(ctx, t.e.res, domain, opts)
 	})
+}
+
+// discoveryOf returns the discovery started for domain, or nil. t.mu is
+// held.
+func (t *Transaction) discoveryOf(domain string) *discovery {
+	for _, d := range t.discoveries {
+		if d.domain == domain {
+			return d
+		}
+	}
+	return nil
 }
 
 // EndOfHeaders starts DKIM verification: the key lookups begin now.
@@ -200,6 +329,11 @@ func (t *Transaction) EndOfHeaders() {
 	t.eoh = true
 	t.e.at("eoh")
 	if t.dkim == nil || t.bypass == BypassAuthenticated {
+		return
+	}
+	if t.dkim.Signatures() == 0 {
+		// Nothing to verify: no key lookups, so no deadline (timer) either.
+		_ = t.dkim.EndOfHeaders(t.ctx)
 		return
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.e.cfg.Timeouts.DKIM)

@@ -270,6 +270,12 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) *entry
 // the hit or the miss; on a miss it returns instead the expired answer that
 // may be served stale if the upstream fails.
 func (r *Resolver) cached(k key) (e, old *entry) {
+	return r.cachedCount(k, true)
+}
+
+// cachedCount is cached; a miss is counted only when countMiss is set (a
+// CacheOnly probe leaves it to the lookup that follows).
+func (r *Resolver) cachedCount(k key, countMiss bool) (e, old *entry) {
 	now := r.cfg.Now()
 	sh := r.shardFor(k)
 	sh.mu.RLock()
@@ -292,7 +298,9 @@ func (r *Resolver) cached(k key) (e, old *entry) {
 		}
 		return e, nil
 	}
-	r.misses.Add(1)
+	if countMiss {
+		r.misses.Add(1)
+	}
 	if e != nil && e.temp {
 		return nil, e.prev // the answer a remembered failure kept for serve-stale
 	}

@@ -55,6 +55,11 @@ func (r *Resolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr,
 	case e6 == nil:
 		e6 = r.fetch(ctx, k6, old6)
 	}
+	return ipAddrs(e4, e6)
+}
+
+// ipAddrs joins the A and AAAA answers of one name.
+func ipAddrs(e4, e6 *entry) ([]net.IPAddr, error) {
 	ips := make([]net.IPAddr, 0, len(e4.ips)+len(e6.ips))
 	ips = append(append(ips, e4.ips...), e6.ips...)
 	if len(ips) > 0 {

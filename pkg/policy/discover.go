@@ -288,12 +288,13 @@ func discoverPSL(ctx context.Context, r Resolver, d *Discovery) {
 // queryAll returns every DMARC record at _dmarc.name (several when the
 // domain published several).
 func queryAll(ctx context.Context, r Resolver, name string, log *[]string) ([]*Record, error) {
-	q := "_dmarc." + name
+	fqdn := "_dmarc." + name + "." // one string for the query and the log
+	q := fqdn[:len(fqdn)-1]
 	*log = append(*log, q)
 	if len(q) > maxNameLen {
 		return nil, nil // RFC 1035 §2.3.4: a name this long cannot exist, so it holds no record
 	}
-	txts, err := r.LookupTXT(ctx, q+".")
+	txts, err := r.LookupTXT(ctx, fqdn)
 	if err != nil {
 		var de *net.DNSError
 		if errors.As(err, &de) && de.IsNotFound {

@@ -48,26 +48,53 @@ func Prepare(ctx context.Context, r Resolver, in *Input, opts Options) {
 		in.OrgDomains = make(map[string]OrgResult, len(ids))
 	}
 	// The walks are independent and mostly answered by the cache that
-	// discovery warmed: run them side by side.
+	// discovery warmed: run them side by side, the first one on this
+	// goroutine (most messages need one walk at most).
 	results := make([]OrgResult, len(ids))
+	walk := func(i int) {
+		defer func() {
+			if v := recover(); v != nil {
+				results[i] = OrgResult{Err: fmt.Errorf("%w: internal error in the walk for %s: %v", ErrTempFail, ids[i], v)}
+			}
+		}()
+		org, err := OrgDomain(ctx, r, ids[i], MethodTreeWalk, nil)
+		results[i] = OrgResult{Domain: org, Err: err}
+	}
 	var wg sync.WaitGroup
-	for i, id := range ids {
+	for i := 1; i < len(ids); i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() {
-				if v := recover(); v != nil {
-					results[i] = OrgResult{Err: fmt.Errorf("%w: internal error in the walk for %s: %v", ErrTempFail, id, v)}
-				}
-			}()
-			org, err := OrgDomain(ctx, r, id, MethodTreeWalk, nil)
-			results[i] = OrgResult{Domain: org, Err: err}
+			walk(i)
 		}()
 	}
+	walk(0)
 	wg.Wait()
 	for i, id := range ids {
 		in.OrgDomains[id] = results[i]
 	}
+}
+
+// Prepared reports whether Prepare has nothing to look up for in: every
+// Author Domain Evaluate will evaluate has its discovery in in.Discoveries,
+// and every Organizational Domain relaxed alignment needs is in
+// in.OrgDomains. A caller can then skip Prepare (and the deadline it would
+// give it); Prepare itself would leave in unchanged.
+func Prepared(in *Input) bool {
+	lp := in.Local.WithDefaults()
+	_, _, domains := fromScope(in.From, lp.From)
+	for _, d := range domains {
+		disc := in.Discoveries[d]
+		if disc == nil {
+			return false
+		}
+		for _, id := range orgLookupsNeeded(in, disc) {
+			if _, done := in.OrgDomains[id]; !done {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // orgLookupsNeeded lists the identifiers whose Organizational Domain

@@ -1,0 +1,98 @@
+package authres
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestFormatMatchesReference: the one-pass renderer writes exactly what the
+// go-msgauth based one wrote, for the fields the milter writes and for
+// hostile values.
+func TestFormatMatchesReference(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	cases := [][]Result{
+		nil,
+		{{Method: "spf", Value: "none"}},
+		{{Method: "spf", Value: "pass", Props: map[string]string{"smtp.mailfrom": "bounce@example.com"}},
+			{Method: "dkim", Value: "fail", Reason: "signature did not verify", Props: map[string]string{
+				"header.d": "example.com", "header.s": "sel", "header.a": "rsa-sha256", "header.b": "AbCd+/12", "header.i": "@example.com"}},
+			{Method: "dmarc", Value: "fail", Comment: "p=reject dis=reject", Reason: "would reject",
+				Props: map[string]string{"header.from": "example.com", "policy.dmarc": "reject"}}},
+		{{Method: "dmarc", Value: "fail", Comment: "a)b(c\\", Reason: "x\\\"y\r\nz", Props: map[string]string{"header.from": "ev il\"\\.example"}}},
+		{{Method: "dkim", Value: "pass", Reason: long, Comment: long, Props: map[string]string{"header.d": long, "reason": "from props", "empty": ""}}},
+		{{Method: "dkim", Value: "pass", Props: map[string]string{"header.d": "é.example", "header.b": "a=b", "x": "(c)", "y": "\xff\xfe"}}},
+		{{Method: " spf ", Value: "pass ", Comment: "()"}, {Method: "m", Value: "v", Comment: "\u00a0c\u0085"}},
+	}
+	for i, rs := range cases {
+		want := referenceFormat("mx.example.org", rs)
+		if got := Format("mx.example.org", rs); got != want {
+			t.Errorf("case %d:\n got %q\nwant %q", i, got, want)
+		}
+		if got := Format("mx.example.org", asParams(rs)); got != want {
+			t.Errorf("case %d with Params:\n got %q\nwant %q", i, got, want)
+		}
+	}
+}
+
+func FuzzFormatMatchesReference(f *testing.F) {
+	f.Add("mx.example.org", "dmarc", "fail", "indirect flow", "example.com", "p=reject", "header.from")
+	f.Add("mx", "spf", "pass", "", "a\\\"b@c", "", "reason")
+	f.Add("m", "dkim", "temperror", "x\r\ny", "(", ")", "")
+	f.Add("m", " a b", "c ", "\"q\"", "x y", "(((", "k")
+	f.Fuzz(func(t *testing.T, id, method, value, reason, prop, comment, key string) {
+		rs := []Result{
+			{Method: method, Value: value, Reason: reason, Comment: comment, Props: map[string]string{key: prop, "header.d": prop + reason}},
+			{Method: "spf", Value: value, Props: map[string]string{"smtp.mailfrom": prop}},
+		}
+		want := referenceFormat(id, rs)
+		if got := Format(id, rs); got != want {
+			t.Fatalf("\n got %q\nwant %q", got, want)
+		}
+		if got := Format(id, asParams(rs)); got != want {
+			t.Fatalf("with Params:\n got %q\nwant %q", got, want)
+		}
+	})
+}
+
+// asParams moves the properties of each result from Props to Params.
+func asParams(rs []Result) []Result {
+	out := make([]Result, len(rs))
+	for i, r := range rs {
+		r.Params = nil
+		for k, v := range r.Props {
+			r.Params = append(r.Params, Param{k, v})
+		}
+		r.Props = nil
+		out[i] = r
+	}
+	return out
+}
+
+// BenchmarkFormat: the A-R field of a DMARC pass with one DKIM signature,
+// against the former go-msgauth based renderer.
+func BenchmarkFormat(b *testing.B) {
+	rs := []Result{
+		{Method: "spf", Value: "pass", Props: map[string]string{"smtp.mailfrom": "bounce@example.com"}},
+		{Method: "dkim", Value: "pass", Props: map[string]string{"header.d": "example.com", "header.s": "sel", "header.a": "rsa-sha256", "header.b": "AbCd+/12"}},
+		{Method: "dmarc", Value: "pass", Comment: "p=reject dis=none", Props: map[string]string{"header.from": "example.com", "policy.dmarc": "none"}},
+	}
+	b.Run("onepass", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			Format("mx.example.org", rs)
+		}
+	})
+	ps := asParams(rs)
+	b.Run("onepass-params", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			Format("mx.example.org", ps)
+		}
+	})
+	b.Run("reference", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			referenceFormat("mx.example.org", rs)
+		}
+	})
+}

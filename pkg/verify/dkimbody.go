@@ -222,6 +222,31 @@ func newRelaxedScan(p []byte, lim int) relaxedScan {
 
 var twoSP = []byte("  ")
 
+// indexTwoSP is bytes.Index(p, "  "), fast on text. bytes.Index looks for
+// the first octet of the pattern with IndexByte and checks the second; in
+// text, where one octet in six or eight is a space, that is a call per word,
+// and it gives up for its vectorized search only when the false hits are
+// denser than that. Here IndexByte skips to the next space (text without
+// spaces, such as base64, goes in one call), then the vectorized search
+// checks the 64 octets from there, the size bytes.Index hands to it whole.
+func indexTwoSP(p []byte) int {
+	for i := 0; ; {
+		k := bytes.IndexByte(p[i:], ' ')
+		if k < 0 {
+			return -1
+		}
+		i += k
+		w := p[i:min(i+64, len(p))]
+		if len(w) < 2 {
+			return -1
+		}
+		if off := bytes.Index(w, twoSP); off >= 0 {
+			return i + off
+		}
+		i += len(w) - 1 // the last octet of w may start a pair
+	}
+}
+
 // cleanEnd returns the end of the run of p starting at content octet i that
 // relaxed canonicalization leaves as it is; the run ends on a content octet.
 func (s *relaxedScan) cleanEnd(i int) int {
@@ -234,7 +259,7 @@ func (s *relaxedScan) cleanEnd(i int) int {
 	}
 	if s.dbl < i {
 		s.dbl = lim
-		if off := bytes.Index(p[i:lim], twoSP); off >= 0 {
+		if off := indexTwoSP(p[i:lim]); off >= 0 {
 			s.dbl = i + off
 		}
 	}

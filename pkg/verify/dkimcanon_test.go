@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"strings"
 	"testing"
@@ -280,6 +281,23 @@ func TestStripFWS(t *testing.T) {
 	} {
 		if got := stripFWS(in); got != want {
 			t.Errorf("stripFWS(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestIndexTwoSP compares indexTwoSP with bytes.Index at every length and
+// place, around the 64-octet windows.
+func TestIndexTwoSP(t *testing.T) {
+	base := []byte(strings.Repeat("ab cd efg ", 30))
+	for n := 0; n <= len(base); n++ {
+		for at := -1; at < n-1; at++ {
+			p := append([]byte(nil), base[:n]...)
+			if at >= 0 {
+				p[at], p[at+1] = ' ', ' '
+			}
+			if got, want := indexTwoSP(p), bytes.Index(p, twoSP); got != want {
+				t.Fatalf("len %d, pair at %d: %d, want %d", n, at, got, want)
+			}
 		}
 	}
 }

@@ -117,10 +117,14 @@ func (t *Transaction) decide(in policy.Input, v policy.Verdict) *Decision {
 		d.Delete = t.forged()
 		d.Insert = []Field{{Name: authres.FieldName, Value: d.AuthResults}}
 	}
-	t.tracef("result: dmarc=%s action=%s", v.Result, d.Action)
-	for _, dv := range v.Domains {
-		t.tracef("  %s: %s, policy %s=%s, disposition %s; aligned spf=%v (%s) dkim=%v",
-			dv.HeaderFrom, dv.Result, dv.PolicyTag, dv.Requested, dv.Disposition, dv.SPFAligned, dv.SPFDomain, dv.DKIMAligned)
+	if t.tracing {
+		// Guarded: the arguments would be boxed (allocated) even when
+		// tracef drops them.
+		t.tracef("result: dmarc=%s action=%s", v.Result, d.Action)
+		for _, dv := range v.Domains {
+			t.tracef("  %s: %s, policy %s=%s, disposition %s; aligned spf=%v (%s) dkim=%v",
+				dv.HeaderFrom, dv.Result, dv.PolicyTag, dv.Requested, dv.Disposition, dv.SPFAligned, dv.SPFDomain, dv.DKIMAligned)
+		}
 	}
 	d.Trace = t.traceCopy()
 	return d

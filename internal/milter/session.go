@@ -44,6 +44,10 @@ type connection struct {
 	// fields can still be deleted.
 	hyg    *hygiene
 	failed error
+	// bypassed is the decision of a message bypassed at MAIL FROM whose
+	// accept, with the MTA reading no reply there, waits for the end of
+	// message (its verdict line too).
+	bypassed *Decision
 	// connFailed is set when the connect or HELO callback panicked under
 	// on_error = "tempfail" while the MTA reads no reply at that stage:
 	// every message of the connection gets the on_error reply at its end,
@@ -97,13 +101,22 @@ func (c *connection) Mail(from []byte, _ milterproto.Args) (resp milterproto.Res
 	}
 	tx := e.Begin(c.ctx, env)
 	if tx.Bypassed() {
-		// Trusted network: nothing more to do for this message.
-		c.logVerdict(tx.End())
+		// Trusted network: nothing more to do for this message. Its
+		// context is released now, even if End panics (a Transaction not
+		// closed stays registered with the connection's context until the
+		// connection ends: one per message on a connection kept for
+		// hours).
+		d := func() *Decision { defer tx.Close(); return tx.End() }()
 		if !c.ps.Replies(milterproto.CmdMail) {
 			// The MTA reads no reply to MAIL: the accept is given at end
-			// of message, where no Transaction means accept unchanged.
+			// of message, and so is the verdict line, with the queue id
+			// the MTA has by then (Postfix assigns it at the first
+			// accepted RCPT: macro i is empty at MAIL FROM). The fields
+			// of the message are not looked at (c.hyg nil).
+			c.hyg, c.bypassed = nil, d
 			return milterproto.Continue
 		}
+		c.logVerdict(d)
 		return milterproto.Accept
 	}
 	c.tx = tx
@@ -166,6 +179,12 @@ func (c *connection) Body(chunk []byte) (resp milterproto.Response) {
 func (c *connection) EndOfMessage(m *milterproto.Modifier) (resp milterproto.Response) {
 	defer c.guard("eom", &resp)
 	c.noteMacros()
+	if d := c.bypassed; d != nil {
+		// Bypassed at MAIL FROM while the MTA read no reply there.
+		c.logVerdict(d)
+		c.resetTx()
+		return milterproto.Accept
+	}
 	d := c.endDecision()
 	if d == nil {
 		return milterproto.Accept // no message in progress
@@ -308,7 +327,7 @@ func (c *connection) resetTx() {
 		c.tx = nil
 	}
 	c.queueID = ""
-	c.hyg, c.failed = nil, nil
+	c.hyg, c.failed, c.bypassed = nil, nil, nil
 }
 
 // closeTx is called when the connection ends, on its Serve goroutine.

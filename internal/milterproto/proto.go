@@ -22,8 +22,9 @@
 //     final reply go out in one write;
 //   - macros are kept per event in small reusable tables and looked up by
 //     name, the later events' first (as libmilter's smfi_getsymval);
-//   - an idle deadline before every read from the socket, a bound on the
-//     packet size, and a drain that closes the connection between messages.
+//   - an idle deadline before every read from the socket and on every
+//     write of replies, a bound on the packet size, and a drain that closes
+//     the connection between messages.
 //
 // A handler must not answer anything but Continue to an event whose reply
 // the MTA will not read (Session.Replies tells which): the stream would

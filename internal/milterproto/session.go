@@ -87,8 +87,8 @@ type Options struct {
 	// the MTA offered it): for a stage, the macros the MTA is to send,
 	// replacing its own list.
 	MacroLists map[Stage][]string
-	// Idle is the read deadline, set before each read from the socket (0:
-	// none).
+	// Idle is the read deadline, set before each read from the socket,
+	// and the write deadline of each reply (0: none).
 	Idle time.Duration
 	// MaxPacket bounds a packet's length (DefaultMaxPacket when 0).
 	MaxPacket int
@@ -533,10 +533,15 @@ func (s *Session) appendPacket(code byte, parts ...string) {
 	s.end(start)
 }
 
-// flush writes out in one write.
+// flush writes out in one write, under the idle limit: a peer that stops
+// reading its replies would otherwise hold the session in Write, where
+// the read deadline does not reach, until the daemon stops.
 func (s *Session) flush() error {
 	if len(s.out) == 0 {
 		return nil
+	}
+	if s.opts.Idle > 0 {
+		_ = s.conn.SetWriteDeadline(time.Now().Add(s.opts.Idle))
 	}
 	_, err := s.conn.Write(s.out)
 	s.out = s.out[:0]

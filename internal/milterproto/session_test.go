@@ -369,7 +369,10 @@ func (f *funcHandler) EndOfMessage(m *Modifier) Response {
 // the deadline in total, but faster per piece, is read; silence is not.
 func TestIdleDeadlinePerRead(t *testing.T) {
 	opts := testOpts()
-	opts.Idle = 150 * time.Millisecond
+	// A byte every 20 ms for 700 ms in all: longer than the idle limit, so
+	// a limit per packet would end the session; 400 ms leaves room for a
+	// loaded machine to oversleep one 20 ms pause 20 times over.
+	opts.Idle = 400 * time.Millisecond
 	srv := startServer(t, opts, func(*Session) Handler { return BaseHandler{} })
 	m := dialMTA(t, srv.path)
 	p := packet('H', "a-rather-long-helo-name.example\x00")

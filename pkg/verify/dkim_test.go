@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"errors"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -236,8 +237,10 @@ func TestDKIMKeyFlags(t *testing.T) {
 }
 
 // TestDKIMTrailingBlankLines: a body ending in a million empty lines
-// verifies (the run is counted, not passed on), and a run over the limit
-// inside the body stops verification with neutral.
+// verifies, and so does one with a hundred thousand empty lines inside it
+// (runs of blank lines are counted, not held: MaxLineBreakRun no longer
+// limits anything), in chunks that cut the runs anywhere; blank lines added
+// inside the body break it.
 func TestDKIMTrailingBlankLines(t *testing.T) {
 	_, r, k := dkimFixture(t)
 	for _, c := range []dkim.Canonicalization{dkim.CanonicalizationSimple, dkim.CanonicalizationRelaxed} {
@@ -246,12 +249,16 @@ func TestDKIMTrailingBlankLines(t *testing.T) {
 		if got := verifyMessage(t, r, DKIMConfig{}, long, 65535); got[0].Result != ResultPass {
 			t.Errorf("%s: trailing run: %+v, want pass", c, got)
 		}
-		inner := strings.Replace(signed, "Hello Bob,\r\n", "Hello Bob,\r\n"+strings.Repeat("\r\n", 1000), 1)
-		if got := verifyMessage(t, r, DKIMConfig{MaxLineBreakRun: 1000}, inner, 100); got[0].Result != ResultNeutral {
-			t.Errorf("%s: inner run over the limit: %+v, want neutral", c, got)
+		innerBody := strings.Replace(testMessage, "Hello Bob,\r\n", "Hello Bob,\r\n"+strings.Repeat("\r\n", 100_000), 1)
+		for _, chunk := range []int{100, 65535} {
+			got := verifyMessage(t, r, DKIMConfig{MaxLineBreakRun: 1000}, sign(t, innerBody, rsaOpts(k, c)), chunk)
+			if got[0].Result != ResultPass {
+				t.Errorf("%s: signed inner run, chunk %d: %+v, want pass", c, chunk, got)
+			}
 		}
-		if got := verifyMessage(t, r, DKIMConfig{MaxLineBreakRun: 4000}, inner, 100); got[0].Result != ResultFail {
-			t.Errorf("%s: inner run under the limit: %+v, want fail (body changed)", c, got)
+		inner := strings.Replace(signed, "Hello Bob,\r\n", "Hello Bob,\r\n"+strings.Repeat("\r\n", 1000), 1)
+		if got := verifyMessage(t, r, DKIMConfig{MaxLineBreakRun: 1000}, inner, 100); got[0].Result != ResultFail {
+			t.Errorf("%s: inner run added: %+v, want fail (body changed)", c, got)
 		}
 	}
 }
@@ -354,4 +361,67 @@ func TestRebuildField(t *testing.T) {
 			t.Errorf("rebuildField(%q, %q) = %q, %v; want %q", tc.name, tc.value, got, ok, tc.want)
 		}
 	}
+}
+
+// panicTXT is a resolver that panics.
+type panicTXT struct{}
+
+func (panicTXT) LookupTXT(context.Context, string) ([]string, error) { panic("resolver bug") }
+
+// TestDKIMPanic: a panic in the key lookup goroutine is ErrInternal from
+// Finish, not a crash, and leaves no goroutine.
+func TestDKIMPanic(t *testing.T) {
+	k := keysOnce()
+	msg := sign(t, testMessage, edOpts(k, dkim.CanonicalizationRelaxed))
+	fields, body := splitMessage(t, msg)
+	base := runtime.NumGoroutine()
+	for _, r := range []TXTResolver{panicTXT{}} {
+		v := NewDKIMVerifier(r, DKIMConfig{})
+		for _, f := range fields {
+			v.Header(f.name, f.value)
+		}
+		v.EndOfHeaders(context.Background())
+		v.Write([]byte(body))
+		if res, err := v.Finish(context.Background()); !errors.Is(err, ErrInternal) || res != nil {
+			t.Errorf("%T: %+v, %v; want ErrInternal", r, res, err)
+		}
+	}
+	checkNoLeak(t, base)
+}
+
+// blockTXT answers nothing until the context ends.
+type blockTXT struct{}
+
+func (blockTXT) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	<-ctx.Done()
+	return nil, &net.DNSError{Err: ctx.Err().Error(), Name: name, IsTimeout: true}
+}
+
+// TestDKIMAbortRace: Abort from another goroutine at any moment around
+// EndOfHeaders stops the key lookup, even one that would never answer.
+func TestDKIMAbortRace(t *testing.T) {
+	k := keysOnce()
+	fields, body := splitMessage(t, sign(t, testMessage, edOpts(k, dkim.CanonicalizationRelaxed)))
+	base := runtime.NumGoroutine()
+	for i := range 200 {
+		v := NewDKIMVerifier(blockTXT{}, DKIMConfig{})
+		for _, f := range fields {
+			v.Header(f.name, f.value)
+		}
+		done := make(chan struct{})
+		go func() {
+			if i%2 == 0 {
+				runtime.Gosched()
+			}
+			v.Abort()
+			close(done)
+		}()
+		v.EndOfHeaders(context.Background())
+		v.Write([]byte(body))
+		<-done
+		if _, err := v.Finish(context.Background()); !errors.Is(err, ErrDKIMOrder) && !errors.Is(err, ErrDKIMAborted) {
+			t.Fatalf("Finish after Abort: %v", err)
+		}
+	}
+	checkNoLeak(t, base)
 }

@@ -6,109 +6,266 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
 )
 
-// keyInfo is what we learn from a DKIM key record (RFC 6376 §3.6.1) beyond
-// what go-msgauth reports: the key size and the t= flags.
+// dkimKey is a parsed DKIM key record (RFC 6376 §3.6.1). A record that
+// cannot be used has err set (permerror) and nothing else.
 // https://datatracker.ietf.org/doc/html/rfc6376#section-3.6.1
-type keyInfo struct {
+type dkimKey struct {
+	err     error
+	algo    string // "rsa" or "ed25519"
+	rsa     *rsa.PublicKey
+	ed      ed25519.PublicKey
 	bits    int
+	hashes  string // h=, "" when absent (all hash algorithms)
+	hasH    bool
+	email   bool // s= absent, or lists email or *
 	testing bool // t=y
 	strict  bool // t=s
 }
 
-// parseKeyInfo reads a key record. It returns ok=false when the record does
-// not parse; go-msgauth then reports the error itself.
-func parseKeyInfo(rec string) (keyInfo, bool) {
-	tags, err := parseTagList(rec)
+// parseKey reads a key record. The error texts follow go-msgauth's.
+func parseKey(rec string) *dkimKey {
+	bad := func(msg string) *dkimKey { return &dkimKey{err: errors.New(msg)} }
+	it := tagIter{rest: rec}
+	var seen tagSeen
+	tags := map[string]string{}
+	first := true
+	for {
+		name, value, ok, err := it.next()
+		if err == nil && ok {
+			err = seen.add(name)
+		}
+		if err != nil {
+			return bad("key record error: " + err.Error())
+		}
+		if !ok {
+			break
+		}
+		if name == "v" && !first {
+			// RFC 6376 §3.6.1 v=: "If specified, this tag MUST be set to
+			// "DKIM1" ... This tag MUST be the first tag in the record."
+			return bad("key record error: v= is not the first tag")
+		}
+		first = false
+		tags[name] = value
+	}
+	if v, ok := tags["v"]; ok && v != "DKIM1" {
+		// RFC 6376 §3.6.1: records with another v= "MUST be discarded".
+		return bad("incompatible public key version")
+	}
+	p, ok := tags["p"]
+	if !ok {
+		return bad("key syntax error: missing public key data")
+	}
+	if p = stripFWS(p); p == "" {
+		// RFC 6376 §3.6.1 p=: "An empty value means that this public key
+		// has been revoked": PERMFAIL (§6.1.2).
+		return bad("key revoked")
+	}
+	raw, err := base64.StdEncoding.DecodeString(p)
 	if err != nil {
-		return keyInfo{}, false
+		return bad("key syntax error: " + err.Error())
 	}
-	var ki keyInfo
-	for _, f := range strings.Split(tags["t"], ":") {
-		switch strings.TrimSpace(f) {
+	k := &dkimKey{email: true}
+	switch kt := stripFWS(tags["k"]); {
+	case kt == "" || strings.EqualFold(kt, "rsa"):
+		pub, err := parseRSAKey(raw)
+		if err != nil {
+			return bad("key syntax error: " + err.Error())
+		}
+		k.algo, k.rsa, k.bits = "rsa", pub, pub.N.BitLen()
+		if k.bits < 1024 {
+			// RFC 8301 §3.2: "Verifiers MUST NOT consider signatures using
+			// RSA keys of less than 1024 bits as valid signatures."
+			// https://datatracker.ietf.org/doc/html/rfc8301#section-3.2
+			return bad(fmt.Sprintf("key is too short: want 1024 bits, has %d bits", k.bits))
+		}
+	case strings.EqualFold(kt, "ed25519"):
+		// RFC 8463 §4: the public key is the 32 octets themselves.
+		// https://datatracker.ietf.org/doc/html/rfc8463#section-4
+		if len(raw) != ed25519.PublicKeySize {
+			return bad(fmt.Sprintf("invalid Ed25519 public key size: %d bytes", len(raw)))
+		}
+		k.algo, k.ed, k.bits = "ed25519", ed25519.PublicKey(raw), 256
+	default:
+		// RFC 6376 §6.1.2: an unknown k= makes the key unusable: PERMFAIL.
+		return bad("unsupported key algorithm")
+	}
+	k.hashes, k.hasH = tags["h"]
+	if s, ok := tags["s"]; ok {
+		k.email = false
+		listItems(s, func(svc string) bool {
+			k.email = svc == "*" || strings.EqualFold(svc, "email")
+			return !k.email
+		})
+	}
+	listItems(tags["t"], func(f string) bool {
+		switch f {
 		case "y":
-			ki.testing = true
+			k.testing = true
 		case "s":
-			ki.strict = true
+			k.strict = true
 		}
-	}
-	raw, err := base64.StdEncoding.DecodeString(stripFWS(tags["p"]))
-	if err != nil || len(raw) == 0 {
-		return ki, true
-	}
-	switch strings.ToLower(stripFWS(tags["k"])) {
-	case "", "rsa":
-		ki.bits = rsaBits(raw)
-	case "ed25519":
-		if len(raw) == ed25519.PublicKeySize {
-			ki.bits = 256 // RFC 8463 §3: a 32-octet public key
-		}
-	}
-	return ki, true
+		return true
+	})
+	return k
 }
 
-// rsaBits is the modulus size of a SubjectPublicKeyInfo or PKCS#1 RSA key
-// (go-msgauth accepts both, RFC 6376 erratum 3017), 0 if neither parses.
-func rsaBits(der []byte) int {
-	if pub, err := x509.ParsePKIXPublicKey(der); err == nil {
-		if k, ok := pub.(*rsa.PublicKey); ok {
-			return k.N.BitLen()
+// parseRSAKey reads a SubjectPublicKeyInfo or, failing that, a PKCS#1 RSA
+// public key (RFC 6376 erratum 3017 allows both).
+func parseRSAKey(der []byte) (*rsa.PublicKey, error) {
+	pub, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return x509.ParsePKCS1PublicKey(der)
+	}
+	k, ok := pub.(*rsa.PublicKey)
+	if !ok {
+		return nil, errors.New("not an RSA public key")
+	}
+	return k, nil
+}
+
+// fits checks that the key may verify signature s (RFC 6376 §6.1.2, §3.6.1).
+func (k *dkimKey) fits(s *sigInfo) error {
+	if k.hasH {
+		ok := false
+		listItems(k.hashes, func(h string) bool {
+			ok = strings.EqualFold(h, "sha256")
+			return !ok
+		})
+		if !ok {
+			// RFC 6376 §3.6.1 h=: the hash algorithm must be one listed.
+			return errors.New("inappropriate hash algorithm")
 		}
-		return 0
 	}
-	if k, err := x509.ParsePKCS1PublicKey(der); err == nil {
-		return k.N.BitLen()
+	if k.algo != s.keyAlgo {
+		// RFC 6376 §6.1.2: a key of another type than a= says: PERMFAIL.
+		return errors.New("inappropriate key algorithm")
 	}
-	return 0
+	if !k.email {
+		return errors.New("inappropriate service")
+	}
+	return nil
 }
 
-// keyRecorder is the LookupTXT hook given to go-msgauth: it binds the
-// lookups to the message's context, refuses names that cannot be queried,
-// and keeps the answers so that the key of each signature can be examined
-// after verification. go-msgauth calls it from one goroutine per signature.
-type keyRecorder struct {
-	ctx context.Context
-	r   TXTResolver
-
-	mu      sync.Mutex
-	answers map[string][]string // lowercased name → TXT records
+// keyCache maps key record texts to parsed keys, shared by all messages:
+// parsing an RSA key costs microseconds and allocations, and the text is
+// public and names its content, so a hit is always right. It is bounded;
+// when full, an arbitrary entry is dropped for the new one.
+type keyCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[string]*dkimKey
 }
 
-// lookup is the go-msgauth VerifyOptions.LookupTXT hook. Errors are returned
-// unwrapped: go-msgauth classifies them with a type assertion to net.Error.
-func (k *keyRecorder) lookup(name string) ([]string, error) {
-	if !queryableName(name) {
+// keyCache bounds: 1024 records of at most 4 KiB of text (an RSA-4096 key
+// record is about 750 octets), so at most a few MB. A longer record is
+// parsed every time.
+const (
+	maxCachedKeys   = 1024
+	maxCachedKeyLen = 4 << 10
+)
+
+var dkimKeys = &keyCache{max: maxCachedKeys, m: map[string]*dkimKey{}}
+
+func (c *keyCache) get(rec string) *dkimKey {
+	c.mu.Lock()
+	k, ok := c.m[rec]
+	c.mu.Unlock()
+	if ok {
+		return k
+	}
+	k = parseKey(rec)
+	if len(rec) > maxCachedKeyLen {
+		return k
+	}
+	c.mu.Lock()
+	if len(c.m) >= c.max {
+		for old := range c.m { // map order: an arbitrary entry
+			delete(c.m, old)
+			break
+		}
+	}
+	c.m[rec] = k
+	c.mu.Unlock()
+	return k
+}
+
+// keyJob is the lookup of one key name for the signatures that use it.
+type keyJob struct {
+	name   string
+	key    *dkimKey
+	res    Result // "" when key is set; else temperror or permerror
+	reason string
+}
+
+// fetchKeys looks up every job's key under ctx, one after the other, and
+// sends nil on done when finished (or the value of a panic).
+func fetchKeys(ctx context.Context, r TXTResolver, jobs []keyJob, done chan<- any) {
+	defer func() { done <- recover() }()
+	for i := range jobs {
+		lookupKey(ctx, r, &jobs[i])
+	}
+}
+
+var errInvalidKeyName = errors.New("invalid key name")
+
+// lookupKey fetches and parses the key of j.name (RFC 6376 §6.1.2).
+func lookupKey(ctx context.Context, r TXTResolver, j *keyJob) {
+	if !queryableName(j.name) {
+		j.setAnswer(nil, errInvalidKeyName)
+		return
+	}
+	txts, err := r.LookupTXT(ctx, j.name)
+	j.setAnswer(txts, err)
+}
+
+// setAnswer classifies the answer to the key query of j.
+func (j *keyJob) setAnswer(txts []string, err error) {
+	switch {
+	case errors.Is(err, errInvalidKeyName):
 		// RFC 6376 §6.1.2: a key that cannot be retrieved is PERMFAIL.
-		return nil, &net.DNSError{Err: "invalid key name", Name: name, IsNotFound: true}
-	}
-	txts, err := k.r.LookupTXT(k.ctx, name)
-	if err == nil {
-		k.mu.Lock()
-		if k.answers == nil {
-			k.answers = map[string][]string{}
+		j.res, j.reason = ResultPermError, "no key for signature: invalid key name"
+	case err != nil && temporaryDNSError(err):
+		// RFC 6376 §6.1.2: "If the query for the public key fails to
+		// respond, the Verifier MAY seek a later verification attempt by
+		// returning TEMPFAIL".
+		j.res, j.reason = ResultTempError, "key unavailable: "+err.Error()
+	case err != nil:
+		j.res, j.reason = ResultPermError, "no key for signature: "+err.Error()
+	case len(txts) == 0:
+		j.res, j.reason = ResultPermError, "no valid key found"
+	case len(txts) > 1:
+		// RFC 6376 §3.6.2.2: several TXT records give undefined results;
+		// none is chosen.
+		j.res, j.reason = ResultPermError, "multiple TXT records found for key"
+	default:
+		j.key = dkimKeys.get(txts[0])
+		if j.key.err != nil {
+			j.res, j.reason = ResultPermError, j.key.err.Error()
+			j.key = nil
 		}
-		k.answers[strings.ToLower(strings.TrimSuffix(name, "."))] = txts
-		k.mu.Unlock()
 	}
-	return txts, err
 }
 
-// key returns what the key record of selector s at domain d says, when
-// exactly one record was fetched and it parses.
-func (k *keyRecorder) key(s, d string) (keyInfo, bool) {
-	k.mu.Lock()
-	// Keyed as lookup stored it: lowercase, without a trailing dot (d= may
-	// carry one).
-	txts, ok := k.answers[strings.ToLower(strings.TrimSuffix(s+"._domainkey."+d, "."))]
-	k.mu.Unlock()
-	if !ok || len(txts) != 1 {
-		return keyInfo{}, false
+// temporaryDNSError: a timeout, a SERVFAIL (IsTemporary) or the end of the
+// message's context. NXDOMAIN and other answers are permanent.
+func temporaryDNSError(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return true
 	}
-	return parseKeyInfo(txts[0])
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		return de.IsTimeout || de.IsTemporary
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // queryableName reports whether name can be sent as a DNS query: at most 253
@@ -118,15 +275,22 @@ func queryableName(name string) bool {
 	if name == "" || len(name) > 253 {
 		return false
 	}
-	for _, l := range strings.Split(name, ".") {
-		if l == "" || len(l) > 63 {
-			return false
-		}
-	}
+	label := 0
 	for i := 0; i < len(name); i++ {
-		if name[i] <= ' ' || name[i] == 0x7f {
+		c := name[i]
+		if c <= ' ' || c == 0x7f {
+			return false
+		}
+		if c == '.' {
+			if label == 0 {
+				return false
+			}
+			label = 0
+			continue
+		}
+		if label++; label > 63 {
 			return false
 		}
 	}
-	return true
+	return label > 0
 }

@@ -20,10 +20,16 @@
 // as the signer saw them and the whole body. DKIMVerifier takes them as a
 // milter receives them — header fields one by one, then the body in chunks —
 // and starts fetching keys as soon as the header ends, so that by the end
-// of the message only the final computation is left. Verification is done by
-// github.com/emersion/go-msgauth/dkim: RSA keys of at least 1024 bits with
-// SHA-256, and Ed25519 (RFC 8463); rsa-sha1 is refused (RFC 8301). A
-// signature that covers only part of the body (the l= tag) gives "policy".
+// of the message only the final computation is left. The verification is
+// this package's own: the tag lists, the checks of the signature field, the
+// header and body canonicalizations (the body is canonicalized and hashed
+// chunk by chunk, once per canonicalization whatever the number of
+// signatures, and never buffered), the key records (parsed keys are cached
+// by record text); the cryptography is the standard library's. RSA keys of
+// at least 1024 bits with SHA-256, and Ed25519 (RFC 8463); rsa-sha1 is
+// refused (RFC 8301). A signature that covers only part of the body (the l=
+// tag) gives "policy". The tests check its verdicts against those of
+// github.com/emersion/go-msgauth, the verifier it replaced (dkimdiff_test.go).
 //
 // All DNS goes through a small interface (Resolver, TXTResolver) that the
 // project's caching resolver (pkg/cache) and *net.Resolver satisfy, under the

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
 )
@@ -180,6 +181,82 @@ func FuzzDKIMVerifier(f *testing.F) {
 			if r.Domain != strings.ToLower(r.Domain) {
 				t.Fatalf("domain %q not lowercased", r.Domain)
 			}
+		}
+	})
+}
+
+// FuzzDKIMSignature parses arbitrary DKIM-Signature values: no panic; a
+// signature without fault has everything its verification needs; emptying
+// b= keeps every other tag and leaves b= empty.
+func FuzzDKIMSignature(f *testing.F) {
+	for _, s := range []string{
+		" v=1; a=rsa-sha256; c=relaxed/simple; d=example.com; s=sel;\r\n\th=from:to; bh=AAAA; b=AA\r\n AA",
+		"v=1; a=ed25519-sha256; d=x; s=y; h=From; bh=; b=; i=@x; t=1; x=2; q=dns/txt; l=0",
+		"b = x ; bh=b=y; v=1", "v=1; a=rsa-sha1", ";;b=;", "x=99999999999999999999", "h=from:", "b=;b=",
+	} {
+		f.Add(s)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	f.Fuzz(func(t *testing.T, value string) {
+		s := parseSignature(value, now)
+		if s.err == nil {
+			if !s.needsKey || s.keyName == "" || s.headerCan >= numCanons || s.bodyCan >= numCanons ||
+				(s.keyAlgo != "rsa" && s.keyAlgo != "ed25519") {
+				t.Fatalf("%q: accepted but incomplete: %+v", value, s)
+			}
+		} else if s.needsKey || s.hashesBody {
+			t.Fatalf("%q: error %v but verified", value, s.err)
+		}
+		before, after := removeBValue(value)
+		tags, err := parseTagList(value)
+		if err != nil {
+			return
+		}
+		emptied, err := parseTagList(before + after)
+		if err != nil || len(emptied) != len(tags) {
+			t.Fatalf("%q: b= emptied: %q: %v", value, before+after, err)
+		}
+		for k, v := range tags {
+			if k == "b" {
+				v = ""
+			}
+			if emptied[k] != v {
+				t.Fatalf("%q: b= emptied: %s=%q, want %q", value, k, emptied[k], v)
+			}
+		}
+	})
+}
+
+// FuzzDKIMKeyRecord parses arbitrary key records: no panic; a usable key is
+// an RSA key of at least 1024 bits or an Ed25519 key; the cache gives the
+// same answer as a parse.
+func FuzzDKIMKeyRecord(f *testing.F) {
+	k := keysOnce()
+	for _, s := range []string{
+		keyRecord(f, k.rsa), keyRecord(f, k.ed), keyRecord(f, k.ed) + "; t=y:s; h=sha256; s=email",
+		"v=DKIM1; p=", "k=ed25519; v=DKIM1; p=AAAA", "p=MA==", "v=DKIM1; k=rsa; p=MIIB", "p;",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, rec string) {
+		key := parseKey(rec)
+		if key.err != nil {
+			return
+		}
+		switch key.algo {
+		case "rsa":
+			if key.rsa == nil || key.bits < 1024 || key.bits != key.rsa.N.BitLen() {
+				t.Fatalf("%q: %+v", rec, key)
+			}
+		case "ed25519":
+			if len(key.ed) != ed25519.PublicKeySize || key.bits != 256 {
+				t.Fatalf("%q: %+v", rec, key)
+			}
+		default:
+			t.Fatalf("%q: algorithm %q", rec, key.algo)
+		}
+		if c := dkimKeys.get(rec); c.err != nil || c.algo != key.algo || c.bits != key.bits {
+			t.Fatalf("%q: cached %+v, parsed %+v", rec, c, key)
 		}
 	})
 }

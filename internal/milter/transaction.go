@@ -402,8 +402,8 @@ func (t *Transaction) EndOfHeaders() {
 	_ = t.dkim.EndOfHeaders(ctx)
 }
 
-// BodyChunk streams a body chunk into the DKIM verifier. It may block
-// until the key lookups are answered (bounded by the DKIM timeout).
+// BodyChunk streams a body chunk into the DKIM verifier, which hashes it
+// at once and keeps nothing of it; it never waits for the key lookups.
 func (t *Transaction) BodyChunk(p []byte) {
 	t.e.at("body")
 	if !t.eoh || t.dkim == nil || t.bypass == BypassTrusted || t.bypass == BypassAuthenticated {

@@ -13,6 +13,8 @@
 #   COUNT      messages per run (bounded by DURATION)    [3000]
 #   DURATION   bound of one measured run                 [15s]
 #   WARMUP     messages before each measured run         [100]
+#   RATE       offered msg/s of the paced latency runs (concurrency 8, warm;
+#              about half of what the chain manages here; 0: skip them) [500]
 #   PROFILE    1: also take a 10 s CPU profile of dmarc-milter under load [0]
 #
 # Output: every run's report in $WORK/runs.txt, the table in $WORK/table.md
@@ -28,6 +30,7 @@ REPEAT=${REPEAT:-3}
 COUNT=${COUNT:-3000}
 DURATION=${DURATION:-15s}
 WARMUP=${WARMUP:-100}
+RATE=${RATE:-500}
 PROFILE=${PROFILE:-0}
 export PATH=$PATH:/usr/local/go/bin
 
@@ -118,6 +121,19 @@ for delay in $DELAYS; do
 		done
 	done
 done
+
+# Latency below saturation: both at the same offered rate (--rate), alternating.
+if [ "$RATE" != 0 ]; then
+	for rep in $(seq 1 "$REPEAT"); do
+		order="ours chain"
+		if [ $((rep % 2)) -eq 0 ]; then order="chain ours"; fi
+		for t in $order; do
+			# shellcheck disable=SC2046
+			bench "$t/paced$RATE" $(target_args $t) --concurrency 8 --rate "$RATE" \
+				--count "$COUNT" --duration "$DURATION" --warmup "$WARMUP"
+		done
+	done
+fi
 
 # Memory: 64 concurrent sessions carrying 50 KB messages.
 for t in ours chain; do

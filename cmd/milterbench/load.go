@@ -20,6 +20,47 @@ type loadConfig struct {
 	Duration     time.Duration // bound of the measured phase (0: none)
 	Timeout      time.Duration // per milter read/write
 	EarlyQueueID bool          // define macro i at MAIL (smtpd_delay_open_until_valid_rcpt = no)
+	// Pace, when set, spaces the starts of messages (MAIL FROM) evenly at a
+	// fixed rate, so that latency can be measured below saturation.
+	Pace *pacer
+}
+
+// pacer hands out message start times at a fixed interval. A start that
+// could not be taken in time (every session busy) is not made up for later:
+// below the milter's capacity the offered rate is the rate asked for, above
+// it the load falls back to as fast as the sessions go.
+type pacer struct {
+	mu       sync.Mutex
+	interval time.Duration
+	next     time.Time
+}
+
+func newPacer(perSecond float64) *pacer {
+	if perSecond <= 0 {
+		return nil
+	}
+	return &pacer{interval: time.Duration(float64(time.Second) / perSecond)}
+}
+
+// wait blocks until the next start time, or ctx ends.
+func (p *pacer) wait(ctx context.Context) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	now := time.Now()
+	t := p.next
+	if t.Before(now) {
+		t = now
+	}
+	p.next = t.Add(p.interval)
+	p.mu.Unlock()
+	if d := time.Until(t); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
 }
 
 // outcome is what happened to one message.
@@ -251,6 +292,7 @@ func envelope(chain []*chainMilter, ev func(*milterConn) (reply, error), connLev
 // each milter in turn, the next one seeing the headers the previous one
 // changed, then ABORT (smtpd's mail_reset).
 func runMessage(cfg loadConfig, chain []*chainMilter, mv *macros, m *message, rec *recorder) error {
+	cfg.Pace.wait(context.Background())
 	mv.mailFrom, mv.rcpt, mv.queueID = m.MailFrom, "", ""
 	if cfg.EarlyQueueID {
 		mv.queueID = m.QueueID

@@ -153,6 +153,7 @@ type runFlags struct {
 	dnsDelay    time.Duration
 	earlyQID    bool
 	waitMilter  time.Duration
+	rate        float64
 }
 
 func parseRunFlags(args []string) (*runFlags, error) {
@@ -170,6 +171,7 @@ func parseRunFlags(args []string) (*runFlags, error) {
 	fs.DurationVar(&f.dnsDelay, "dns-delay", 0, "delay of every DNS answer")
 	fs.BoolVar(&f.earlyQID, "early-queue-id", false, "define macro i from MAIL on (smtpd_delay_open_until_valid_rcpt = no)")
 	fs.DurationVar(&f.waitMilter, "wait", 10*time.Second, "wait this long for the milter sockets to accept connections")
+	fs.Float64Var(&f.rate, "rate", 0, "start messages at this many per second, evenly spaced, in the measured phase (0: as fast as the sessions go); latency below saturation")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -258,10 +260,11 @@ func measure(ctx context.Context, c *corpus, srv *dnsServer, f *runFlags) (*repo
 	before := snapshot(pids)
 	cfg.Sessions = (f.count + per - 1) / per
 	cfg.Duration = f.duration
+	cfg.Pace = newPacer(f.rate)
 	srv.ResetCounts()
 	rec, elapsed := runPhase(ctx, c, cfg, first)
 	after := snapshot(pids)
-	r := &report{Label: f.label, Milters: f.milters, PIDs: pids, Concurrency: f.concurrency,
+	r := &report{Label: f.label, Milters: f.milters, PIDs: pids, Concurrency: f.concurrency, Rate: f.rate,
 		DNSDelayMS: ms(f.dnsDelay), Messages: rec.messages, Sessions: rec.sessions, Seconds: elapsed.Seconds(),
 		Verdicts: rec.verdicts, Mismatches: rec.mismatches, Samples: rec.samples, Errors: rec.errors,
 		ErrSamples: rec.errSamples, DNSQueries: srv.Queries()}

@@ -16,6 +16,7 @@ type report struct {
 	Milters     []string       `json:"milters"`
 	PIDs        []int          `json:"pids,omitempty"`
 	Concurrency int            `json:"concurrency"`
+	Rate        float64        `json:"rate_per_s,omitempty"` // offered message rate (0: as fast as possible)
 	DNSDelayMS  float64        `json:"dns_delay_ms"`
 	Messages    int            `json:"messages"`
 	Sessions    int            `json:"sessions"`
@@ -55,7 +56,11 @@ func (r *report) fillLatency(rec *recorder) {
 
 // print writes the human table then the JSON line.
 func (r *report) print(w io.Writer) {
-	fmt.Fprintf(w, "== %s: %s (concurrency %d, DNS delay %.0f ms)\n", r.Label, strings.Join(r.Milters, " -> "), r.Concurrency, r.DNSDelayMS)
+	pace := ""
+	if r.Rate > 0 {
+		pace = fmt.Sprintf(", paced at %.0f msg/s", r.Rate)
+	}
+	fmt.Fprintf(w, "== %s: %s (concurrency %d, DNS delay %.0f ms%s)\n", r.Label, strings.Join(r.Milters, " -> "), r.Concurrency, r.DNSDelayMS, pace)
 	fmt.Fprintf(w, "  messages          %d in %d sessions, %.2f s\n", r.Messages, r.Sessions, r.Seconds)
 	fmt.Fprintf(w, "  throughput        %.1f msg/s\n", r.MsgPerSec)
 	fmt.Fprintf(w, "  content latency   p50 %.2f  p95 %.2f  p99 %.2f ms (headers+body+EOM, all milters)\n", r.ContentP50, r.ContentP95, r.ContentP99)

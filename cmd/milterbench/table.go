@@ -117,8 +117,11 @@ func printTable(out io.Writer, med map[cell]report, runs map[cell][]report) {
 		ck.label = "chain"
 		c, ok := med[ck]
 		corpusName := k.body
-		if corpusName == "" {
+		switch {
+		case corpusName == "":
 			corpusName = "mixed 2–50 KB"
+		case strings.HasPrefix(corpusName, "paced"):
+			corpusName = fmt.Sprintf("mixed, %.0f msg/s offered", o.Rate)
 		}
 		f := func(format string, ours, chain float64) (string, string) {
 			if !ok {
@@ -161,7 +164,19 @@ func checkTargets(out io.Writer, med map[cell]report) {
 			fmt.Fprintf(out, "target CPU/msg ≥10× lower than the chain (conc 8, warm): %.1f× — %s\n", r, verdict(r >= 10))
 		}
 		fmt.Fprintf(out, "target DNS queries/msg < 0.05 (warm, conc 8): %.3f — %s\n", o.DNSPerMsg, verdict(o.DNSPerMsg < 0.05))
-		fmt.Fprintf(out, "target EOM p99 < 2 ms (warm, conc 8): %.2f ms — %s\n", o.EOMP99, verdict(o.EOMP99 < 2))
+		fmt.Fprintf(out, "target EOM p99 < 2 ms (warm, conc 8, as fast as the sessions go: the machine saturated): %.2f ms — %s\n", o.EOMP99, verdict(o.EOMP99 < 2))
+	}
+	for k, o := range med {
+		// Paced runs ("ours/paced…", milterbench run --rate): the latency a
+		// message sees below saturation, next to the chain at the same rate.
+		if k.label != "ours" || !strings.HasPrefix(k.body, "paced") {
+			continue
+		}
+		fmt.Fprintf(out, "target EOM p99 < 2 ms (warm, conc %d, %.0f msg/s offered): %.2f ms (content phase %.2f ms) — %s\n",
+			k.conc, o.Rate, o.EOMP99, o.ContentP99, verdict(o.EOMP99 < 2 && o.ContentP99 < 2))
+		if c, ok := get("chain", k.delay, k.conc, k.body); ok {
+			fmt.Fprintf(out, "  the chain at the same rate: EOM p99 %.2f ms, content phase p99 %.2f ms\n", c.EOMP99, c.ContentP99)
+		}
 	}
 	if o, ok := get("ours", 0, 1, ""); ok {
 		fmt.Fprintf(out, "target EOM p99 < 2 ms (warm, conc 1): %.2f ms — %s\n", o.EOMP99, verdict(o.EOMP99 < 2))

@@ -276,30 +276,3 @@ func (f *folder) word(w []byte) {
 	f.col += len(w)
 	f.n++
 }
-
-// splitWords splits at spaces that are outside quoted strings and comments.
-func splitWords(s string) []string {
-	var words []string
-	start, depth, quoted := 0, 0, false
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case quoted && c == '\\':
-			i++
-		case c == '"':
-			quoted = !quoted
-		case !quoted && c == '(':
-			depth++
-		case !quoted && c == ')' && depth > 0:
-			depth--
-		case c == ' ' && !quoted && depth == 0:
-			if i > start {
-				words = append(words, s[start:i])
-			}
-			start = i + 1
-		}
-	}
-	if start < len(s) {
-		words = append(words, s[start:])
-	}
-	return words
-}

@@ -2,7 +2,6 @@ package milter
 
 import (
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,9 +101,7 @@ func TestNoReplyEnvelopePanic(t *testing.T) {
 		for _, onErr := range []config.ErrorAction{config.ErrorTempFail, config.ErrorAccept} {
 			t.Run(point+"/"+string(onErr), func(t *testing.T) {
 				t.Parallel()
-				var armed atomic.Bool
-				armed.Store(true)
-				h := newHarness(t, func(c *config.Config) { c.OnError = onErr }, panicOnce(point, &armed))
+				h, armed := panicHarness(t, point, onErr)
 				r := dialRawProto(t, h.addr, postfixProtocol)
 				r.want('C', connectData("client.example", "198.51.100.7"), 'c')
 				r.want('H', cstr("mail.client.example"), 'c')
@@ -137,13 +134,14 @@ func TestNoReplyEnvelopePanic(t *testing.T) {
 // connection, a panic there under on_error = "tempfail" is answered at once.
 func TestNoReplyConnectPanicWithReply(t *testing.T) {
 	t.Parallel()
-	var armed atomic.Bool
-	armed.Store(true)
-	h := newHarness(t, nil, panicOnce("connect", &armed))
+	h, armed := panicHarness(t, "connect", config.ErrorTempFail)
 	r := dialRawProto(t, h.addr, postfixProtocol&^nrConn)
 	c, d := r.step('C', connectData("client.example", "198.51.100.7"))
 	if c != 'y' || !strings.HasPrefix(string(d), "451 4.3.0") {
 		t.Fatalf("reply to connect %q %q, want the tempfail reply", c, d)
+	}
+	if armed.Load() {
+		t.Fatal("the panic at connect was never triggered")
 	}
 	if !r.silent(100 * time.Millisecond) {
 		t.Fatal("bytes after the connect reply")

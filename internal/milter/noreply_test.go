@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,9 +138,7 @@ func TestNoReplyPanicAnsweredAtEOM(t *testing.T) {
 		for _, onErr := range []config.ErrorAction{config.ErrorTempFail, config.ErrorAccept} {
 			t.Run(point+"/"+string(onErr), func(t *testing.T) {
 				t.Parallel()
-				var armed atomic.Bool
-				armed.Store(true)
-				h := newHarness(t, func(c *config.Config) { c.OnError = onErr }, panicOnce(point, &armed))
+				h, armed := panicHarness(t, point, onErr)
 				r := dialRaw(t, h.addr)
 				if uint32(r.proto)&nrAll != nrAll {
 					t.Fatalf("NR flags not negotiated: %#x", r.proto)

@@ -25,6 +25,14 @@ func panicOnce(point string, armed *atomic.Bool) func(*Engine) {
 	}
 }
 
+// panicHarness is a harness with on_error set to onErr whose engine panics
+// once at point; armed is false once the panic has been triggered.
+func panicHarness(t *testing.T, point string, onErr config.ErrorAction) (h *harness, armed *atomic.Bool) {
+	armed = new(atomic.Bool)
+	armed.Store(true)
+	return newHarness(t, func(c *config.Config) { c.OnError = onErr }, panicOnce(point, armed)), armed
+}
+
 // forgedRaw carries two Authentication-Results claiming our authserv-id
 // around one of another host.
 var forgedRaw = message("pass.example",
@@ -44,9 +52,7 @@ func TestPanicAtEveryStage(t *testing.T) {
 		for _, onErr := range []config.ErrorAction{config.ErrorTempFail, config.ErrorAccept} {
 			t.Run(point+"/"+string(onErr), func(t *testing.T) {
 				t.Parallel()
-				var armed atomic.Bool
-				armed.Store(true)
-				h := newHarness(t, func(c *config.Config) { c.OnError = onErr }, panicOnce(point, &armed))
+				h, armed := panicHarness(t, point, onErr)
 				s := h.session("192.0.2.10")
 				r := h.send(s, msg{ip: "192.0.2.10", mailFrom: "a@pass.example", raw: forgedRaw})
 				act := r.act

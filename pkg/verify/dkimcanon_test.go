@@ -258,19 +258,19 @@ func TestDKIMKeyRecords(t *testing.T) {
 // within its bound, and records too long to keep are parsed each time.
 func TestDKIMKeyCache(t *testing.T) {
 	k := keysOnce()
-	c := &keyCache{max: 3, m: map[string]*dkimKey{}}
+	c := newTextMemo[*dkimKey](3, maxCachedKeyLen)
 	rec := keyRecord(t, k.ed)
-	if a, b := c.get(rec), c.get(rec); a != b || a.err != nil {
+	if a, b := c.get(rec, parseKey), c.get(rec, parseKey); a != b || a.err != nil {
 		t.Errorf("same record: %p %p %v", a, b, a.err)
 	}
 	for i := range 10 {
-		c.get(rec + strings.Repeat(";", i+1))
+		c.get(rec+strings.Repeat(";", i+1), parseKey)
 	}
 	if len(c.m) > 3 {
 		t.Errorf("%d entries, bound 3", len(c.m))
 	}
 	long := rec + "; n=" + strings.Repeat("x", maxCachedKeyLen)
-	if a, b := c.get(long), c.get(long); a == b || a.err != nil || a.algo != "ed25519" {
+	if a, b := c.get(long, parseKey), c.get(long, parseKey); a == b || a.err != nil || a.algo != "ed25519" {
 		t.Errorf("long record: cached (%p %p) or wrong: %+v", a, b, a)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 )
 
 // dkimKey is a parsed DKIM key record (RFC 6376 §3.6.1). A record that
@@ -154,48 +153,16 @@ func (k *dkimKey) fits(s *sigInfo) error {
 	return nil
 }
 
-// keyCache maps key record texts to parsed keys, shared by all messages:
-// parsing an RSA key costs microseconds and allocations, and the text is
-// public and names its content, so a hit is always right. It is bounded;
-// when full, an arbitrary entry is dropped for the new one.
-type keyCache struct {
-	mu  sync.Mutex
-	max int
-	m   map[string]*dkimKey
-}
-
-// keyCache bounds: 1024 records of at most 4 KiB of text (an RSA-4096 key
-// record is about 750 octets), so at most a few MB. A longer record is
-// parsed every time.
+// dkimKeys keeps parsed keys by record text (parsing an RSA key costs
+// microseconds and allocations): 1024 records of at most 4 KiB of text (an
+// RSA-4096 key record is about 750 octets), so at most a few MB. A longer
+// record is parsed every time.
 const (
 	maxCachedKeys   = 1024
 	maxCachedKeyLen = 4 << 10
 )
 
-var dkimKeys = &keyCache{max: maxCachedKeys, m: map[string]*dkimKey{}}
-
-func (c *keyCache) get(rec string) *dkimKey {
-	c.mu.Lock()
-	k, ok := c.m[rec]
-	c.mu.Unlock()
-	if ok {
-		return k
-	}
-	k = parseKey(rec)
-	if len(rec) > maxCachedKeyLen {
-		return k
-	}
-	c.mu.Lock()
-	if len(c.m) >= c.max {
-		for old := range c.m { // map order: an arbitrary entry
-			delete(c.m, old)
-			break
-		}
-	}
-	c.m[rec] = k
-	c.mu.Unlock()
-	return k
-}
+var dkimKeys = newTextMemo[*dkimKey](maxCachedKeys, maxCachedKeyLen)
 
 // keyJob is the lookup of one key name for the signatures that use it.
 type keyJob struct {
@@ -246,7 +213,7 @@ func (j *keyJob) setAnswer(txts []string, err error) {
 		// none is chosen.
 		j.res, j.reason = ResultPermError, "multiple TXT records found for key"
 	default:
-		j.key = dkimKeys.get(txts[0])
+		j.key = dkimKeys.get(txts[0], parseKey)
 		if j.key.err != nil {
 			j.res, j.reason = ResultPermError, j.key.err.Error()
 			j.key = nil

@@ -81,7 +81,7 @@ func (s *tagSeen) add(name string) error {
 
 // parseTagList parses a whole tag-list into a map; an error (syntax,
 // duplicate, count) comes with the tags read before it. Used for key records,
-// which are parsed once per distinct record text (see keyCache).
+// which are parsed once per distinct record text (see dkimKeys).
 func parseTagList(s string) (map[string]string, error) {
 	tags := map[string]string{}
 	it := tagIter{rest: s}

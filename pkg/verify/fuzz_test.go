@@ -255,7 +255,7 @@ func FuzzDKIMKeyRecord(f *testing.F) {
 		default:
 			t.Fatalf("%q: algorithm %q", rec, key.algo)
 		}
-		if c := dkimKeys.get(rec); c.err != nil || c.algo != key.algo || c.bits != key.bits {
+		if c := dkimKeys.get(rec, parseKey); c.err != nil || c.algo != key.algo || c.bits != key.bits {
 			t.Fatalf("%q: cached %+v, parsed %+v", rec, c, key)
 		}
 	})

@@ -92,7 +92,7 @@ func TestSPFSyntaxCacheBounds(t *testing.T) {
 			rec += " bogus:x"
 		}
 		for range 2 { // miss, then hit
-			if got, want := c.check(rec) == nil, checkSPFRecord(rec) == nil; got != want {
+			if got, want := c.get(rec, syntaxError) == nil, checkSPFRecord(rec) == nil; got != want {
 				t.Fatalf("check(%q) ok=%v, checkSPFRecord ok=%v", rec, got, want)
 			}
 		}
@@ -102,11 +102,11 @@ func TestSPFSyntaxCacheBounds(t *testing.T) {
 	}
 	long := "v=spf1 " + strings.Repeat("ip4:192.0.2.1 ", spfSyntaxCacheMaxLen/14+1) + "-all"
 	clear(c.m)
-	if c.check(long) != nil || len(c.m) != 0 {
+	if c.get(long, syntaxError) != nil || len(c.m) != 0 {
 		t.Errorf("long record: kept %d entries (want 0) or refused", len(c.m))
 	}
 	var nilCache *spfSyntaxCache
-	if nilCache.check("v=spf1 -all") != nil || nilCache.check("v=spf1 bogus") == nil {
+	if nilCache.get("v=spf1 -all", syntaxError) != nil || nilCache.get("v=spf1 bogus", syntaxError) == nil {
 		t.Error("a nil cache does not check")
 	}
 }
@@ -132,7 +132,7 @@ func FuzzSPFSyntaxCache(f *testing.F) {
 	f.Fuzz(func(t *testing.T, rec string) {
 		want := checkSPFRecord(rec)
 		for i := range 2 {
-			got := c.check(rec)
+			got := c.get(rec, syntaxError)
 			if (got == nil) != (want == nil) || (got != nil && got.Error() != want.Error()) {
 				t.Fatalf("call %d: check(%q) = %v, checkSPFRecord = %v", i, rec, got, want)
 			}
@@ -175,7 +175,7 @@ func BenchmarkSPFRecordSyntax(b *testing.B) {
 		c := newSPFSyntaxCache()
 		b.ReportAllocs()
 		for b.Loop() {
-			_ = c.check(rec)
+			_ = c.get(rec, syntaxError)
 		}
 	})
 }

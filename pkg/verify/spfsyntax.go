@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 )
 
 // spfResolver sits between blitiri.com.ar/go/spf and the real resolver. It
@@ -62,7 +61,7 @@ func (s *spfResolver) LookupTXT(ctx context.Context, name string) ([]string, err
 		}
 	}
 	if len(recs) == 1 { // none: "none"; several: the library's permerror
-		if se := s.syntax.check(recs[0]); se != nil {
+		if se := s.syntax.get(recs[0], syntaxError); se != nil {
 			e := *se // the cached error is shared: the domain goes on a copy
 			e.Domain = strings.TrimSuffix(name, ".")
 			return nil, &e
@@ -71,17 +70,9 @@ func (s *spfResolver) LookupTXT(ctx context.Context, name string) ([]string, err
 	return txts, nil
 }
 
-// spfSyntaxCache remembers the outcome of checkSPFRecord per record text.
-// The outcome depends on the text alone, and a busy server sees the same
-// few records over and over, found through the DNS cache. It holds at most
-// spfSyntaxCacheEntries records of at most spfSyntaxCacheMaxLen octets
-// (about 1 MB in all) and forgets everything when full; longer records are
-// checked every time. Safe for concurrent use; a nil cache checks every
-// record.
-type spfSyntaxCache struct {
-	mu sync.Mutex
-	m  map[string]*SPFSyntaxError // nil: well-formed; never modified once stored
-}
+// spfSyntaxCache remembers the outcome of checkSPFRecord (nil: well-formed)
+// per record text: 1024 records of at most 1024 octets, about 1 MB in all.
+type spfSyntaxCache = textMemo[*SPFSyntaxError]
 
 const (
 	spfSyntaxCacheEntries = 1024
@@ -89,31 +80,8 @@ const (
 )
 
 // newSPFSyntaxCache returns an empty cache; its map is made on first use.
-func newSPFSyntaxCache() *spfSyntaxCache { return &spfSyntaxCache{} }
-
-// check returns checkSPFRecord(rec) as a *SPFSyntaxError (nil when rec is
-// well-formed). The result may be shared: callers must not modify it.
-func (c *spfSyntaxCache) check(rec string) *SPFSyntaxError {
-	if c == nil || len(rec) > spfSyntaxCacheMaxLen {
-		return syntaxError(rec)
-	}
-	c.mu.Lock()
-	se, ok := c.m[rec]
-	c.mu.Unlock()
-	if ok {
-		return se
-	}
-	se = syntaxError(rec)
-	c.mu.Lock()
-	switch {
-	case c.m == nil:
-		c.m = make(map[string]*SPFSyntaxError)
-	case len(c.m) >= spfSyntaxCacheEntries:
-		clear(c.m)
-	}
-	c.m[rec] = se
-	c.mu.Unlock()
-	return se
+func newSPFSyntaxCache() *spfSyntaxCache {
+	return newTextMemo[*SPFSyntaxError](spfSyntaxCacheEntries, spfSyntaxCacheMaxLen)
 }
 
 // syntaxError is checkSPFRecord with its concrete error type.

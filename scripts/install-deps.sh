@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# install-deps.sh: install the Debian packages the integration tests need
-# (Postfix, Dovecot LMTP and Pigeonhole Sieve). Idempotent and fast when
+# install-deps.sh: install the Debian packages the tests need: Postfix,
+# Dovecot LMTP and Pigeonhole Sieve (integration/), PostgreSQL (the shared
+# report store), xmllint (RFC 9990 XSD validation of the reports we build)
+# and python3-dkim (an independent ARC implementation). Idempotent and fast when
 # everything is present: it asks dpkg first and runs apt-get only for what
 # is missing.
 #
@@ -10,7 +12,7 @@
 # integration package skips loudly.
 set -euo pipefail
 
-pkgs=(postfix dovecot-core dovecot-lmtpd dovecot-sieve)
+pkgs=(postfix dovecot-core dovecot-lmtpd dovecot-sieve postgresql libxml2-utils python3-dkim)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -28,7 +30,7 @@ fail() {
 	echo "************************************************************************" >&2
 	echo "install-deps: $*" >&2
 	echo "install-deps: missing Debian packages: ${missing[*]}" >&2
-	echo "install-deps: the integration tests (integration/) need them;" >&2
+	echo "install-deps: the integration, store, report and ARC tests need them;" >&2
 	echo "install-deps: as root run: apt-get install ${missing[*]}" >&2
 	echo "************************************************************************" >&2
 	if [ "${CI:-}" = "true" ]; then

@@ -110,6 +110,10 @@ func checkDMARC(ctx context.Context, r Resolver, domain string, method policy.Me
 	res.Verdict, res.Findings = f.verdict, f.list
 	res.Line = fmt.Sprintf("%s=%s from %s; subdomains sp=%s, np=%s; %s", res.Applies, res.Policy, d.PolicyDomain,
 		res.Effective.SP, res.Effective.NP, countSummary(f.list))
+	if ok, _ := rec.Applicable(); !ok {
+		res.Applies, res.Policy, res.Effective = "", "", nil
+		res.Line = "invalid record at " + d.PolicyDomain + ": no DMARC processing; " + countSummary(f.list)
+	}
 	return res
 }
 
@@ -158,7 +162,8 @@ func looksLikeDMARC(t string) bool {
 // judgeRecord adds the findings about the record's tags.
 func judgeRecord(res *DMARCResult, d *policy.Discovery, f *findings) {
 	rec, pd := d.Record, d.PolicyDomain
-	if ok, asNone := rec.Applicable(); !ok {
+	ok, asNone := rec.Applicable()
+	if !ok {
 		// RFC 9989 §4.10.1: an invalid p, sp or np without a valid rua: no DMARC processing
 		f.add(CodeDMARCNotApplicable, Fail, "RFC 9989 §4.10.1", pd, "invalid policy tag (%s) and no valid rua: receivers apply no DMARC processing", strings.Join(rec.Invalid, ", "))
 	} else if asNone {
@@ -173,8 +178,10 @@ func judgeRecord(res *DMARCResult, d *policy.Discovery, f *findings) {
 		// RFC 9989 §4.7 p: a record without p is treated as p=none
 		f.add(CodeDMARCNoP, Warn, "RFC 9989 §4.7", pd, "no p tag: treated as p=none")
 	}
-	judgePolicy(res, d, f)
-	judgeSubdomains(d, f)
+	if ok {
+		judgePolicy(res, d, f)
+		judgeSubdomains(d, f)
+	}
 	if rec.Testing {
 		// RFC 9989 §4.7 t: t=y asks receivers to apply one level below the stated policy
 		f.add(CodeDMARCTesting, Warn, "RFC 9989 §4.7", pd, "t=y (testing): receivers apply one level below the stated policy (reject → quarantine, quarantine → none)")

@@ -42,7 +42,7 @@ type DKIMResult struct {
 func checkDKIM(ctx context.Context, r Resolver, domain, selector string) DKIMResult {
 	f := &findings{verdict: OK}
 	res := DKIMResult{Selector: selector, Name: selector + "._domainkey." + domain}
-	if !validSelector(selector) || !queryable(res.Name) {
+	if !ValidSelector(selector) || !queryable(res.Name) {
 		// RFC 6376 §3.1: a selector is one or more dot-separated sub-domain labels
 		f.add(CodeDKIMBadSelector, Fail, "RFC 6376 §3.1", res.Name, "%q is not a valid selector", selector)
 		res.Line = "invalid selector"
@@ -163,9 +163,10 @@ func judgeFlags(res *DKIMResult, k *verify.KeyRecord, f *findings) {
 	}
 }
 
-// validSelector: labels of letters, digits and hyphens, separated by dots
-// (RFC 6376 §3.1 selector = sub-domain *( "." sub-domain )).
-func validSelector(s string) bool {
+// ValidSelector reports whether s is a DKIM selector: labels of letters,
+// digits and hyphens, separated by dots (RFC 6376 §3.1 selector =
+// sub-domain *( "." sub-domain )).
+func ValidSelector(s string) bool {
 	if s == "" {
 		return false
 	}

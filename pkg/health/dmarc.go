@@ -75,7 +75,13 @@ type DMARCResult struct {
 	Applies   policy.Tag         `json:"applies,omitempty"`
 	Policy    policy.Disposition `json:"policy,omitempty"`
 	Effective *Effective         `json:"effective,omitempty"`
-	Reports   []ReportURI        `json:"report_uris,omitempty"`
+	// InvalidTags lists "tag=value" for each tag whose value is ignored.
+	InvalidTags []string    `json:"invalid_tags,omitempty"`
+	Reports     []ReportURI `json:"report_uris,omitempty"`
+	// Error is set when discovery did not complete (verdict error);
+	// OrgError when only the Organizational Domain is uncertain.
+	Error    string `json:"error,omitempty"`
+	OrgError string `json:"org_error,omitempty"`
 }
 
 // checkDMARC discovers the policy of domain and judges it.
@@ -84,7 +90,11 @@ func checkDMARC(ctx context.Context, r Resolver, domain string, method policy.Me
 	d := policy.Discover(ctx, r, domain, policy.Options{Method: method})
 	res := DMARCResult{Method: d.Method, Queries: d.Queries, OrgQueries: d.OrgQueries,
 		PolicyDomain: d.PolicyDomain, OrgDomain: d.OrgDomain}
+	if d.OrgErr != nil {
+		res.OrgError = d.OrgErr.Error()
+	}
 	if d.Err != nil {
+		res.Error = d.Err.Error()
 		f.add(CodeDMARCTempError, Error, "", domain, "policy discovery did not complete: %v", d.Err)
 		res.Verdict, res.Findings, res.Line = f.verdict, f.list, "DNS failure: "+d.Err.Error()
 		return res
@@ -99,7 +109,7 @@ func checkDMARC(ctx context.Context, r Resolver, domain string, method policy.Me
 		return res
 	}
 	rec := d.Record
-	res.Record = rec.String()
+	res.Record, res.InvalidTags = rec.String(), rec.Invalid
 	res.Effective = &Effective{P: rec.Policy(), SP: rec.SubdomainPolicy(), NP: rec.NonExistentPolicy(),
 		ADKIM: rec.DKIMAlignment(), ASPF: rec.SPFAlignment(), Pct: rec.Percent(), Testing: rec.Testing}
 	f.add(CodeDMARCFound, OK, "RFC 9989 §4.10.1", d.PolicyDomain, "record found at _dmarc.%s by %s discovery (queried %s); Organizational Domain %s",

@@ -53,8 +53,10 @@ type SPFNode struct {
 	// Via is "include" or "redirect"; empty for the root.
 	Via    string     `json:"via,omitempty"`
 	Status NodeStatus `json:"status"`
-	// Record is the SPF record found (when exactly one).
-	Record string `json:"record,omitempty"`
+	// Record is the SPF record found (when exactly one); Records counts
+	// the SPF records at the name.
+	Record  string `json:"record,omitempty"`
+	Records int    `json:"records"`
 	// Error details a status other than ok.
 	Error string `json:"error,omitempty"`
 	// AnswerSize estimates the size in octets of the DNS answer holding
@@ -209,6 +211,7 @@ func (w *spfWalk) fetch(ctx context.Context, n *SPFNode) bool {
 			recs = append(recs, t)
 		}
 	}
+	n.Records = len(recs)
 	switch len(recs) {
 	case 0:
 		n.Status, n.Error = NodeNone, "no v=spf1 record"

@@ -4,6 +4,9 @@ package health
 // (docs/health.md lists them) and stay stable within a Version.
 type Code string
 
+// CodeTruncated ends a list of findings that was cut at its bound.
+const CodeTruncated Code = "truncated"
+
 // DMARC findings.
 const (
 	CodeDMARCFound          Code = "dmarc_found"           // where the record was found and how

@@ -259,6 +259,10 @@ func judgeSubdomains(d *policy.Discovery, f *findings) {
 	}
 }
 
+// maxReportURIs bounds the rua (and the ruf) URIs checked: each external
+// one costs an Organizational Domain walk and a TXT query.
+const maxReportURIs = 8
+
 // checkReportURIs lists the rua and ruf destinations and checks that
 // external ones are authorized (RFC 9990 §4).
 func checkReportURIs(ctx context.Context, r Resolver, d *policy.Discovery, method policy.Method, f *findings) []ReportURI {
@@ -272,7 +276,11 @@ func checkReportURIs(ctx context.Context, r Resolver, d *policy.Discovery, metho
 		if tag == "ruf" {
 			uris = d.Record.RUF
 		}
-		for _, u := range uris {
+		for i, u := range uris {
+			if i == maxReportURIs {
+				f.add(CodeDMARCReportURI, Warn, "", d.PolicyDomain, "%s lists %d URIs: only the first %d are checked", tag, len(uris), maxReportURIs)
+				break
+			}
 			out = append(out, checkReportURI(ctx, r, d.PolicyDomain, pdOrg, tag, u, method, f))
 		}
 	}

@@ -2,6 +2,7 @@ package health
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -372,5 +373,43 @@ func TestCheckJSON(t *testing.T) {
 	bad := Check(ctx(t), r, Request{Domain: "not a domain"})
 	if bad.Verdict != Error || !strings.Contains(bad.Error, ErrBadDomain.Error()) {
 		t.Errorf("bad domain: %+v", bad)
+	}
+}
+
+// TestSPFHostile: a record with hundreds of DNS-querying terms, and a tree
+// wider than the walk's bounds, cost a bounded number of queries and
+// findings, and are still judged over the limit.
+func TestSPFHostile(t *testing.T) {
+	t.Parallel()
+	var many, wide strings.Builder
+	many.WriteString("v=spf1")
+	wide.WriteString("v=spf1")
+	zone := "$TTL 300\n"
+	for i := range 200 {
+		fmt.Fprintf(&many, " a:h%d.many.example", i)
+	}
+	for i := range 100 {
+		fmt.Fprintf(&wide, " include:i%d.wide.example", i)
+		zone += txt(fmt.Sprintf("i%d.wide.example.", i), fmt.Sprintf("v=spf1 a:h%d.wide.example -all", i))
+	}
+	zone += txt("many.example.", many.String()+" -all") + txt("wide.example.", wide.String()+" -all")
+	srv, r := newResolver(t, zone)
+	for _, tc := range []struct {
+		domain  string
+		lookups int
+	}{
+		{"many.example", 200},
+		{"wide.example", 100 + maxSPFNodes - 1}, // the root is one of the nodes
+	} {
+		srv.ResetCounts()
+		res := checkSPF(ctx(t), r, tc.domain)
+		if q := srv.Queries(); q > 1+maxSPFNodes+2*maxSPFProbes {
+			t.Errorf("%s: %d queries", tc.domain, q)
+		}
+		if res.Lookups != tc.lookups || res.Verdict != Fail || len(res.Findings) > maxFindings+1 {
+			t.Errorf("%s: %d lookups (want %d), verdict %s, %d findings", tc.domain, res.Lookups, tc.lookups, res.Verdict, len(res.Findings))
+		}
+		want(t, tc.domain, res.Findings, CodeSPFLookupLimit, Fail, "RFC 7208 §4.6.4")
+		want(t, tc.domain, res.Findings, CodeSPFTooDeep, Warn, "")
 	}
 }

@@ -86,9 +86,18 @@ type findings struct {
 	verdict Verdict
 }
 
+// maxFindings bounds the findings of one check (a hostile record could
+// otherwise produce one per term); the verdict still counts them all.
+const maxFindings = 100
+
 func (f *findings) add(code Code, sev Verdict, rule, name, format string, args ...any) {
-	f.list = append(f.list, Finding{Code: code, Severity: sev, Rule: rule, Name: name, Message: fmt.Sprintf(format, args...)})
 	f.verdict = worst(f.verdict, sev)
+	switch {
+	case len(f.list) < maxFindings:
+		f.list = append(f.list, Finding{Code: code, Severity: sev, Rule: rule, Name: name, Message: fmt.Sprintf(format, args...)})
+	case len(f.list) == maxFindings:
+		f.list = append(f.list, Finding{Code: CodeTruncated, Severity: OK, Message: fmt.Sprintf("more than %d findings: the rest are not listed", maxFindings)})
+	}
 }
 
 // Request says what to check.

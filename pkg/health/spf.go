@@ -25,6 +25,9 @@ const (
 const (
 	maxSPFNodes = 64
 	maxSPFDepth = 12
+	// maxSPFProbes bounds the address and MX lookups made for a, mx and
+	// exists terms (evaluation stops at 10; a record may list thousands).
+	maxSPFProbes = 64
 )
 
 // udpAnswerLimit is the DNS message size that fits a plain UDP answer
@@ -110,10 +113,12 @@ type SPFResult struct {
 
 // spfWalk holds the state of one tree walk.
 type spfWalk struct {
-	r     Resolver
-	f     *findings
-	nodes int
-	seen  map[string]int // include targets met so far, for duplicates
+	r      Resolver
+	f      *findings
+	nodes  int
+	probes int
+	capped bool           // the bounds were reached (said once)
+	seen   map[string]int // include targets met so far, for duplicates
 }
 
 // checkSPF draws the SPF tree of domain and judges it.
@@ -169,7 +174,7 @@ func (w *spfWalk) node(ctx context.Context, domain, via string, path []string) *
 	case w.nodes >= maxSPFNodes || len(path) >= maxSPFDepth:
 		n.Status, n.Static = NodeNotExpanded, false
 		n.Error = fmt.Sprintf("not followed: the check stops after %d records or %d levels", maxSPFNodes, maxSPFDepth)
-		w.f.add(CodeSPFTooDeep, Warn, "", domain, "%s", n.Error)
+		w.bounded(domain, n.Error)
 		return n
 	}
 	w.nodes++
@@ -383,6 +388,24 @@ func (w *spfWalk) missingTarget(n *SPFNode, t *SPFTerm, name string) {
 	w.f.add(CodeSPFRedirectNone, Fail, "RFC 7208 §6.1", n.Domain, "%q: %s has no SPF record, so the redirect gives permerror", t.Raw, name)
 }
 
+// bounded reports, once, that the walk's bounds were reached.
+func (w *spfWalk) bounded(name, msg string) {
+	if !w.capped {
+		w.capped = true
+		w.f.add(CodeSPFTooDeep, Warn, "", name, "%s; lookups and void lookups beyond are not counted", msg)
+	}
+}
+
+// probe reports whether another a/mx/exists lookup is within the bound.
+func (w *spfWalk) probe(name string) bool {
+	if w.probes >= maxSPFProbes {
+		w.bounded(name, fmt.Sprintf("not looked up: the check makes at most %d address and MX lookups", maxSPFProbes))
+		return false
+	}
+	w.probes++
+	return true
+}
+
 // probeAddr looks up the addresses an a (or static exists) term names, to
 // count a void lookup.
 func (w *spfWalk) probeAddr(ctx context.Context, n *SPFNode, t *SPFTerm) {
@@ -393,6 +416,9 @@ func (w *spfWalk) probeAddr(ctx context.Context, n *SPFNode, t *SPFTerm) {
 	}
 	if !queryable(name) {
 		w.void(n, t)
+		return
+	}
+	if !w.probe(name) {
 		return
 	}
 	ips, err := w.r.LookupIPAddr(ctx, fqdn(name))
@@ -415,6 +441,9 @@ func (w *spfWalk) probeMX(ctx context.Context, n *SPFNode, t *SPFTerm) {
 	}
 	if !queryable(name) {
 		w.void(n, t)
+		return
+	}
+	if !w.probe(name) {
 		return
 	}
 	mxs, err := w.r.LookupMX(ctx, fqdn(name))

@@ -196,7 +196,7 @@ func printNode(w io.Writer, n *health.SPFNode, depth int) {
 			notes = append(notes, "void lookup")
 		}
 		if t.MXNames > 0 {
-			notes = append(notes, fmt.Sprintf("%d MX names", t.MXNames))
+			notes = append(notes, fmt.Sprintf("MX names: %d", t.MXNames))
 		}
 		if t.Ignored != "" {
 			notes = append(notes, "ignored: "+t.Ignored)

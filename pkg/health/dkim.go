@@ -40,7 +40,7 @@ type DKIMResult struct {
 
 // checkDKIM fetches and judges the key record of one selector.
 func checkDKIM(ctx context.Context, r Resolver, domain, selector string) DKIMResult {
-	f := &findings{verdict: OK}
+	f := newFindings()
 	res := DKIMResult{Selector: selector, Name: selector + "._domainkey." + domain}
 	if !ValidSelector(selector) || !queryable(res.Name) {
 		// RFC 6376 §3.1: a selector is one or more dot-separated sub-domain labels

@@ -86,7 +86,7 @@ type DMARCResult struct {
 
 // checkDMARC discovers the policy of domain and judges it.
 func checkDMARC(ctx context.Context, r Resolver, domain string, method policy.Method) DMARCResult {
-	f := &findings{verdict: OK}
+	f := newFindings()
 	d := policy.Discover(ctx, r, domain, policy.Options{Method: method})
 	res := DMARCResult{Method: d.Method, Queries: d.Queries, OrgQueries: d.OrgQueries,
 		PolicyDomain: d.PolicyDomain, OrgDomain: d.OrgDomain}

@@ -86,6 +86,9 @@ type findings struct {
 	verdict Verdict
 }
 
+// newFindings returns an empty list (never nil, so that JSON shows []).
+func newFindings() *findings { return &findings{list: []Finding{}, verdict: OK} }
+
 // maxFindings bounds the findings of one check (a hostile record could
 // otherwise produce one per term); the verdict still counts them all.
 const maxFindings = 100

@@ -123,7 +123,7 @@ type spfWalk struct {
 
 // checkSPF draws the SPF tree of domain and judges it.
 func checkSPF(ctx context.Context, r Resolver, domain string) SPFResult {
-	f := &findings{verdict: OK}
+	f := newFindings()
 	w := &spfWalk{r: r, f: f, seen: map[string]int{}}
 	root := w.node(ctx, domain, "", nil)
 	res := SPFResult{Domain: domain, Tree: root, Lookups: root.TotalLookups, LookupLimit: LookupLimit,

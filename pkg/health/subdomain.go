@@ -35,7 +35,7 @@ type SubdomainResult struct {
 
 // checkSubdomain checks one name.
 func checkSubdomain(ctx context.Context, r Resolver, name string, method policy.Method) SubdomainResult {
-	f := &findings{verdict: OK}
+	f := newFindings()
 	res := SubdomainResult{Name: name, Exists: true}
 	if !queryable(name) {
 		f.add(CodeSubdomainTempError, Error, "", name, "not a valid domain name")

@@ -166,6 +166,14 @@ func TestSPFTempError(t *testing.T) {
 		t.Errorf("verdict %s status %s", res.Verdict, res.Tree.Status)
 	}
 	want(t, "down", res.Findings, CodeSPFTempError, Error, "")
+
+	// A failure inside the tree makes the check incomplete too.
+	srv.SetFault("b.over.example", dnstest.FaultServFail)
+	res = checkSPF(ctx(t), r, "over.example")
+	if res.Verdict != Error || res.Tree.Children[1].Status != NodeTempError || res.Lookups != 8 {
+		t.Errorf("over.example with b down: verdict %s, b %s, %d lookups", res.Verdict, res.Tree.Children[1].Status, res.Lookups)
+	}
+	want(t, "b down", res.Findings, CodeSPFTempError, Error, "")
 }
 
 const mainZone = `$TTL 300

@@ -152,8 +152,6 @@ func (w *spfWalk) judgeRoot(root *SPFNode) {
 	case NodeNone:
 		w.f.add(CodeSPFMissing, Warn, "RFC 7208 §4.5", root.Domain,
 			"no SPF record: SPF gives none for mail from this domain, so DMARC can pass only through DKIM; publish the servers that send for it, or \"v=spf1 -all\" if it sends no mail")
-	case NodeTempError:
-		w.f.add(CodeSPFTempError, Error, "", root.Domain, "the SPF record could not be fetched: %s", root.Error)
 	}
 }
 
@@ -204,6 +202,7 @@ func (w *spfWalk) fetch(ctx context.Context, n *SPFNode) bool {
 	switch classify(err) {
 	case dnsFailed:
 		n.Status, n.Static, n.Error = NodeTempError, false, err.Error()
+		w.f.add(CodeSPFTempError, Error, "", n.Domain, "the SPF record could not be fetched: %v; the counts leave out its subtree", err)
 		return false
 	case dnsNotFound:
 		n.Status, n.Error = NodeNone, "the name does not exist (NXDOMAIN)"

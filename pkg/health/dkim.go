@@ -18,7 +18,8 @@ const (
 	RSAGoodBits = 2048
 )
 
-// DKIMResult is the check of one selector's key record.
+// DKIMResult is the check of one selector's key record (RFC 6376 §3.6.1,
+// https://datatracker.ietf.org/doc/html/rfc6376#section-3.6.1).
 type DKIMResult struct {
 	Verdict  Verdict   `json:"verdict"`
 	Line     string    `json:"line"`

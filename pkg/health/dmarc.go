@@ -21,7 +21,7 @@ type Effective struct {
 }
 
 // Authorization is the state of an external report destination (RFC 9990
-// §4).
+// §4, https://datatracker.ietf.org/doc/html/rfc9990#section-4).
 type Authorization string
 
 // The authorization states.

@@ -284,7 +284,7 @@ func classify(err error) dnsOutcome {
 func fqdn(name string) string { return strings.TrimSuffix(name, ".") + "." }
 
 // queryable reports whether name can be sent as a DNS query (RFC 1035
-// §2.3.4: labels of 1 to 63 octets, at most 253 octets in text form).
+// §2.3.4, https://datatracker.ietf.org/doc/html/rfc1035#section-2.3.4: labels of 1 to 63 octets, at most 253 octets in text form).
 func queryable(name string) bool {
 	name = strings.TrimSuffix(name, ".")
 	if name == "" || len(name) > 253 {

@@ -6,7 +6,7 @@ import (
 )
 
 // TermKind says whether an SPF term is a mechanism or a modifier (RFC 7208
-// §4.6.1).
+// §4.6.1, https://datatracker.ietf.org/doc/html/rfc7208#section-4.6.1).
 type TermKind string
 
 // The term kinds.

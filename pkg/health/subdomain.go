@@ -12,7 +12,8 @@ import (
 const SuggestNoMail = "v=spf1 -all"
 
 // SubdomainResult is the check of one name under the domain: its own SPF
-// record (SPF is not inherited) and the DMARC policy that covers it.
+// record (SPF is not inherited: RFC 7208 §4.4,
+// https://datatracker.ietf.org/doc/html/rfc7208#section-4.4) and the DMARC policy that covers it.
 type SubdomainResult struct {
 	Verdict  Verdict   `json:"verdict"`
 	Line     string    `json:"line"`

@@ -7,7 +7,8 @@ import (
 	"strings"
 )
 
-// KeyRecord is a DKIM key record (RFC 6376 §3.6.1) read tag by tag, for
+// KeyRecord is a DKIM key record (RFC 6376 §3.6.1,
+// https://datatracker.ietf.org/doc/html/rfc6376#section-3.6.1) read tag by tag, for
 // callers that inspect keys rather than verify signatures with them
 // (pkg/health). Unlike the verifier's own reading it keeps what it found
 // when the key is unusable, so that the reason can be shown: a revoked key,

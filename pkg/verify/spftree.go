@@ -6,7 +6,8 @@ import "errors"
 // records without evaluating them (pkg/health draws a domain's SPF tree).
 
 // IsSPFRecord reports whether a TXT string is an SPF record by the
-// selection rule of RFC 7208 §4.5: "v=spf1" followed by a space or the end
+// selection rule of RFC 7208 §4.5
+// (https://datatracker.ietf.org/doc/html/rfc7208#section-4.5): "v=spf1" followed by a space or the end
 // of the string, without regard to case.
 func IsSPFRecord(txt string) bool { return isSPFRecord(txt) }
 

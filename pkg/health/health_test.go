@@ -273,7 +273,7 @@ func TestDMARCReportURIs(t *testing.T) {
 
 func TestSubdomains(t *testing.T) {
 	t.Parallel()
-	_, r := newResolver(t, mainZone)
+	_, r := newResolver(t, mainZone+strings.ReplaceAll(spfZone, "over.example", "big.health.example"))
 	rep := Check(ctx(t), r, Request{Domain: "health.example", Subdomains: []string{"www", "mail.health.example", "ghost", "two", "WWW.health.example."}})
 	if len(rep.Subdomains) != 4 {
 		t.Fatalf("%d subdomain results, want 4 (www given twice): %+v", len(rep.Subdomains), rep.Subdomains)
@@ -288,13 +288,20 @@ func TestSubdomains(t *testing.T) {
 		t.Errorf("www: %+v", www)
 	}
 	want(t, "www", www.Findings, CodeSubdomainNoSPF, Warn, "RFC 7208 §4.5")
-	if m := by["mail.health.example"]; m.Verdict != OK || m.SPF != "v=spf1 a -all" {
+	if m := by["mail.health.example"]; m.Verdict != OK || m.SPF != "v=spf1 a -all" || m.SPFLookups != 1 {
 		t.Errorf("mail: %+v", m)
 	}
 	if g := by["ghost.health.example"]; g.Exists || g.DMARCTag != policy.TagNP || g.Verdict != OK {
 		t.Errorf("ghost: %+v", g)
 	}
 	want(t, "two", by["two.health.example"].Findings, CodeSubdomainSPFBroken, Fail, "RFC 7208 §4.5")
+
+	// A subdomain's own SPF tree is checked like the domain's.
+	over := Check(ctx(t), r, Request{Domain: "health.example", Subdomains: []string{"big"}})
+	if s := over.Subdomains[0]; s.SPFLookups != 11 || s.Verdict != Fail {
+		t.Errorf("big: %d lookups, verdict %s", s.SPFLookups, s.Verdict)
+	}
+	want(t, "big", over.Subdomains[0].Findings, CodeSPFLookupLimit, Fail, "RFC 7208 §4.6.4")
 
 	mon := Check(ctx(t), r, Request{Domain: "mon.example", Subdomains: []string{"www"}})
 	want(t, "www.mon", mon.Subdomains[0].Findings, CodeSubdomainUnprotected, Warn, "RFC 9989 §4.7")

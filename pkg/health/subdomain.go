@@ -24,6 +24,10 @@ type SubdomainResult struct {
 	// SPF is the name's own SPF record; SPFRecords counts them.
 	SPF        string `json:"spf,omitempty"`
 	SPFRecords int    `json:"spf_records"`
+	// SPFLookups is the number of DNS-querying terms of the name's own SPF
+	// tree (when it has one well-formed record); its SPF findings are
+	// among Findings.
+	SPFLookups int `json:"spf_lookups"`
 	// Suggest is the SPF record to publish if the name sends no mail.
 	Suggest string `json:"suggest,omitempty"`
 	// DMARCTag and DMARCPolicy say which tag of which record covers mail
@@ -59,7 +63,13 @@ func checkSubdomain(ctx context.Context, r Resolver, name string, method policy.
 		}
 	}
 	subdomainDMARC(ctx, r, &res, method, f)
-	judgeSubdomainSPF(&res, f)
+	if judgeSubdomainSPF(&res, f) {
+		tree := checkSPF(ctx, r, name)
+		res.SPFLookups = tree.Lookups
+		for _, x := range tree.Findings {
+			f.add(x.Code, x.Severity, x.Rule, x.Name, "%s", x.Message)
+		}
+	}
 	res.Verdict, res.Findings = f.verdict, f.list
 	res.Line = subdomainLine(res)
 	return res
@@ -89,8 +99,9 @@ func subdomainDMARC(ctx context.Context, r Resolver, res *SubdomainResult, metho
 	f.add(CodeSubdomainDMARC, OK, "RFC 9989 §4.10.1", res.Name, "covered by %s=%s of the record at _dmarc.%s", res.DMARCTag, res.DMARCPolicy, d.PolicyDomain)
 }
 
-// judgeSubdomainSPF judges the name's own SPF record.
-func judgeSubdomainSPF(res *SubdomainResult, f *findings) {
+// judgeSubdomainSPF judges the name's own SPF record; it reports whether
+// the name has one well-formed record, whose tree is then checked.
+func judgeSubdomainSPF(res *SubdomainResult, f *findings) bool {
 	switch {
 	case !res.Exists:
 		// RFC 9989 §3.2.13: a name that gets NXDOMAIN does not exist; np covers it
@@ -110,10 +121,12 @@ func judgeSubdomainSPF(res *SubdomainResult, f *findings) {
 		if err := verify.CheckSPFSyntax(res.SPF); err != nil {
 			// RFC 7208 §4.6: a syntax error anywhere gives permerror
 			f.add(CodeSubdomainSPFBroken, Fail, "RFC 7208 §4.6", res.Name, "%v: every evaluation gives permerror", err)
-			return
+			return false
 		}
 		f.add(CodeSubdomainSPF, OK, "RFC 7208 §4.5", res.Name, "has its own SPF record: %s", res.SPF)
+		return true
 	}
+	return false
 }
 
 // coverage says which DMARC tag covers the name, for messages.
@@ -126,7 +139,7 @@ func coverage(res *SubdomainResult) string {
 
 // subdomainLine is the one-line verdict.
 func subdomainLine(res SubdomainResult) string {
-	spf := "own SPF record"
+	spf := fmt.Sprintf("own SPF record (%d of %d DNS lookups)", res.SPFLookups, LookupLimit)
 	switch {
 	case !res.Exists:
 		spf = "does not exist"

@@ -407,6 +407,9 @@ func TestSPFHostile(t *testing.T) {
 		fmt.Fprintf(&wide, " include:i%d.wide.example", i)
 		zone += txt(fmt.Sprintf("i%d.wide.example.", i), fmt.Sprintf("v=spf1 a:h%d.wide.example -all", i))
 	}
+	for i := range 20 {
+		zone += txt(fmt.Sprintf("d%d.chain.example.", i), fmt.Sprintf("v=spf1 include:d%d.chain.example -all", i+1))
+	}
 	zone += txt("many.example.", many.String()+" -all") + txt("wide.example.", wide.String()+" -all")
 	srv, r := newResolver(t, zone)
 	for _, tc := range []struct {
@@ -415,6 +418,7 @@ func TestSPFHostile(t *testing.T) {
 	}{
 		{"many.example", 200},
 		{"wide.example", 100 + maxSPFNodes - 1}, // the root is one of the nodes
+		{"d0.chain.example", maxSPFDepth},       // each level's include; the 13th level is not fetched
 	} {
 		srv.ResetCounts()
 		res := checkSPF(ctx(t), r, tc.domain)

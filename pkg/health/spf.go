@@ -146,30 +146,31 @@ func checkSPF(ctx context.Context, r Resolver, domain string) SPFResult {
 	return res
 }
 
-// judgeRoot adds the findings about the root record itself.
+// judgeRoot adds the findings about the root record itself (a failure to
+// fetch it was reported by fetch).
 func (w *spfWalk) judgeRoot(root *SPFNode) {
-	switch root.Status {
-	case NodeNone:
+	if root.Status == NodeNone {
 		w.f.add(CodeSPFMissing, Warn, "RFC 7208 §4.5", root.Domain,
 			"no SPF record: SPF gives none for mail from this domain, so DMARC can pass only through DKIM; publish the servers that send for it, or \"v=spf1 -all\" if it sends no mail")
 	}
 }
 
 // node fetches and analyses the record of domain; path holds the domains
-// from the root to the caller, for loop detection.
+// from the root to the caller, for loop detection and the depth bound.
 func (w *spfWalk) node(ctx context.Context, domain, via string, path []string) *SPFNode {
 	n := &SPFNode{Domain: domain, Via: via, Static: true}
+	path = append(path[:len(path):len(path)], domain) // a copy: siblings must not share it
 	switch {
 	case hasMacro(domain):
 		n.Status, n.Static, n.Error = NodeMacro, false, "the name holds macros: it depends on the message and is not looked up"
 		return n
-	case containsFold(path, domain):
+	case containsFold(path[:len(path)-1], domain):
 		n.Status, n.Static = NodeLoop, false
-		n.Error = "already on the path: " + strings.Join(append(path, domain), " → ")
+		n.Error = "already on the path: " + strings.Join(path, " → ")
 		// RFC 7208 §4.6.4: a loop repeats DNS-querying terms until the limit of 10 ends it in permerror
-		w.f.add(CodeSPFLoop, Fail, "RFC 7208 §4.6.4", domain, "%s loops back to %s: evaluation ends in permerror when it reaches the lookup limit", via, strings.Join(append(path, domain), " → "))
+		w.f.add(CodeSPFLoop, Fail, "RFC 7208 §4.6.4", domain, "%s loops back to %s: evaluation ends in permerror when it reaches the lookup limit", via, strings.Join(path, " → "))
 		return n
-	case w.nodes >= maxSPFNodes || len(path) >= maxSPFDepth:
+	case w.nodes >= maxSPFNodes || len(path) > maxSPFDepth:
 		n.Status, n.Static = NodeNotExpanded, false
 		n.Error = fmt.Sprintf("not followed: the check stops after %d records or %d levels", maxSPFNodes, maxSPFDepth)
 		w.bounded(domain, n.Error)
@@ -186,7 +187,7 @@ func (w *spfWalk) node(ctx context.Context, domain, via string, path []string) *
 		n.Static = false
 		return n // RFC 7208 §4.6: the record gives permerror before any term is evaluated
 	}
-	w.terms(ctx, n, append(path, domain))
+	w.terms(ctx, n, path)
 	return n
 }
 

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
 
@@ -78,6 +79,27 @@ func FuzzSPFTerms(f *testing.F) {
 			case tm.Target == "" && (tm.Kind == Mechanism && strings.Contains(" include exists ip4 ip6 ", " "+tm.Name+" ") || tm.Kind == Modifier && tm.Name == "redirect"):
 				t.Fatalf("%q: %q without target", rec, tm.Raw)
 			}
+		}
+	})
+}
+
+// FuzzURIHost checks the destination-host reader of rua/ruf URIs: no
+// panic, a lower-case scheme, and a host that is either empty or a
+// normalized domain name (it is queried, prefixed, in DNS).
+func FuzzURIHost(f *testing.F) {
+	for _, s := range []string{"mailto:dmarc@example.com", "MAILTO:a%40b@Example.COM.?subject=x", "https://reports.example/x", "mailto:", "mailto:@", ":", "mailto:a@b@c..d", "mailto:x@%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, uri string) {
+		scheme, host := uriHost(uri)
+		if scheme != strings.ToLower(scheme) {
+			t.Fatalf("%q: scheme %q", uri, scheme)
+		}
+		if host == "" {
+			return
+		}
+		if n, err := policy.NormalizeDomain(host); err != nil || n != host {
+			t.Fatalf("%q: host %q is not a normalized domain (%q, %v)", uri, host, n, err)
 		}
 	})
 }

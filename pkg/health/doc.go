@@ -2,9 +2,9 @@
 // its DMARC policy and how receivers find it, its SPF record drawn as the
 // tree of its includes and redirects with the DNS lookups they cost, the
 // SPF records of the subdomains it uses, and the DKIM keys of the selectors
-// it signs with. Every finding names the rule it rests on (RFC 7208 §4.6.4,
-// RFC 9989 §4.7, ...), and every check ends in one verdict: ok, warn, fail,
-// or error when DNS did not answer.
+// it signs with. Every finding about a record names the rule it rests on
+// (RFC 7208 §4.6.4, RFC 9989 §4.7, ...), and every check ends in one
+// verdict: ok, warn, fail, or error when DNS did not answer.
 //
 // The checks are pure logic over a Resolver (pkg/cache's satisfies it):
 // Check asks DNS, judges, and returns a Report whose JSON form is versioned

@@ -33,6 +33,9 @@ example.com._report._dmarc.mixed.example. 300 IN TXT "v=DMARC1"
 example.com._report._dmarc.fails.example. 300 IN TXT "v=DMARC1"
 `
 
+// pkg/cache's resolver is the one the daemon passes to Destinations.
+var _ Resolver = (*cache.Resolver)(nil)
+
 func newResolver(t *testing.T, srv *dnstest.Server) *cache.Resolver {
 	t.Helper()
 	r, err := cache.New(cache.Config{Nameservers: []string{srv.Addr}, Timeout: 300 * time.Millisecond, Attempts: 1})

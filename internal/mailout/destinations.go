@@ -56,12 +56,12 @@ type Destination struct {
 // the Organizational Domains found by method (pkg/policy's tree walk or
 // PSL). Every query goes through r under ctx.
 func Destinations(ctx context.Context, r Resolver, policyDomain, rua string, method policy.Method) []Destination {
-	v := &verifier{ctx: ctx, r: r, method: method, orgs: map[string]orgAnswer{}, auths: map[string]authAnswer{}, seen: map[string]bool{}}
+	v := &verifier{r: r, method: method, orgs: map[string]orgAnswer{}, auths: map[string]authAnswer{}, seen: map[string]bool{}}
 	var out []Destination
 	pd, pdErr := policy.NormalizeDomain(policyDomain)
 	var orgP orgAnswer
 	if pdErr == nil {
-		orgP = v.org(pd)
+		orgP = v.org(ctx, pd)
 	}
 	for _, u := range ParseRUA(rua) {
 		if u.Reason != ReasonNone {
@@ -77,7 +77,7 @@ func Destinations(ctx context.Context, r Resolver, policyDomain, rua string, met
 		case orgP.err != nil:
 			out = append(out, d.later("Organizational Domain of %s: %v", pd, orgP.err))
 		default:
-			for _, r := range v.check(d, pd, orgP.org) {
+			for _, r := range v.check(ctx, d, pd, orgP.org) {
 				if r.State == StateSend {
 					v.seen[r.Address] = true
 				}
@@ -103,7 +103,6 @@ func (d Destination) later(format string, args ...any) Destination {
 // verifier holds the answers of one Destinations call, so that several URIs
 // at one host cost one lookup.
 type verifier struct {
-	ctx    context.Context
 	r      Resolver
 	method policy.Method
 	orgs   map[string]orgAnswer
@@ -124,11 +123,11 @@ type authAnswer struct {
 	rua    []string // the rua URIs of the authorizing records, in order
 }
 
-func (v *verifier) org(domain string) orgAnswer {
+func (v *verifier) org(ctx context.Context, domain string) orgAnswer {
 	if a, ok := v.orgs[domain]; ok {
 		return a
 	}
-	org, err := policy.OrgDomain(v.ctx, v.r, domain, v.method, nil)
+	org, err := policy.OrgDomain(ctx, v.r, domain, v.method, nil)
 	a := orgAnswer{org: org, err: err}
 	v.orgs[domain] = a
 	return a
@@ -136,8 +135,8 @@ func (v *verifier) org(domain string) orgAnswer {
 
 // check decides one parsed destination: an internal one is sent to, an
 // external one must be authorized and may be replaced by its override.
-func (v *verifier) check(d Destination, pd, orgP string) []Destination {
-	orgH := v.org(d.Host)
+func (v *verifier) check(ctx context.Context, d Destination, pd, orgP string) []Destination {
+	orgH := v.org(ctx, d.Host)
 	if orgH.err != nil {
 		return []Destination{d.later("Organizational Domain of %s: %v", d.Host, orgH.err)}
 	}
@@ -146,7 +145,7 @@ func (v *verifier) check(d Destination, pd, orgP string) []Destination {
 		return []Destination{d}
 	}
 	d.External = true // RFC 9990 §4: the Organizational Domains differ, the verification steps MUST be taken
-	a := v.authorize(pd, d.Host)
+	a := v.authorize(ctx, pd, d.Host)
 	switch {
 	case a.state == StateTryLater:
 		return []Destination{d.later("%s", a.detail)}
@@ -160,22 +159,22 @@ func (v *verifier) check(d Destination, pd, orgP string) []Destination {
 }
 
 // authorize looks up <pd>._report._dmarc.<host> (RFC 9990 §4 steps 1-8).
-func (v *verifier) authorize(pd, host string) authAnswer {
+func (v *verifier) authorize(ctx context.Context, pd, host string) authAnswer {
 	name := pd + "._report._dmarc." + host // RFC 9990 §4 steps 1-3; both are A-labels already
 	if a, ok := v.auths[name]; ok {
 		return a
 	}
-	a := v.lookupAuth(name)
+	a := v.lookupAuth(ctx, name)
 	v.auths[name] = a
 	return a
 }
 
-func (v *verifier) lookupAuth(name string) authAnswer {
+func (v *verifier) lookupAuth(ctx context.Context, name string) authAnswer {
 	if len(name) > 253 {
 		// RFC 9990 §4 step 4: longer than DNS allows, no positive determination can be made
 		return authAnswer{state: StateSkip, reason: ReasonNameTooLong, detail: fmt.Sprintf("%d octets", len(name))}
 	}
-	txts, err := v.r.LookupTXT(v.ctx, name+".")
+	txts, err := v.r.LookupTXT(ctx, name+".")
 	if err != nil {
 		var de *net.DNSError
 		if errors.As(err, &de) && de.IsNotFound {

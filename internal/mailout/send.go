@@ -114,7 +114,7 @@ func (c *Client) Send(ctx context.Context, from string, to []string, msg []byte)
 		return fillAll(res, *fail)
 	}
 	defer s.close()
-	s.transaction(from, res, msg)
+	s.transaction(ctx, from, res, msg)
 	return res
 }
 
@@ -146,7 +146,6 @@ func validPath(addr string) bool {
 // session is one SMTP connection.
 type session struct {
 	c    *Client
-	ctx  context.Context
 	raw  net.Conn
 	smtp *smtp.Client
 	stop func() bool // unregisters the context watch
@@ -157,14 +156,14 @@ type session struct {
 
 // step sets the deadline of the next step: now+d, or ctx's deadline when
 // that is earlier. Once ctx has ended it keeps the connection cut.
-func (s *session) step(d time.Duration) {
+func (s *session) step(ctx context.Context, d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cut {
 		return
 	}
 	dl := time.Now().Add(d)
-	if cd, ok := s.ctx.Deadline(); ok && cd.Before(dl) {
+	if cd, ok := ctx.Deadline(); ok && cd.Before(dl) {
 		dl = cd
 	}
 	s.raw.SetDeadline(dl)
@@ -193,9 +192,9 @@ func (c *Client) open(ctx context.Context) (*session, *RecipientResult) {
 		r := classify(ctx, StageConnect, err)
 		return nil, &r
 	}
-	s := &session{c: c, ctx: ctx, raw: raw}
+	s := &session{c: c, raw: raw}
 	s.stop = context.AfterFunc(ctx, s.cancel)
-	if r := s.start(); r != nil {
+	if r := s.start(ctx); r != nil {
 		s.close()
 		return nil, r
 	}
@@ -203,44 +202,44 @@ func (c *Client) open(ctx context.Context) (*session, *RecipientResult) {
 }
 
 // start runs the session up to AUTH.
-func (s *session) start() *RecipientResult {
+func (s *session) start(ctx context.Context) *RecipientResult {
 	var conn net.Conn = s.raw
 	if s.c.implicitTLS {
-		s.step(s.c.connectTO)
+		s.step(ctx, s.c.connectTO)
 		tc := tls.Client(s.raw, s.c.tls) // RFC 8314 §3.3: the TLS handshake begins immediately
-		if err := tc.HandshakeContext(s.ctx); err != nil {
-			return s.fail(StageConnect, fmt.Errorf("%w: %w", ErrTLS, err))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return s.fail(ctx, StageConnect, fmt.Errorf("%w: %w", ErrTLS, err))
 		}
 		conn = tc
 	}
-	s.step(s.c.commandTO)
+	s.step(ctx, s.c.commandTO)
 	sc, err := smtp.NewClient(conn, s.c.host) // reads the 220 greeting
 	if err != nil {
-		return s.fail(StageGreeting, err)
+		return s.fail(ctx, StageGreeting, err)
 	}
 	s.smtp = sc
-	s.step(s.c.commandTO)
+	s.step(ctx, s.c.commandTO)
 	if err := sc.Hello(s.c.helo); err != nil {
-		return s.fail(StageHello, err)
+		return s.fail(ctx, StageHello, err)
 	}
-	if err := s.startTLS(); err != nil {
+	if err := s.startTLS(ctx); err != nil {
 		return err
 	}
-	return s.auth()
+	return s.auth(ctx)
 }
 
 // startTLS upgrades an smtp:// session (RFC 3207).
-func (s *session) startTLS() *RecipientResult {
+func (s *session) startTLS(ctx context.Context) *RecipientResult {
 	if s.c.implicitTLS {
 		return nil
 	}
 	if ok, _ := s.smtp.Extension("STARTTLS"); !ok {
 		if s.c.requireTLS {
-			return s.fail(StageStartTLS, ErrStartTLSNotOffered)
+			return s.fail(ctx, StageStartTLS, ErrStartTLSNotOffered)
 		}
 		return nil // opportunistic: the relay offers no TLS
 	}
-	s.step(s.c.commandTO)
+	s.step(ctx, s.c.commandTO)
 	err := s.smtp.StartTLS(s.c.tls) // RFC 3207 §4.2: the client then discards what it knew and says EHLO again (net/smtp does)
 	if err == nil {
 		return nil
@@ -250,28 +249,28 @@ func (s *session) startTLS() *RecipientResult {
 		return nil // RFC 3207 §4: after a refusal (454) the client decides whether to go on; opportunistic goes on in plain text
 	}
 	if errors.As(err, &te) {
-		return s.fail(StageStartTLS, err)
+		return s.fail(ctx, StageStartTLS, err)
 	}
-	return s.fail(StageStartTLS, fmt.Errorf("%w: %w", ErrTLS, err))
+	return s.fail(ctx, StageStartTLS, fmt.Errorf("%w: %w", ErrTLS, err))
 }
 
 // auth runs AUTH PLAIN (RFC 4954 §4) when a username is configured; never
 // without TLS (RFC 4616 security considerations: PLAIN only over a
 // protected channel), never when the relay does not offer PLAIN.
-func (s *session) auth() *RecipientResult {
+func (s *session) auth(ctx context.Context) *RecipientResult {
 	if s.c.username == "" {
 		return nil
 	}
 	if _, on := s.smtp.TLSConnectionState(); !on {
-		return s.fail(StageAuth, fmt.Errorf("%w: the session is not encrypted (the relay offered no STARTTLS)", ErrAuthNotPossible))
+		return s.fail(ctx, StageAuth, fmt.Errorf("%w: the session is not encrypted (the relay offered no STARTTLS)", ErrAuthNotPossible))
 	}
 	ok, mechs := s.smtp.Extension("AUTH")
 	if !ok || !hasWord(mechs, "PLAIN") {
-		return s.fail(StageAuth, fmt.Errorf("%w: the relay offers AUTH %q", ErrAuthNotPossible, mechs))
+		return s.fail(ctx, StageAuth, fmt.Errorf("%w: the relay offers AUTH %q", ErrAuthNotPossible, mechs))
 	}
-	s.step(s.c.commandTO)
+	s.step(ctx, s.c.commandTO)
 	if err := s.smtp.Auth(smtp.PlainAuth("", s.c.username, s.c.password, s.c.host)); err != nil {
-		return s.fail(StageAuth, err)
+		return s.fail(ctx, StageAuth, err)
 	}
 	return nil
 }
@@ -286,10 +285,10 @@ func hasWord(list, w string) bool {
 }
 
 // transaction sends MAIL, one RCPT per recipient, and DATA, and fills res.
-func (s *session) transaction(from string, res []RecipientResult, msg []byte) {
-	s.step(s.c.commandTO)
+func (s *session) transaction(ctx context.Context, from string, res []RecipientResult, msg []byte) {
+	s.step(ctx, s.c.commandTO)
 	if err := s.smtp.Mail(from); err != nil {
-		fillAll(res, *s.fail(StageMail, err))
+		fillAll(res, *s.fail(ctx, StageMail, err))
 		return
 	}
 	var accepted []int
@@ -298,13 +297,13 @@ func (s *session) transaction(from string, res []RecipientResult, msg []byte) {
 			res[i] = RecipientResult{Recipient: res[i].Recipient, Status: StatusPermanent, Stage: StageRcpt, Err: fmt.Errorf("%w: recipient %q", ErrAddress, res[i].Recipient)}
 			continue
 		}
-		s.step(s.c.commandTO)
+		s.step(ctx, s.c.commandTO)
 		err := s.smtp.Rcpt(res[i].Recipient)
 		if err == nil {
 			accepted = append(accepted, i)
 			continue
 		}
-		r := s.fail(StageRcpt, err)
+		r := s.fail(ctx, StageRcpt, err)
 		if r.Code == 421 || r.Code == 0 {
 			// RFC 5321 §3.8: 421 closes the channel; without a reply the
 			// connection is gone: the rest cannot be tried either.
@@ -316,58 +315,58 @@ func (s *session) transaction(from string, res []RecipientResult, msg []byte) {
 		res[i].Recipient = rcpt
 	}
 	if len(accepted) == 0 {
-		s.quit()
+		s.quit(ctx)
 		return
 	}
-	r := s.data(msg)
+	r := s.data(ctx, msg)
 	for _, i := range accepted {
 		rcpt := res[i].Recipient
 		res[i] = r
 		res[i].Recipient = rcpt
 	}
 	if r.Status == StatusAccepted {
-		s.quit()
+		s.quit(ctx)
 	}
 }
 
 // data sends DATA, the message, and reads the reply to the final dot. It
 // drives net/smtp's text connection itself to keep the reply text (the
 // relay's queue ID).
-func (s *session) data(msg []byte) RecipientResult {
+func (s *session) data(ctx context.Context, msg []byte) RecipientResult {
 	t := s.smtp.Text
-	s.step(s.c.commandTO) // RFC 5321 §4.5.3.2.4: DATA initiation
+	s.step(ctx, s.c.commandTO) // RFC 5321 §4.5.3.2.4: DATA initiation
 	if err := t.PrintfLine("DATA"); err != nil {
-		return *s.fail(StageData, err)
+		return *s.fail(ctx, StageData, err)
 	}
 	if _, _, err := t.ReadResponse(354); err != nil {
-		return *s.fail(StageData, err)
+		return *s.fail(ctx, StageData, err)
 	}
-	s.step(s.c.commandTO) // RFC 5321 §4.5.3.2.5: data blocks
-	w := t.DotWriter()    // RFC 5321 §4.5.2: dot-stuffing, and the final "." line
+	s.step(ctx, s.c.commandTO) // RFC 5321 §4.5.3.2.5: data blocks
+	w := t.DotWriter()         // RFC 5321 §4.5.2: dot-stuffing, and the final "." line
 	if _, err := w.Write(msg); err != nil {
-		return *s.fail(StageData, err)
+		return *s.fail(ctx, StageData, err)
 	}
 	if err := w.Close(); err != nil {
-		return *s.fail(StageData, err)
+		return *s.fail(ctx, StageData, err)
 	}
-	s.step(s.c.dataTO) // RFC 5321 §4.5.3.2.6: DATA termination
+	s.step(ctx, s.c.dataTO) // RFC 5321 §4.5.3.2.6: DATA termination
 	code, text, err := t.ReadResponse(250)
 	if err != nil {
-		return *s.fail(StageData, err)
+		return *s.fail(ctx, StageData, err)
 	}
 	enh, text := splitEnhanced(code, text)
 	return RecipientResult{Status: StatusAccepted, Stage: StageData, Code: code, Enhanced: enh, Text: text}
 }
 
 // quit ends the session politely; its outcome does not matter any more.
-func (s *session) quit() {
-	s.step(s.c.commandTO)
+func (s *session) quit(ctx context.Context) {
+	s.step(ctx, s.c.commandTO)
 	s.smtp.Quit()
 }
 
 // fail classifies an error of the session at a stage.
-func (s *session) fail(stage Stage, err error) *RecipientResult {
-	r := classify(s.ctx, stage, err)
+func (s *session) fail(ctx context.Context, stage Stage, err error) *RecipientResult {
+	r := classify(ctx, stage, err)
 	return &r
 }
 

@@ -59,30 +59,30 @@ func Destinations(ctx context.Context, r Resolver, policyDomain, rua string, met
 	v := &verifier{r: r, method: method, orgs: map[string]orgAnswer{}, auths: map[string]authAnswer{}, seen: map[string]bool{}}
 	var out []Destination
 	pd, pdErr := policy.NormalizeDomain(policyDomain)
-	var orgP orgAnswer
-	if pdErr == nil {
-		orgP = v.org(ctx, pd)
-	}
 	for _, u := range ParseRUA(rua) {
 		if u.Reason != ReasonNone {
 			out = append(out, Destination{URI: u.Raw, State: StateSkip, Reason: u.Reason, Err: u.Err})
 			continue
 		}
 		d := Destination{URI: u.Raw, Address: u.Address, Host: u.Host}
-		switch {
-		case v.seen[u.Address]:
+		if v.seen[u.Address] {
 			out = append(out, d.skip(ReasonDuplicate, "address %s listed before", u.Address))
-		case pdErr != nil:
+			continue
+		}
+		if pdErr != nil {
 			out = append(out, d.skip(ReasonPolicyDomain, "policy domain %q: %v", policyDomain, pdErr))
-		case orgP.err != nil:
+			continue
+		}
+		orgP := v.org(ctx, pd) // looked up once, when a URI needs it
+		if orgP.err != nil {
 			out = append(out, d.later("Organizational Domain of %s: %v", pd, orgP.err))
-		default:
-			for _, r := range v.check(ctx, d, pd, orgP.org) {
-				if r.State == StateSend {
-					v.seen[r.Address] = true
-				}
-				out = append(out, r)
+			continue
+		}
+		for _, r := range v.check(ctx, d, pd, orgP.org) {
+			if r.State == StateSend {
+				v.seen[r.Address] = true
 			}
+			out = append(out, r)
 		}
 	}
 	return out

@@ -201,3 +201,18 @@ func TestDestinationsTimeout(t *testing.T) {
 		t.Errorf("took %v", el)
 	}
 }
+
+// TestDestinationsNoUsableURI: a rua without a usable URI costs no DNS query.
+func TestDestinationsNoUsableURI(t *testing.T) {
+	t.Parallel()
+	srv := dnstest.New(t, destZone)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := summarize(t, Destinations(ctx, newResolver(t, srv), "example.com", "https://x.example/,mailto:", policy.MethodTreeWalk))
+	if len(got) != 2 || got[0].State != StateSkip || got[1].State != StateSkip {
+		t.Errorf("%+v", got)
+	}
+	if n := srv.Queries(); n != 0 {
+		t.Errorf("%d DNS queries, want 0", n)
+	}
+}

@@ -5,9 +5,10 @@
 // that does not exist (NXDOMAIN) and a name that exists without records of the
 // asked type (NODATA, RFC 8020 for empty non-terminals), attaches an SOA to
 // negative answers so that resolvers can cache them (RFC 2308 §5), follows
-// CNAMEs inside its data, and can inject faults per name: SERVFAIL, REFUSED,
-// no answer at all (a timeout), forced truncation, a garbage reply, a reply
-// with a wrong ID or question. It counts every query it receives.
+// CNAMEs inside its data, answers names that do not exist from a wildcard
+// ("*.example.com", RFC 4592), and can inject faults per name: SERVFAIL,
+// REFUSED, no answer at all (a timeout), forced truncation, a garbage reply,
+// a reply with a wrong ID or question. It counts every query it receives.
 //
 // It is test infrastructure: it is used by the tests of every package and by
 // the benchmarks, never by the daemon.
@@ -374,10 +375,41 @@ func (s *Server) answer(req *dns.Msg, name string, qtype uint16) *dns.Msg {
 		cur = strings.ToLower(cn[0].(*dns.CNAME).Target)
 	}
 	if !s.names[cur] {
-		m.Rcode = dns.RcodeNameError
+		if wild, ok := s.wildcardFor(cur); ok {
+			// RFC 4592 §3.3.1: the name does not exist but the wildcard at
+			// its closest encloser does: answer from it, owner name
+			// replaced by the name asked; no records of the type is NODATA.
+			for _, rr := range copyRRs(s.rrs[key{wild, qtype}]) {
+				rr.Header().Name = cur
+				m.Answer = append(m.Answer, rr)
+			}
+			if len(m.Answer) > 0 {
+				return m
+			}
+		} else {
+			m.Rcode = dns.RcodeNameError
+		}
 	}
 	m.Ns = append(m.Ns, s.soaFor(cur))
 	return m
+}
+
+// wildcardFor returns the source of synthesis for a name that does not
+// exist: "*." plus its closest encloser (the longest ancestor that exists,
+// RFC 4592 §3.3.1), when that wildcard name exists. Wildcards answer the
+// types they hold; a wildcard CNAME is not followed.
+func (s *Server) wildcardFor(name string) (string, bool) {
+	for n := parent(name); n != ""; n = parent(n) {
+		if !s.names[n] {
+			continue
+		}
+		wild := "*." + n
+		if n == "." {
+			wild = "*."
+		}
+		return wild, s.names[wild]
+	}
+	return "", false
 }
 
 // soaFor returns the SOA of the closest enclosing zone, or a synthesized one.

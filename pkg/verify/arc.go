@@ -53,7 +53,8 @@ const (
 	ARCFailNone ARCFailure = iota
 	// ARCFailHeaderLimit: the header block is over MaxHeaderBytes.
 	ARCFailHeaderLimit
-	// ARCFailInstance: an ARC field whose instance tag cannot be read.
+	// ARCFailInstance: an ARC field whose instance cannot be read (a
+	// missing or malformed i=, or a tag list that does not parse).
 	ARCFailInstance
 	// ARCFailTooManySets: an instance above 50, or more than 150 ARC
 	// fields (step 1).

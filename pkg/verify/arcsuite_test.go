@@ -142,6 +142,8 @@ func TestARCValidationSuite(t *testing.T) {
 					t.Errorf("waived (%s) but now gives the expected cv=%s: drop the waiver", reason, want)
 				case isWaived:
 					t.Logf("waived: cv=%s, suite wants %s: %s (%s)", got, want, reason, res.Reason)
+				case testing.Verbose():
+					t.Logf("cv=%s; failure %s at i=%d: %s", got, res.Failure, res.FailedInstance, res.Reason)
 				case got != want:
 					t.Errorf("%s (spec %s, %s): cv=%s, want %s; failure %s at i=%d: %s",
 						c.name, c.spec, c.description, got, want, res.Failure, res.FailedInstance, res.Reason)

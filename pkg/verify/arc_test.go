@@ -1,0 +1,342 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dmarc-milter/dmarc-milter/internal/dnstest"
+	"github.com/dmarc-milter/dmarc-milter/pkg/authres"
+	"github.com/google/go-cmp/cmp"
+)
+
+// arcWorld is a DNS server with the keys of three sealers: two RSA-2048
+// (the same key under two names) and one Ed25519.
+type arcWorld struct {
+	srv              *dnstest.Server
+	r                TXTResolver
+	list, fwd, relay testSealer
+}
+
+func newARCWorld(t testing.TB) arcWorld {
+	t.Helper()
+	k := keysOnce()
+	srv := dnstest.New(t, "")
+	w := arcWorld{
+		srv:   srv,
+		r:     newCache(t, srv, time.Second),
+		list:  testSealer{domain: "lists.example.org", selector: "arc", key: k.rsa},
+		fwd:   testSealer{domain: "forwarder.example.net", selector: "ed", key: k.ed},
+		relay: testSealer{domain: "relay.example.com", selector: "s1", key: k.rsa},
+	}
+	for _, s := range []testSealer{w.list, w.fwd, w.relay} {
+		addTXT(srv, s.selector+"._domainkey."+s.domain, keyRecord(t, s.key))
+	}
+	return w
+}
+
+// chain seals testMessage by the sealers in order.
+func (w arcWorld) chain(t testing.TB, sealers ...testSealer) string {
+	msg := testMessage
+	for _, s := range sealers {
+		msg = s.seal(t, msg, sealOpts{})
+	}
+	return msg
+}
+
+func TestARCPass(t *testing.T) {
+	t.Parallel()
+	w := newARCWorld(t)
+	msg := w.chain(t, w.list, w.fwd, w.relay)
+	for _, chunk := range []int{1, 7, 65535} {
+		res := verifyARC(t, w.r, ARCConfig{}, msg, chunk)
+		if res.CV != ChainPass || res.Failure != ARCFailNone || res.OldestPass != 0 {
+			t.Fatalf("chunk %d: %+v", chunk, res)
+		}
+		if d := cmp.Diff([]string{"lists.example.org", "forwarder.example.net", "relay.example.com"}, res.Sealers); d != "" {
+			t.Errorf("Sealers (-want +got):\n%s", d)
+		}
+		for i, s := range res.Sets {
+			want := ARCSet{
+				Instance: i + 1, CV: ChainPass, SealDomain: res.Sealers[i], AMSDomain: res.Sealers[i],
+				AuthservID: res.Sealers[i],
+				Results:    []authres.Result{{Method: "dmarc", Value: "pass", Props: map[string]string{"header.from": "example.com"}}},
+			}
+			if i == 0 {
+				want.CV = ChainNone
+			}
+			s.SealSelector, s.SealAlgorithm, s.AMSSelector = "", "", ""
+			if d := cmp.Diff(want, s); d != "" {
+				t.Errorf("set %d (-want +got):\n%s", i+1, d)
+			}
+		}
+	}
+}
+
+// TestARCOneSetEachAlgorithm: a single set, RSA and Ed25519, each body
+// canonicalization, and the AMS without c= (simple/simple).
+func TestARCOneSetEachAlgorithm(t *testing.T) {
+	t.Parallel()
+	w := newARCWorld(t)
+	for _, s := range []testSealer{w.list, w.fwd} {
+		for _, o := range []sealOpts{{bodyC: "relaxed"}, {bodyC: "simple"}} {
+			msg := s.seal(t, testMessage, o)
+			if res := verifyARC(t, w.r, ARCConfig{}, msg, 3); res.CV != ChainPass {
+				t.Errorf("%s %s: %+v", algoOf(s.key), o.bodyC, res)
+			}
+		}
+	}
+}
+
+func TestARCOldestPass(t *testing.T) {
+	t.Parallel()
+	w := newARCWorld(t)
+	// The forwarder changes the body after the list sealed it, then seals:
+	// the list's AMS no longer verifies, the forwarder's does.
+	msg := w.list.seal(t, testMessage, sealOpts{})
+	msg = strings.Replace(msg, "Hello Bob", "Hello Bob [list footer]", 1)
+	msg = w.fwd.seal(t, msg, sealOpts{})
+	msg = w.relay.seal(t, msg, sealOpts{})
+	cases := []struct {
+		depth int
+		want  int
+	}{
+		{depth: 0, want: 2},  // default depth: set 1 fails, so 2 is the oldest passing
+		{depth: 1, want: 2},  // set 2 verified only
+		{depth: -1, want: 3}, // no older AMS verified: the newest
+	}
+	for _, tc := range cases {
+		res := verifyARC(t, w.r, ARCConfig{OldestPassDepth: tc.depth}, msg, 64)
+		if res.CV != ChainPass || res.OldestPass != tc.want {
+			t.Errorf("depth %d: cv=%s oldest-pass=%d, want pass %d (%s)", tc.depth, res.CV, res.OldestPass, tc.want, res.Reason)
+		}
+	}
+	// All pass: 0, unless the depth stops the walk before instance 1.
+	all := w.chain(t, w.list, w.fwd, w.relay)
+	if res := verifyARC(t, w.r, ARCConfig{}, all, 64); res.OldestPass != 0 {
+		t.Errorf("all pass: oldest-pass %d", res.OldestPass)
+	}
+	if res := verifyARC(t, w.r, ARCConfig{OldestPassDepth: 1}, all, 64); res.OldestPass != 2 {
+		t.Errorf("all pass, depth 1: oldest-pass %d, want 2", res.OldestPass)
+	}
+}
+
+// replaceField replaces the value of the n-th (0-based, from the top) field
+// called name.
+func replaceField(t *testing.T, msg, name string, n int, f func(string) string) string {
+	t.Helper()
+	head, body, _ := strings.Cut(msg, "\r\n\r\n")
+	fields := rawFields(head + "\r\n")
+	var out []string
+	for _, fl := range fields {
+		if strings.EqualFold(fl.name, name) {
+			if n == 0 {
+				fl.text = f(fl.text)
+			}
+			n--
+		}
+		out = append(out, fl.text)
+	}
+	if n >= 0 {
+		t.Fatalf("no field %s", name)
+	}
+	return strings.Join(out, "\r\n") + "\r\n\r\n" + body
+}
+
+// breakSig changes the first octet of the b= value of a field.
+func breakSig(text string) string {
+	i := strings.LastIndex(text, "b=") + 2
+	c := byte('A')
+	if text[i] == 'A' {
+		c = 'B'
+	}
+	return text[:i] + string(c) + text[i+1:]
+}
+
+func TestARCFailures(t *testing.T) {
+	t.Parallel()
+	w := newARCWorld(t)
+	k := keysOnce()
+	// A 512-bit RSA key (from the ARC test suite's txt-records) published
+	// for a sealer that signs with another key: the size check comes first.
+	weak := testSealer{domain: "weak.example", selector: "s", key: k.rsa}
+	addTXT(w.srv, "s._domainkey.weak.example", "v=DKIM1; k=rsa; p=MFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBAIWmlgix/84GJ+dfgjm7LTc9EPdfk"+
+		"ftlgiPpCq4/kbDAZmU0VvYKDljjleJ1dfvS+CGy9U/kk1tG3EeEvb82xAcCAwEAAQ==")
+	missing := testSealer{domain: "nokey.example", selector: "s", key: k.rsa}
+	two := w.chain(t, w.list, w.fwd)
+	three := w.chain(t, w.list, w.fwd, w.relay)
+	cases := []struct {
+		name     string
+		msg      string
+		failure  ARCFailure
+		instance int
+		reason   string // a part of Reason, when it matters
+	}{
+		{name: "header changed after sealing",
+			msg:     strings.Replace(three, "Subject: the quarterly", "Subject: the yearly", 1),
+			failure: ARCFailAMS, instance: 3},
+		{name: "body changed after sealing",
+			msg:     strings.Replace(three, "the numbers", "the figures", 1),
+			failure: ARCFailAMS, instance: 3},
+		{name: "seal changed in the middle",
+			msg:     replaceField(t, three, FieldARCSeal, 1, func(s string) string { return strings.Replace(s, "cv=pass", "cv=pass ", 1) }),
+			failure: ARCFailSeal, instance: 3},
+		{name: "broken seal in the middle, sealed over as pass",
+			msg:     w.relay.seal(t, replaceField(t, two, FieldARCSeal, 0, breakSig), sealOpts{}),
+			failure: ARCFailSeal, instance: 2},
+		{name: "AAR changed in the middle",
+			msg:     replaceField(t, three, FieldARCAuthenticationResults, 1, func(s string) string { return s + " (edited)" }),
+			failure: ARCFailSeal, instance: 3},
+		{name: "instance gap",
+			msg:     w.relay.seal(t, w.fwd.seal(t, w.list.seal(t, testMessage, sealOpts{}), sealOpts{instance: 3}), sealOpts{}),
+			failure: ARCFailStructure, instance: 2},
+		{name: "duplicate instance",
+			msg:     w.fwd.seal(t, w.list.seal(t, testMessage, sealOpts{}), sealOpts{instance: 1}),
+			failure: ARCFailStructure, instance: 1},
+		{name: "cv=none at i=2",
+			msg:     w.fwd.seal(t, w.list.seal(t, testMessage, sealOpts{}), sealOpts{cv: "none"}),
+			failure: ARCFailCV, instance: 2},
+		{name: "cv=pass at i=1",
+			msg:     w.list.seal(t, testMessage, sealOpts{cv: "pass"}),
+			failure: ARCFailCV, instance: 1},
+		{name: "newest seal says cv=fail",
+			msg:     w.fwd.seal(t, two, sealOpts{cv: "fail"}),
+			failure: ARCFailNewestCV, instance: 3},
+		{name: "older seal says cv=fail",
+			msg:     w.relay.seal(t, w.fwd.seal(t, two, sealOpts{cv: "fail"}), sealOpts{}),
+			failure: ARCFailCV, instance: 3},
+		{name: "instance 51",
+			msg:     w.list.seal(t, testMessage, sealOpts{instance: 51}),
+			failure: ARCFailTooManySets, instance: 51},
+		{name: "AMS signs the ARC-Seal",
+			msg:     w.fwd.seal(t, w.list.seal(t, testMessage, sealOpts{}), sealOpts{headers: "from:to:subject:arc-seal"}),
+			failure: ARCFailAMS, instance: 2, reason: "signs ARC-Seal"},
+		{name: "AMS with l=",
+			msg:     w.list.seal(t, testMessage, sealOpts{extraAMS: "l=10; "}),
+			failure: ARCFailAMS, instance: 1, reason: "l="},
+		{name: "RSA key of 512 bits",
+			msg:     weak.seal(t, testMessage, sealOpts{}),
+			failure: ARCFailAMS, instance: 1, reason: "key is too short"},
+		{name: "no key in DNS",
+			msg:     missing.seal(t, testMessage, sealOpts{}),
+			failure: ARCFailAMS, instance: 1, reason: "no key for signature"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := verifyARC(t, w.r, ARCConfig{}, tc.msg, 64)
+			if res.CV != ChainFail || res.Failure != tc.failure || res.FailedInstance != tc.instance {
+				t.Errorf("cv=%s failure %s at i=%d, want fail %s at i=%d (%s)",
+					res.CV, res.Failure, res.FailedInstance, tc.failure, tc.instance, res.Reason)
+			}
+			if !strings.Contains(res.Reason, tc.reason) {
+				t.Errorf("reason %q does not say %q", res.Reason, tc.reason)
+			}
+			if res.OldestPass != 0 {
+				t.Errorf("OldestPass %d on a failed chain", res.OldestPass)
+			}
+		})
+	}
+}
+
+func TestARCNone(t *testing.T) {
+	t.Parallel()
+	w := newARCWorld(t)
+	res := verifyARC(t, w.r, ARCConfig{}, testMessage, 64)
+	if res.CV != ChainNone || res.Failure != ARCFailNone || res.Sets != nil {
+		t.Errorf("%+v", res)
+	}
+	// A header block over the limit with ARC fields in it fails; without
+	// any ARC field seen it fails too (the fields may be past the limit).
+	msg := w.chain(t, w.list)
+	for _, m := range []string{msg, "X-Big: " + strings.Repeat("x", 2000) + "\r\n" + msg} {
+		res = verifyARC(t, w.r, ARCConfig{MaxHeaderBytes: 1000}, m, 64)
+		if res.CV != ChainFail || res.Failure != ARCFailHeaderLimit {
+			t.Errorf("over the limit: %+v", res)
+		}
+	}
+}
+
+// TestARCKeyTemporary: a SERVFAIL for a seal's key fails the chain (RFC 8617
+// §5.2.1) with the temporary reason.
+func TestARCKeyTemporary(t *testing.T) {
+	t.Parallel()
+	w := newARCWorld(t)
+	msg := w.chain(t, w.list, w.fwd)
+	w.srv.SetFault("arc._domainkey.lists.example.org.", dnstest.FaultServFail)
+	res := verifyARC(t, w.r, ARCConfig{}, msg, 64)
+	if res.CV != ChainFail || res.Failure != ARCFailKeyTemporary || res.FailedInstance != 1 {
+		t.Errorf("%+v", res)
+	}
+	// The message's deadline ends while a key is still being fetched.
+	w.srv.SetFault("arc._domainkey.lists.example.org.", dnstest.FaultNone)
+	w.srv.SetDelay(2 * time.Second)
+	fields, body := splitRaw(msg)
+	v := NewARCVerifier(newCache(t, w.srv, 5*time.Second), ARCConfig{})
+	for _, f := range fields {
+		v.Header(f.name, f.value)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	v.EndOfHeaders(ctx)
+	v.Write([]byte(body))
+	res, err := v.Finish(ctx)
+	if err != nil || res.CV != ChainFail || res.Failure != ARCFailKeyTemporary {
+		t.Errorf("deadline: %+v %v", res, err)
+	}
+}
+
+func TestARCAbortAndOrder(t *testing.T) {
+	w := newARCWorld(t)
+	msg := w.chain(t, w.list, w.fwd, w.relay)
+	fields, body := splitRaw(msg)
+	base := runtime.NumGoroutine()
+	w.srv.SetDelay(200 * time.Millisecond)
+	v := NewARCVerifier(w.r, ARCConfig{})
+	for _, f := range fields {
+		v.Header(f.name, f.value)
+	}
+	ctx := context.Background()
+	if err := v.EndOfHeaders(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Header("X", "y"); !errors.Is(err, ErrDKIMOrder) {
+		t.Errorf("Header after EndOfHeaders: %v", err)
+	}
+	v.Write([]byte(body))
+	v.Abort()
+	v.Abort()
+	if _, err := v.Write([]byte("x")); !errors.Is(err, ErrDKIMAborted) {
+		t.Errorf("Write after Abort: %v", err)
+	}
+	if _, err := v.Finish(ctx); !errors.Is(err, ErrDKIMOrder) {
+		t.Errorf("Finish after Abort: %v", err)
+	}
+	checkNoLeak(t, base)
+	w.srv.SetDelay(0)
+	// Finish without EndOfHeaders runs it; a second Finish is an error.
+	v = NewARCVerifier(w.r, ARCConfig{})
+	for _, f := range fields {
+		v.Header(f.name, f.value)
+	}
+	if _, err := v.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Finish(ctx); !errors.Is(err, ErrDKIMOrder) {
+		t.Errorf("second Finish: %v", err)
+	}
+}
+
+// TestARCFailureNames: every failure has a name.
+func TestARCFailureNames(t *testing.T) {
+	for f := ARCFailNone; f <= ARCFailKeyTemporary; f++ {
+		if s := f.String(); s == "" || strings.HasPrefix(s, "ARCFailure(") {
+			t.Errorf("%d has no name", f)
+		}
+	}
+	if s := ARCFailure(200).String(); s != "ARCFailure(200)" {
+		t.Errorf("unknown: %q", s)
+	}
+}

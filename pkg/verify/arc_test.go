@@ -419,3 +419,68 @@ func TestARCBounded50Sets100MB(t *testing.T) {
 	t.Logf("50 sets, %d MB: %d bytes allocated by the writes; heap in use %d KB", total>>20,
 		after.TotalAlloc-before.TotalAlloc, after.HeapInuse>>10)
 }
+
+func TestParseAARInstance(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		in       string
+		instance int
+		payload  string
+		err      error
+	}{
+		{in: " i=1; lists.example.org; dmarc=pass", instance: 1, payload: " lists.example.org; dmarc=pass"},
+		{in: "i = 12 ;x; none", instance: 12, payload: "x; none"},
+		{in: "\r\n\t(hop (two)) i (x) = (y) 3 (z) ; x; none", instance: 3, payload: " x; none"},
+		{in: " i=01; x; none", instance: 1, payload: " x; none"}, // 1*2DIGIT: a leading zero is allowed
+		{in: " i=50; x; none", instance: 50, payload: " x; none"},
+		{in: " i=51; x; none", instance: 51, err: errARCRange},          // above 50: kept for the too-many check
+		{in: " i=0; x; none", err: errARCRange},                         // instances start at 1
+		{in: " i=123; x; none", err: errARCInstance},                    // three digits
+		{in: " I=1; x; none", err: errARCNoInstance},                    // %s"i": lower case only
+		{in: " x; i=1; none", err: errARCNoInstance},                    // not first
+		{in: " i=1 x; none", err: errAARNoSemicolon},                    // no ';' after the instance
+		{in: " i=; x; none", err: errARCInstance},                       // no digits
+		{in: " (unterminated i=1; x; none", err: errARCComment},         // comment without its ')'
+		{in: " i=1", err: errAARNoSemicolon},                            // nothing after
+		{in: " i=\\(1); x; none", err: errARCInstance},                  // quoted-pair outside a comment
+		{in: " (a\\)b) i=2; x; none", instance: 2, payload: " x; none"}, // quoted ')' inside a comment
+	}
+	for _, tc := range cases {
+		n, payload, err := parseAARInstance(tc.in)
+		if !errors.Is(err, tc.err) || n != tc.instance && tc.instance != 0 || err == nil && payload != tc.payload {
+			t.Errorf("parseAARInstance(%q) = %d, %q, %v; want %d, %q, %v", tc.in, n, payload, err, tc.instance, tc.payload, tc.err)
+		}
+	}
+}
+
+func TestParseARCTags(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		in       string
+		instance int
+		bad      bool
+	}{
+		{in: " i=1; a=rsa-sha256; b=x; cv=none", instance: 1},
+		{in: "i=2;", instance: 2},              // a trailing ';' is allowed
+		{in: "v=1; i=3; x_new=y", instance: 3}, // v= and unknown tags ignored
+		{in: "i=1;; a=b", bad: true},           // empty tag-spec in the middle
+		{in: "; i=1", bad: true},               // empty tag-spec first
+		{in: "i=1; i=2", bad: true},            // duplicate
+		{in: "i=1; ==", bad: true},             // malformed tag-spec
+		{in: "I=1", instance: 0},               // no i= (tag names are case-sensitive)
+	}
+	for _, tc := range cases {
+		tags, err := parseARCTags(tc.in)
+		if (err != nil) != tc.bad {
+			t.Errorf("parseARCTags(%q): %v", tc.in, err)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		n, err := tags.instance()
+		if n != tc.instance || (err != nil) != (tc.instance == 0) {
+			t.Errorf("parseARCTags(%q).instance() = %d, %v; want %d", tc.in, n, err, tc.instance)
+		}
+	}
+}

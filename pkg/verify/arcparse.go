@@ -76,20 +76,26 @@ func parsePosition(s string) (int, error) {
 
 // parseAARInstance splits an ARC-Authentication-Results value into its
 // instance and the authres-payload after the semicolon (RFC 8617 §4.1.1:
-// arc-info = instance [CFWS] ";" authres-payload; instance = [CFWS] %s"i"
-// [CFWS] "=" [CFWS] position). Comments are not expected around the
-// instance and are refused, like any other octet there.
+// arc-info = instance [CFWS] ";" authres-payload; RFC 8617 §3.9: instance =
+// [CFWS] %s"i" [CFWS] "=" [CFWS] position).
 // https://datatracker.ietf.org/doc/html/rfc8617#section-4.1.1
 func parseAARInstance(value string) (instance int, payload string, err error) {
-	s := trimFWSLeft(value)
+	s, err := skipCFWS(value)
+	if err != nil {
+		return 0, "", err
+	}
 	if !strings.HasPrefix(s, "i") { // %s"i": case-sensitive
 		return 0, "", errARCNoInstance
 	}
-	s = trimFWSLeft(s[1:])
+	if s, err = skipCFWS(s[1:]); err != nil {
+		return 0, "", err
+	}
 	if !strings.HasPrefix(s, "=") {
 		return 0, "", errARCNoInstance
 	}
-	s = trimFWSLeft(s[1:])
+	if s, err = skipCFWS(s[1:]); err != nil {
+		return 0, "", err
+	}
 	n := 0
 	for n < len(s) && isDigit(s[n]) {
 		n++
@@ -97,11 +103,46 @@ func parseAARInstance(value string) (instance int, payload string, err error) {
 	if instance, err = parsePosition(s[:n]); err != nil {
 		return instance, "", err
 	}
-	s = trimFWSLeft(s[n:])
+	if s, err = skipCFWS(s[n:]); err != nil {
+		return 0, "", err
+	}
 	if !strings.HasPrefix(s, ";") {
 		return 0, "", errAARNoSemicolon
 	}
 	return instance, s[1:], nil
+}
+
+var errARCComment = errors.New("unterminated comment")
+
+// skipCFWS skips folding white space and comments (RFC 5322 §3.2.2: nested
+// parentheses, quoted-pairs inside) at the start of s.
+// https://datatracker.ietf.org/doc/html/rfc5322#section-3.2.2
+func skipCFWS(s string) (string, error) {
+	for {
+		s = trimFWSLeft(s)
+		if !strings.HasPrefix(s, "(") {
+			return s, nil
+		}
+		depth := 0
+		i := 0
+		for ; i < len(s); i++ {
+			switch s[i] {
+			case '\\':
+				i++
+			case '(':
+				depth++
+			case ')':
+				depth--
+			}
+			if depth == 0 {
+				break
+			}
+		}
+		if depth != 0 || i >= len(s) {
+			return "", errARCComment
+		}
+		s = s[i+1:]
+	}
 }
 
 func trimFWSLeft(s string) string {

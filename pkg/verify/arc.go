@@ -219,6 +219,7 @@ type ARCVerifier struct {
 	sealJob  []int
 	bodies   [numCanons]*bodyHasher
 	jobs     []keyJob
+	lk       arcLookups // shared with the lookup workers until keysDone
 	keysDone chan any
 	panicked any
 
@@ -478,6 +479,16 @@ func arcKindName(k arcKind) string {
 }
 
 // start sets up the body hashers and starts the key lookups.
+//
+// The keys are fetched newest first: the newest AMS's, then the seals' from
+// instance N down to 1, then the older AMSes'. Each seal is verified as soon
+// as its key and those of the newer seals are in (a seal covers only header
+// fields, all known by now), and at the first seal that does not verify no
+// more lookups are started: RFC 8617 §9.2 warns that a concocted chain of
+// sets bearing victims' domains makes a validator query "all of them ...
+// until a failure is discovered"; this way at most arcKeyWorkers lookups
+// follow the failure. The lookups in flight then finish normally.
+// https://datatracker.ietf.org/doc/html/rfc8617#section-9.2
 func (v *ARCVerifier) start(ctx context.Context) {
 	job := func(name string) int {
 		for j := range v.jobs {
@@ -490,16 +501,27 @@ func (v *ARCVerifier) start(ctx context.Context) {
 	}
 	v.amsJob = make([]int, v.n)
 	v.sealJob = make([]int, v.n)
-	for i := v.n; i >= 1; i-- {
-		v.amsJob[i-1] = -1
-		if s := &v.ams[i-1]; i >= v.lowest && s.needsKey {
-			if v.bodies[s.bodyCan] == nil {
-				v.bodies[s.bodyCan] = newBodyHasher(s.bodyCan == canonRelaxed)
-			}
-			v.amsJob[i-1] = job(s.keyName)
+	for i := range v.amsJob {
+		v.amsJob[i] = -1
+	}
+	add := func(i int) {
+		s := &v.ams[i-1]
+		if v.bodies[s.bodyCan] == nil {
+			v.bodies[s.bodyCan] = newBodyHasher(s.bodyCan == canonRelaxed)
 		}
+		v.amsJob[i-1] = job(s.keyName)
+	}
+	add(v.n) // parsed without error, or collect would have failed
+	for i := v.n; i >= 1; i-- {
 		v.sealJob[i-1] = job(v.seals[i-1].keyName)
 	}
+	for i := v.n - 1; i >= v.lowest; i-- {
+		if v.ams[i-1].needsKey {
+			add(i)
+		}
+	}
+	v.lk = arcLookups{done: make([]bool, len(v.jobs)), sealNext: v.n}
+	v.lk.more.L = &v.lk.mu
 	vctx, cancel := context.WithCancel(ctx)
 	v.mu.Lock()
 	v.cancel = cancel
@@ -510,54 +532,102 @@ func (v *ARCVerifier) start(ctx context.Context) {
 	}
 	v.mu.Unlock()
 	v.keysDone = make(chan any, 1)
-	go fetchKeysPool(vctx, v.res, v.jobs, v.keysDone)
-}
-
-// fetchKeysPool looks up every job's key under ctx, arcKeyWorkers at a
-// time, and sends nil on done when all are finished (or the value of the
-// first panic).
-func fetchKeysPool(ctx context.Context, r TXTResolver, jobs []keyJob, done chan<- any) {
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		next   int
-		caught any
-	)
-	workers := min(arcKeyWorkers, len(jobs))
+	workers := min(arcKeyWorkers, len(v.jobs))
+	var wg sync.WaitGroup
 	wg.Add(workers)
 	for range workers {
-		go func() {
-			defer wg.Done()
-			defer func() {
-				if p := recover(); p != nil {
-					mu.Lock()
-					if caught == nil {
-						caught = p
-					}
-					mu.Unlock()
-				}
-			}()
-			for {
-				mu.Lock()
-				j := next
-				next++
-				mu.Unlock()
-				if j >= len(jobs) {
-					return
-				}
-				lookupKey(ctx, r, &jobs[j])
-			}
-		}()
+		go v.lookupWorker(vctx, &wg)
 	}
 	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				done <- p
-			}
-		}()
 		wg.Wait()
-		done <- caught
+		v.lk.mu.Lock()
+		p := v.lk.caught
+		v.lk.mu.Unlock()
+		v.keysDone <- p
 	}()
+}
+
+// arcLookups is what the lookup workers of one message share.
+type arcLookups struct {
+	mu       sync.Mutex
+	more     sync.Cond // on mu: a job finished, or stop
+	next     int       // the next job to start
+	undone   int       // the first job not finished
+	done     []bool    // by job: the lookup has finished
+	stop     bool      // start no more lookups
+	sealNext int       // the next seal to verify, from N down; 0: all verified
+	sealRes  Result    // "" while no seal failed; else the failing seal's result
+	sealWhy  string
+	sealAt   int
+	buf      []byte // scratch space for the seals' hash input
+	caught   any    // the first panic of a worker
+}
+
+// lookupWorker starts lookups in job order until there are none left or
+// a seal failed, and verifies the seals whose keys are in.
+func (v *ARCVerifier) lookupWorker(ctx context.Context, wg *sync.WaitGroup) {
+	l := &v.lk
+	defer wg.Done()
+	defer func() {
+		if p := recover(); p != nil {
+			l.mu.Lock()
+			if l.caught == nil {
+				l.caught = p
+			}
+			l.stop = true
+			l.more.Broadcast()
+			l.mu.Unlock()
+		}
+	}()
+	for {
+		j, ok := l.take(len(v.jobs))
+		if !ok {
+			return
+		}
+		lookupKey(ctx, v.res, &v.jobs[j])
+		v.finished(j)
+	}
+}
+
+// take returns the next job to start. A job starts only within
+// arcKeyWorkers of the first unfinished one, so that a slow early key (the
+// newest AMS's and seal's) does not let the workers run through the whole
+// chain before the newest seal is checked.
+func (l *arcLookups) take(n int) (int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for !l.stop && l.next < n && l.next >= l.undone+arcKeyWorkers {
+		l.more.Wait()
+	}
+	if l.stop || l.next >= n {
+		return 0, false
+	}
+	l.next++
+	return l.next - 1, true
+}
+
+// finished records the end of job j and verifies the seals now ready,
+// newest first (RFC 8617 §5.2 step 6), stopping at the first failure.
+func (v *ARCVerifier) finished(j int) {
+	l := &v.lk
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	defer l.more.Broadcast()
+	l.done[j] = true
+	for l.undone < len(l.done) && l.done[l.undone] {
+		l.undone++
+	}
+	for l.sealNext >= 1 && l.sealRes == "" && l.done[v.sealJob[l.sealNext-1]] {
+		i := l.sealNext
+		var res Result
+		var why string
+		res, why, l.buf = v.checkSeal(i, l.buf)
+		if res != ResultPass {
+			l.sealRes, l.sealWhy, l.sealAt, l.stop = res, why, i, true
+			return
+		}
+		l.sealNext--
+	}
 }
 
 // Write passes one body chunk to the verifier. The chunk is not kept.
@@ -676,14 +746,13 @@ func (v *ARCVerifier) validate(ctx context.Context, sums *[numCanons][32]byte, k
 	// RFC 8617 §5.2 step 6: "Validate each AS beginning with the greatest
 	// instance value and proceeding in decreasing order to the AS with the
 	// instance value of 1. If any AS fails to validate, the Chain
-	// Validation Status is "fail"".
-	for i := n; i >= 1; i-- {
-		var res Result
-		var reason string
-		res, reason, buf = v.checkSeal(i, buf)
-		if res != ResultPass {
-			return v.keyFail(res, ARCFailSeal, i, fmt.Sprintf("ARC-Seal i=%d: %s", i, reason))
-		}
+	// Validation Status is "fail"". The lookup workers verified them as
+	// their keys came in (finished); all lookups have ended by now.
+	if l := &v.lk; l.sealRes != "" {
+		return v.keyFail(l.sealRes, ARCFailSeal, l.sealAt, fmt.Sprintf("ARC-Seal i=%d: %s", l.sealAt, l.sealWhy))
+	} else if l.sealNext != 0 {
+		return ARCResult{CV: ChainFail, Failure: ARCFailSeal, FailedInstance: l.sealNext,
+			Reason: fmt.Sprintf("ARC-Seal i=%d: not verified", l.sealNext)}
 	}
 	// RFC 8617 §5.2 step 5: the oldest AMS that still verifies, walking
 	// down from N-1; 0 when all of them do. The result does not depend

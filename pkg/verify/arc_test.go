@@ -275,7 +275,7 @@ func TestARCKeyTemporary(t *testing.T) {
 	}
 	// The message's deadline ends while a key is still being fetched.
 	w.srv.SetFault("arc._domainkey.lists.example.org.", dnstest.FaultNone)
-	w.srv.SetDelay(2 * time.Second)
+	w.srv.SetDelay(500 * time.Millisecond)
 	fields, body := splitRaw(msg)
 	v := NewARCVerifier(newCache(t, w.srv, 5*time.Second), ARCConfig{})
 	for _, f := range fields {

@@ -348,7 +348,7 @@ func (v *ARCVerifier) collect() bool {
 	n := 0
 	for i := range v.arc {
 		f := &v.arc[i]
-		if f.err == errARCRange && f.instance > MaxARCInstance {
+		if errors.Is(f.err, errARCRange) && f.instance > MaxARCInstance {
 			// RFC 8617 §5.2 step 1: an instance above 50 means more than
 			// 50 sets: "fail".
 			v.fail(ARCFailTooManySets, f.instance, fmt.Sprintf("%s instance %d is above %d", arcKindName(f.kind), f.instance, MaxARCInstance))

@@ -6,8 +6,10 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"strings"
 	"sync"
@@ -209,19 +211,20 @@ type ARCVerifier struct {
 	now      time.Time
 
 	// Set by EndOfHeaders.
-	final    *ARCResult // decided without the body or keys (none, or a fail)
-	n        int        // the newest instance
-	sets     []arcSetIdx
-	seals    []sealInfo // by instance - 1
-	ams      []sigInfo  // by instance - 1; parsed for the newest and those within depth
-	lowest   int        // the lowest instance whose AMS is verified for OldestPass
-	amsJob   []int      // by instance - 1: index in jobs, or -1
-	sealJob  []int
-	bodies   [numCanons]*bodyHasher
-	jobs     []keyJob
-	lk       arcLookups // shared with the lookup workers until keysDone
-	keysDone chan any
-	panicked any
+	final      *ARCResult // decided without the body or keys (none, or a fail)
+	n          int        // the newest instance
+	sets       []arcSetIdx
+	seals      []sealInfo // by instance - 1
+	ams        []sigInfo  // by instance - 1; parsed for the newest and those within depth
+	lowest     int        // the lowest instance whose AMS is verified for OldestPass
+	amsJob     []int      // by instance - 1: index in jobs, or -1
+	sealJob    []int
+	bodies     [numCanons]*bodyHasher
+	jobs       []keyJob
+	sealStates [][]byte   // by instance - 1: the hash state before its seal
+	lk         arcLookups // shared with the lookup workers until keysDone
+	keysDone   chan any
+	panicked   any
 
 	mu        sync.Mutex
 	cancel    context.CancelFunc
@@ -521,6 +524,7 @@ func (v *ARCVerifier) start(ctx context.Context) {
 		}
 	}
 	v.lk = arcLookups{done: make([]bool, len(v.jobs)), sealNext: v.n}
+	v.hashSealPrefixes()
 	v.lk.more.L = &v.lk.mu
 	vctx, cancel := context.WithCancel(ctx)
 	v.mu.Lock()
@@ -547,6 +551,32 @@ func (v *ARCVerifier) start(ctx context.Context) {
 	}()
 }
 
+// hashSealPrefixes hashes the sets once, in instance order, and keeps the
+// SHA-256 state reached before each seal (RFC 8617 §5.1.1: seal i covers
+// the sets 1 to i, its own seal last): each seal's hash then costs its own
+// field, and a chain of N sets is hashed in time linear in N, not
+// quadratic.
+func (v *ARCVerifier) hashSealPrefixes() {
+	h := sha256.New()
+	v.sealStates = make([][]byte, v.n)
+	var buf, slab []byte
+	for k := 1; k <= v.n; k++ {
+		s := &v.sets[k-1]
+		buf = appendField(buf[:0], v.fields[v.arc[s.aar].field], canonRelaxed)
+		buf = appendField(buf, v.fields[v.arc[s.ams].field], canonRelaxed)
+		h.Write(buf)
+		start := len(slab)
+		var err error
+		if slab, err = h.(encoding.BinaryAppender).AppendBinary(slab); err != nil {
+			panic("verify: SHA-256 state does not save: " + err.Error())
+		}
+		v.sealStates[k-1] = slab[start:len(slab):len(slab)]
+		h.Write(appendField(buf[:0], v.fields[v.arc[s.as].field], canonRelaxed))
+	}
+	h.Reset()
+	v.lk.sealHash = h
+}
+
 // arcLookups is what the lookup workers of one message share.
 type arcLookups struct {
 	mu       sync.Mutex
@@ -559,8 +589,9 @@ type arcLookups struct {
 	sealRes  Result    // "" while no seal failed; else the failing seal's result
 	sealWhy  string
 	sealAt   int
-	buf      []byte // scratch space for the seals' hash input
-	caught   any    // the first panic of a worker
+	buf      []byte    // scratch space for the seals' hash input
+	sealHash hash.Hash // the seals' SHA-256
+	caught   any       // the first panic of a worker
 }
 
 // lookupWorker starts lookups in job order until there are none left or
@@ -815,7 +846,8 @@ func (v *ARCVerifier) checkAMS(i int, sums *[numCanons][32]byte, buf []byte) (Re
 // signature covers, in increasing instance order from 1 to i, the
 // ARC-Authentication-Results, the ARC-Message-Signature and the ARC-Seal of
 // each set, the last one with an empty b= value and without its final
-// CRLF, all with the "relaxed" header canonicalization (§4.1.3).
+// CRLF, all with the "relaxed" header canonicalization (§4.1.3). The hash
+// of the part before the seal itself is taken from sealStates.
 // https://datatracker.ietf.org/doc/html/rfc8617#section-5.1.1
 func (v *ARCVerifier) checkSeal(i int, buf []byte) (Result, string, []byte) {
 	si := &v.seals[i-1]
@@ -826,22 +858,19 @@ func (v *ARCVerifier) checkSeal(i int, buf []byte) (Result, string, []byte) {
 	if err := j.key.fits(&sigInfo{keyAlgo: si.keyAlgo}); err != nil {
 		return ResultPermError, err.Error(), buf
 	}
-	buf = buf[:0]
-	for k := 1; k <= i; k++ {
-		s := &v.sets[k-1]
-		buf = appendField(buf, v.fields[v.arc[s.aar].field], canonRelaxed)
-		buf = appendField(buf, v.fields[v.arc[s.ams].field], canonRelaxed)
-		if k < i {
-			buf = appendField(buf, v.fields[v.arc[s.as].field], canonRelaxed)
-		}
+	h := v.lk.sealHash // checkSeal runs under v.lk.mu
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(v.sealStates[i-1]); err != nil {
+		panic("verify: SHA-256 state does not load: " + err.Error())
 	}
 	sf := v.fields[v.arc[v.sets[i-1].as].field]
 	before, after := removeBValue(sf.value)
-	buf = appendRelaxedName(buf, sf.name)
+	buf = appendRelaxedName(buf[:0], sf.name)
 	var rv relaxedValue
 	buf = rv.append(buf, before)
 	buf = rv.append(buf, after)
-	digest := sha256.Sum256(buf)
+	h.Write(buf)
+	var digest [32]byte
+	h.Sum(digest[:0])
 	if err := verifyDigest(j.key, digest[:], si.sig); err != nil {
 		return ResultFail, err.Error(), buf
 	}

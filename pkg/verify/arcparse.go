@@ -262,10 +262,10 @@ func (t *arcTags) instance() (int, error) {
 	return parsePosition(stripFWS(t.i))
 }
 
-// missing returns an error naming the first of the required tags that is
-// absent, or nil.
-func (t *arcTags) missing(required uint16, names string) error {
-	for i, n := range strings.Fields(names) {
+// missing returns an error naming the first of the required tags (at*
+// bits) that is absent, or nil.
+func (t *arcTags) missing(required uint16) error {
+	for i, n := range arcTagNames {
 		if required&(1<<i) != 0 && t.present&(1<<i) == 0 {
 			return errors.New("missing required tag " + n + "=")
 		}
@@ -274,7 +274,7 @@ func (t *arcTags) missing(required uint16, names string) error {
 }
 
 // The tag names in the order of the at* bits, for missing.
-const arcTagNames = "i a b bh c cv d h s t x"
+var arcTagNames = [...]string{"i", "a", "b", "bh", "c", "cv", "d", "h", "s", "t", "x", "l"}
 
 // ChainValidation is the chain validation status of RFC 8617 §4.4: the cv=
 // value of an ARC-Seal, and the result of validating a chain (the
@@ -329,7 +329,7 @@ func parseSeal(t *arcTags) sealInfo {
 
 func (si *sealInfo) check(t *arcTags) error {
 	// RFC 8617 §4.1.3: the tags of the seal are i, a, b, d, s, t and cv.
-	if err := t.missing(atI|atA|atB|atCV|atD|atS, arcTagNames); err != nil {
+	if err := t.missing(atI | atA | atB | atCV | atD | atS); err != nil {
 		return err
 	}
 	if t.present&atH != 0 {
@@ -396,7 +396,7 @@ func parseAMS(t *arcTags, field int, now time.Time) sigInfo {
 func checkAMS(s *sigInfo, t *arcTags, now time.Time) error {
 	// RFC 6376 §6.1.1 required tags, with i= for the instance (RFC 8617
 	// §4.1.2).
-	if err := t.missing(atI|atA|atB|atBH|atD|atH|atS, arcTagNames); err != nil {
+	if err := t.missing(atI | atA | atB | atBH | atD | atH | atS); err != nil {
 		return err
 	}
 	if err := checkARCCommon(t, s.domain, s.selector); err != nil {

@@ -2,10 +2,10 @@ package verify
 
 import (
 	"context"
-	"fmt"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
+	"fmt"
 	"net"
 	"strings"
 	"testing"

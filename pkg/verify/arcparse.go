@@ -290,7 +290,9 @@ const (
 )
 
 // parseCV reads a cv= value (RFC 8617 §3.9: chain-status = ("none" / "fail"
-// / "pass"), written in lower case like every ARC tag value).
+// / "pass")). It takes the lower-case forms only, as dkimpy does: ABNF
+// strings would allow "Pass", which no sealer is known to write, and a
+// chain that cannot be read fails, which is the safe side.
 func parseCV(s string) (ChainValidation, error) {
 	switch cv := ChainValidation(stripFWS(s)); cv {
 	case ChainNone, ChainPass, ChainFail:

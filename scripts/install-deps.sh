@@ -2,7 +2,8 @@
 # install-deps.sh: install the Debian packages the tests need: Postfix,
 # Dovecot LMTP and Pigeonhole Sieve (integration/), PostgreSQL (the shared
 # report store), xmllint (RFC 9990 XSD validation of the reports we build)
-# and python3-dkim (an independent ARC implementation). Idempotent and fast when
+# and python3-dkim (an independent ARC implementation; its ARC signer needs
+# python3-authres, which Debian lists only as a suggestion). Idempotent and fast when
 # everything is present: it asks dpkg first and runs apt-get only for what
 # is missing.
 #
@@ -12,7 +13,7 @@
 # integration package skips loudly.
 set -euo pipefail
 
-pkgs=(postfix dovecot-core dovecot-lmtpd dovecot-sieve postgresql libxml2-utils python3-dkim)
+pkgs=(postfix dovecot-core dovecot-lmtpd dovecot-sieve postgresql libxml2-utils python3-dkim python3-authres)
 
 missing=()
 for p in "${pkgs[@]}"; do

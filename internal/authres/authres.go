@@ -12,10 +12,11 @@
 // wrong and why the sanitising exists: no backslash reaches a quoted
 // string). Each result is on its own folded line.
 //
-// Parse is a small tolerant reader of the RFC 8601 §2.2 grammar (comments,
-// quoted strings, folding). The milter uses AuthservID on incoming fields to
-// find the ones that claim to come from us, and the tests parse every header
-// we write back with Parse.
+// The reader (Parse, AuthservID, IsOurs) and the Result type live in
+// pkg/authres, so that code under pkg/ can read Authentication-Results and
+// ARC-Authentication-Results too; parse.go forwards to them. The milter uses
+// IsOurs on incoming fields to find the ones that claim to come from us, and
+// the tests parse every header we write back with Parse.
 package authres
 
 import (
@@ -30,25 +31,6 @@ const FieldName = "Authentication-Results"
 // maxLine is the line length RFC 5322 §2.1.1 asks for (excluding CRLF):
 // https://datatracker.ietf.org/doc/html/rfc5322#section-2.1.1
 const maxLine = 78
-
-// Result is one resinfo: method=value, an optional comment, a reason and
-// properties ("smtp.mailfrom", "header.d", ...).
-type Result struct {
-	Method  string            // "spf", "dkim", "dmarc", "auth"
-	Value   string            // "pass", "fail", ...
-	Comment string            // written as "(comment)" after the value
-	Reason  string            // written as reason="..."
-	Props   map[string]string // ptype.property → value; empty values are left out
-	// Params are more properties, for writers that would rather not build
-	// a map: Format writes them as if they were in Props (a name should
-	// not be in both). Parse leaves them empty.
-	Params []Param
-}
-
-// Param is one property of a Result.
-type Param struct {
-	Name, Value string
-}
 
 // Format renders the value of an Authentication-Results field (without the
 // field name). It starts with a space, because the milter negotiates
@@ -106,7 +88,7 @@ func appendParams(dst []byte, r Result) []byte {
 	var pb [10]Param
 	props := pb[:0]
 	for k, v := range r.Props {
-		props = append(props, Param{k, v})
+		props = append(props, Param{Name: k, Value: v})
 	}
 	props = append(props, r.Params...)
 	for i := 0; i < len(props); i++ {

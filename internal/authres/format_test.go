@@ -60,7 +60,7 @@ func asParams(rs []Result) []Result {
 	for i, r := range rs {
 		r.Params = nil
 		for k, v := range r.Props {
-			r.Params = append(r.Params, Param{k, v})
+			r.Params = append(r.Params, Param{Name: k, Value: v})
 		}
 		r.Props = nil
 		out[i] = r

@@ -205,6 +205,15 @@ func (s *sigInfo) check(present int, v, a, c, q, bh, t, x string, hasI, hasT, ha
 			return errSigQuery
 		}
 	}
+	if err := s.checkAlgorithm(); err != nil {
+		return err
+	}
+	return s.checkEncodings(c, bh, hasC)
+}
+
+// checkAlgorithm reads a= (RFC 6376 §3.5, RFC 8301, RFC 8463) into keyAlgo.
+// Shared with the ARC signatures, which take a= from DKIM.
+func (s *sigInfo) checkAlgorithm() error {
 	keyAlgo, hashAlgo, ok := strings.Cut(s.algorithm, "-")
 	if !ok {
 		return errSigAlgo
@@ -225,6 +234,12 @@ func (s *sigInfo) check(present int, v, a, c, q, bh, t, x string, hasI, hasT, ha
 	default:
 		return errSigKeyAlgo
 	}
+	return nil
+}
+
+// checkEncodings reads c=, bh= and b=. Shared with the ARC-Message-Signature,
+// which takes these tags from DKIM.
+func (s *sigInfo) checkEncodings(c, bh string, hasC bool) error {
 	s.headerCan, s.bodyCan = canonSimple, canonSimple
 	if hasC {
 		hc, bc, hasBody := strings.Cut(stripFWS(c), "/")

@@ -1,6 +1,7 @@
 // Package verify checks the two sender authentication methods that DMARC
-// builds on, SPF and DKIM, and reports their results as plain structs
-// (SPFResult, DKIMResult) with the values of RFC 8601.
+// builds on, SPF and DKIM, and the ARC chains of forwarded mail, and reports
+// their results as plain structs (SPFResult, DKIMResult, ARCResult) with the
+// values of RFC 8601.
 //
 // SPF (RFC 7208) asks the domain of an envelope identity which IP addresses
 // may send its mail: the domain publishes a TXT record such as
@@ -30,6 +31,19 @@
 // refused (RFC 8301). A signature that covers only part of the body (the l=
 // tag) gives "policy". The tests check its verdicts against those of
 // github.com/emersion/go-msgauth, the verifier it replaced (dkimdiff_test.go).
+//
+// ARC (RFC 8617) lets intermediaries that change mail, such as mailing
+// lists, record how it was authenticated when it reached them: each one adds
+// an ARC set, an ARC-Authentication-Results field with its assessment, an
+// ARC-Message-Signature over the message (a DKIM signature with an instance
+// number) and an ARC-Seal over the sets so far. ARCVerifier validates the
+// chain of sets as the message streams through, like DKIMVerifier and with
+// its canonicalization, body hashing and keys, and reports the chain status
+// (none, pass, fail), the sealers and each set's assessment, which a local
+// policy may take as evidence of an indirect flow when it trusts the
+// sealers. The tests run the ValiMail ARC suite and compare with dkimpy's
+// ARC implementation on chains it seals. This package verifies; it never
+// seals.
 //
 // All DNS goes through a small interface (Resolver, TXTResolver) that the
 // project's caching resolver (pkg/cache) and *net.Resolver satisfy, under the

@@ -76,3 +76,55 @@ func ExampleDKIMVerifier() {
 	// Output:
 	// pass football.example.com brisbane ed25519-sha256 256 9/dsDChY
 }
+
+func ExampleARCVerifier() {
+	// A message sealed once by lists.example.org (the ARC test suite's
+	// cv_pass_i1_1, key selector "dummy"; testdata/arc).
+	srv, _ := dnstest.Start(`dummy._domainkey.example.org. 300 IN TXT "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3FutACDfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC3Ip3G+2kryOTIKT+l/K4w3QIDAQAB"`)
+	defer srv.Stop()
+	res, _ := cache.New(cache.Config{Nameservers: []string{srv.Addr}})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	v := verify.NewARCVerifier(res, verify.ARCConfig{})
+	defer v.Abort() // frees the verification if we return early
+	v.Header("MIME-Version", " 1.0")
+	v.Header("ARC-Seal", " a=rsa-sha256;\n"+
+		"    b=dOdFEyhrk/tw5wl3vMIogoxhaVsKJkrkEhnAcq2XqOLSQhPpGzhGBJzR7k1sWGokon3TmQ\n"+
+		"    7TX9zQLO6ikRpwd/pUswiRW5DBupy58fefuclXJAhErsrebfvfiueGyhHXV7C1LyJTztywzn\n"+
+		"    QGG4SCciU/FTlsJ0QANrnLRoadfps=; cv=none; d=example.org; i=1; s=dummy;\n"+
+		"    t=12345")
+	v.Header("ARC-Message-Signature", " a=rsa-sha256;\n"+
+		"    b=QsRzR/UqwRfVLBc1TnoQomlVw5qi6jp08q8lHpBSl4RehWyHQtY3uOIAGdghDk/mO+/Xpm\n"+
+		"    9JA5UVrPyDV0f+2q/YAHuwvP11iCkBQkocmFvgTSxN8H+DwFFPrVVUudQYZV7UDDycXoM6UE\n"+
+		"    cdfzLLzVNPOAHEDIi/uzoV4sUqZ18=;\n"+
+		"    bh=KWSe46TZKCcDbH4klJPo+tjk5LWJnVRlP5pvjXFZYLQ=; c=relaxed/relaxed;\n"+
+		"    d=example.org; h=from:to:date:subject:mime-version:arc-authentication-results;\n"+
+		"    i=1; s=dummy; t=12345")
+	v.Header("ARC-Authentication-Results", " i=1; lists.example.org;\n"+
+		"    spf=pass smtp.mfrom=jqd@d1.example;\n"+
+		"    dkim=pass (1024-bit key) header.i=@d1.example;\n"+
+		"    dmarc=pass")
+	v.Header("Date", " Thu, 14 Jan 2015 15:00:01 -0800")
+	v.Header("From", " John Q Doe <jqd@d1.example.org>")
+	v.Header("To", " arc@dmarc.org")
+	v.Header("Subject", " Example 1")
+	v.EndOfHeaders(ctx) // the structure is checked and the key lookups start here
+	v.Write([]byte("Hey gang,\r\nThis is a test message.\r\n--J.\r\n"))
+	r, err := v.Finish(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("arc="+r.CV, "sealers:", r.Sealers, "oldest-pass:", r.OldestPass)
+	for _, set := range r.Sets {
+		fmt.Print("i=", set.Instance, " ", set.AuthservID, ":")
+		for _, res := range set.Results {
+			fmt.Print(" ", res.Method, "=", res.Value)
+		}
+		fmt.Println()
+	}
+	// Output:
+	// arc=pass sealers: [example.org] oldest-pass: 0
+	// i=1 lists.example.org: spf=pass dkim=pass dmarc=pass
+}

@@ -36,6 +36,8 @@ const (
 	RefusalZipPath        RefusalReason = "zip_path"        // an entry name with "..", an absolute path, a backslash or a control character
 	RefusalMIME           RefusalReason = "malformed_mime"
 	RefusalNoReport       RefusalReason = "no_report" // a message with no report in it
+	// Reading.
+	RefusalRead RefusalReason = "read_error" // the reader given failed (Err says how)
 	// Validate.
 	RefusalBadDateRange    RefusalReason = "bad_date_range"    // begin >= end
 	RefusalFutureDateRange RefusalReason = "future_date_range" // ends after now (plus MaxClockSkew)

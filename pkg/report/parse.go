@@ -128,10 +128,10 @@ func (p *parser) refusal(err error) error {
 	if errors.As(err, &se) {
 		return refuse(RefusalMalformedXML, "", err)
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	if errors.Is(err, io.EOF) {
 		return refuse(RefusalMalformedXML, "unexpected end of the document", nil)
 	}
-	return refuse(RefusalMalformedXML, "", err)
+	return refuse(RefusalRead, "", err)
 }
 
 // document reads the prolog, the root element and its children.

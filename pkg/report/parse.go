@@ -39,7 +39,7 @@ func parseXML(lr *limitReader, lim Limits) (*Feedback, error) {
 	raw.Strict = true
 	raw.CharsetReader = charsetReader
 	g := &guard{d: raw, lim: &lim}
-	p := &parser{d: xml.NewTokenDecoder(g), g: g, lim: &lim}
+	p := &parser{d: xml.NewTokenDecoder(g), g: g, lr: lr, lim: &lim}
 	f, err := p.document()
 	if err != nil {
 		return nil, p.refusal(err)
@@ -111,14 +111,19 @@ func (g *guard) Token() (xml.Token, error) {
 type parser struct {
 	d       *xml.Decoder
 	g       *guard
+	lr      *limitReader
 	lim     *Limits
 	records int // record elements seen, kept or not
 }
 
-// refusal turns any error of the decoders into a *RefusalError.
+// refusal turns any error of the decoders into a *RefusalError. A
+// refusal of the reader (a size limit, bad UTF-8) comes first: the
+// decoder may have reported its consequence (a truncated text) instead.
 func (p *parser) refusal(err error) error {
 	var re *RefusalError
 	switch {
+	case errors.As(p.lr.err, &re):
+		return re
 	case errors.As(err, &re):
 		return re
 	case errors.As(p.g.err, &re):

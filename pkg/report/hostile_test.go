@@ -156,8 +156,8 @@ func zipped(t testing.TB, entries ...zipEntrySpec) []byte {
 func TestHostileGenerated(t *testing.T) {
 	t.Parallel()
 	ok := minimalReport(1, "")
-	big := strings.Repeat("<x/>", 2<<20) // 8 MiB of tiny elements
-	small := Limits{MaxXMLBytes: 1 << 20, MaxInputBytes: 1 << 20}
+	big := strings.Repeat("<x/>", 1<<19) // 2 MiB of tiny elements
+	small := Limits{MaxXMLBytes: 512 << 10, MaxInputBytes: 512 << 10}
 	cases := []struct {
 		name  string
 		input []byte
@@ -358,7 +358,7 @@ func TestGzipBombMemory(t *testing.T) {
 		zw.Close()
 		pw.Close()
 	}()
-	const limit = 16 << 20
+	const limit = 4 << 20
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -377,7 +377,7 @@ func TestGzipBombMemory(t *testing.T) {
 	if peakHeap > before.HeapAlloc+64<<20 {
 		t.Errorf("heap grew by %d MiB (bound 64 MiB)", (peakHeap-before.HeapAlloc)>>20)
 	}
-	// Each of the 4 million elements in 16 MiB of XML costs a few small
+	// Each of the million elements in 4 MiB of XML costs a few small
 	// allocations, dropped at once: the total grows with the limit, not
 	// with the gigabyte the bomb holds.
 	if alloc > 128*limit {

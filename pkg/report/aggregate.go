@@ -7,8 +7,9 @@ import (
 
 // Aggregate merges records that differ only in their count, adding the
 // counts (RFC 9990 §3.1.1.7: one record per source IP, results and
-// identifiers), and returns them ordered by count, highest first, then by
-// content, so that the same input always gives the same report.
+// identifiers; https://datatracker.ietf.org/doc/html/rfc9990#section-3.1.1.7),
+// and returns them ordered by count, highest first, then by content, so
+// that the same input always gives the same report.
 func Aggregate(records []Record) []Record {
 	type group struct {
 		key string

@@ -45,7 +45,8 @@ func Detect(head []byte) (f Format, ok bool) {
 // archive holding one XML file, told apart by their bytes, not by a name.
 // MaxInputBytes bounds the file as given, MaxXMLBytes the XML after
 // decompression (a decompression bomb is refused with
-// RefusalDecompressedTooLarge however its headers lie, RFC 9990 §8.1).
+// RefusalDecompressedTooLarge however its headers lie, RFC 9990 §8.1,
+// https://datatracker.ietf.org/doc/html/rfc9990#section-8.1).
 func ParseFile(r io.Reader, lim Limits) (*Feedback, error) {
 	lim = lim.withDefaults()
 	return parseFile(newLimitReader(r, lim.MaxInputBytes, RefusalTooLarge), lim)

@@ -91,7 +91,8 @@ type Limits struct {
 	// MaxRecords bounds the record elements of one report.
 	MaxRecords int
 	// MaxDKIMPerRecord bounds the dkim elements of one record's
-	// auth_results (RFC 9990 §3.1.3 asks reporters for 100 at most).
+	// auth_results (RFC 9990 §3.1.3 asks reporters for 100 at most,
+	// https://datatracker.ietf.org/doc/html/rfc9990#section-3.1.3).
 	MaxDKIMPerRecord int
 	// MaxDepth bounds the nesting of elements (a report needs 5 levels;
 	// extensions may add a few).

@@ -21,7 +21,8 @@ import (
 var ErrBadMessageInput = errors.New("report: bad message input")
 
 // idEncoding is lowercase base32 without padding: letters and digits only,
-// so that a Report-ID is both dot-atom-text (RFC 9990 §3.5.1) and a
+// so that a Report-ID is both dot-atom-text (RFC 9990 §3.5.1,
+// https://datatracker.ietf.org/doc/html/rfc9990#section-3.5.1) and a
 // filename unique-id, 1*(ALPHA / DIGIT) (RFC 9990 §3.5.2).
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
@@ -55,7 +56,7 @@ func ValidReportID(id string) bool {
 	return !hasAt || validDotAtom(domain)
 }
 
-// validDotAtom: RFC 5322 §3.2.3 dot-atom-text.
+// validDotAtom: RFC 5322 §3.2.3 (https://datatracker.ietf.org/doc/html/rfc5322#section-3.2.3) dot-atom-text.
 func validDotAtom(s string) bool {
 	if s == "" {
 		return false

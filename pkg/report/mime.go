@@ -14,7 +14,8 @@ import (
 	"strings"
 )
 
-// ParseMessage reads a report message (RFC 9990 §3.5.2 requires no
+// ParseMessage reads a report message (RFC 9990 §3.5.2,
+// https://datatracker.ietf.org/doc/html/rfc9990#section-3.5.2, requires no
 // particular structure) and returns the reports it carries: attachments
 // of type application/gzip, application/zip, application/x-zip-compressed,
 // text/xml (and their usual aliases), application/octet-stream or any
@@ -63,7 +64,9 @@ func (w *walker) part(h textproto.MIMEHeader, body io.Reader, depth int) error {
 	}
 	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
 	if err != nil && mt == "" {
-		mt = "text/plain" // RFC 2045 §5.2: the default for a missing or unreadable type
+		// RFC 2045 §5.2 (https://datatracker.ietf.org/doc/html/rfc2045#section-5.2):
+		// the default for a missing or unreadable type.
+		mt = "text/plain"
 	}
 	if strings.HasPrefix(mt, "multipart/") {
 		return w.multipart(params["boundary"], body, depth)

@@ -18,7 +18,8 @@ import (
 // their required elements) and tolerant of values: text is trimmed,
 // enumeration values are lowercased and kept even when the schema does not
 // know them (see the Known methods), optional elements may be missing,
-// unknown elements and extensions are skipped (RFC 9990 §3.2). A record
+// unknown elements and extensions are skipped (RFC 9990 §3.2,
+// https://datatracker.ietf.org/doc/html/rfc9990#section-3.2). A record
 // with a count of 0 (the "null reports" some receivers send) is skipped,
 // so Records may be empty.
 //

@@ -266,8 +266,8 @@ func (t ReasonType) KnownRFC7489() bool {
 	return false
 }
 
-// DKIMResult is a DKIM verification result (DKIMResultType, the RFC 8601
-// §2.7.1 values).
+// DKIMResult is a DKIM verification result (DKIMResultType, the
+// RFC 8601 §2.7.1 (https://datatracker.ietf.org/doc/html/rfc8601#section-2.7.1) values).
 type DKIMResult string
 
 // The DKIMResultType values.

@@ -16,7 +16,8 @@ var (
 	// wrapped text names the field.
 	ErrInvalid = errors.New("report: invalid report")
 	// ErrLimitTooSmall: WriteLimits leave no room for a single record, and
-	// a report needs at least one (RFC 9990 §3.1.1.2).
+	// a report needs at least one (RFC 9990 §3.1.1.2,
+	// https://datatracker.ietf.org/doc/html/rfc9990#section-3.1.1.2).
 	ErrLimitTooSmall = errors.New("report: size limit leaves no room for a record")
 )
 

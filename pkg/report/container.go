@@ -120,6 +120,9 @@ func parseZip(r io.Reader, lim Limits) (*Feedback, error) {
 		return nil, archiveError(err, "reading zip")
 	}
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if errors.Is(err, zip.ErrInsecurePath) { // GODEBUG=zipinsecurepath=0
+		return nil, refuse(RefusalZipPath, "insecure entry name", err)
+	}
 	if err != nil {
 		return nil, refuse(RefusalCorruptArchive, "zip directory", err)
 	}

@@ -156,7 +156,9 @@ func zipped(t testing.TB, entries ...zipEntrySpec) []byte {
 func TestHostileGenerated(t *testing.T) {
 	t.Parallel()
 	ok := minimalReport(1, "")
-	big := strings.Repeat("<x/>", 1<<19) // 2 MiB of tiny elements
+	// 2 MiB of tiny elements, each a child of feedback (unknown, skipped),
+	// so that only the byte limits stop them.
+	big := strings.Repeat("<x/>", 1<<19)
 	small := Limits{MaxXMLBytes: 512 << 10, MaxInputBytes: 512 << 10}
 	cases := []struct {
 		name  string
@@ -171,14 +173,17 @@ func TestHostileGenerated(t *testing.T) {
 		{"many attributes", []byte(strings.Replace(ok, "<org_name>", "<org_name"+strings.Repeat(" a=''", 1)+attrs(100)+">", 1)), Limits{}, RefusalTokenTooLarge},
 		{"huge comment", []byte(strings.Replace(ok, "<org_name>", "<!--"+strings.Repeat("c", 100<<10)+"--><org_name>", 1)), Limits{}, RefusalTokenTooLarge},
 		{"too many records", []byte(minimalReport(11, "")), Limits{MaxRecords: 10}, RefusalTooManyRecords},
+		{"a million reasons", []byte(strings.Replace(ok, "</policy_evaluated>", strings.Repeat("<reason><type>other</type></reason>", 1_000_000)+"</policy_evaluated>", 1)), Limits{}, RefusalTooManyElements},
+		{"huge element name", []byte(strings.Replace(ok, "<org_name>", "<"+strings.Repeat("n", 100<<10)+"/><org_name>", 1)), Limits{}, RefusalTokenTooLarge},
+		{"huge processing instruction", []byte("<?pi " + strings.Repeat("p", 100<<10) + "?>" + ok), Limits{}, RefusalTokenTooLarge},
 		{"too many dkim results", []byte(strings.Replace(ok, "<auth_results>", "<auth_results>"+strings.Repeat("<dkim><domain>d</domain><selector>s</selector><result>pass</result></dkim>", 201), 1)), Limits{}, RefusalTooManyRecords},
-		{"xml over MaxInputBytes", []byte(minimalReport(0, "<extension>"+big+"</extension>")), small, RefusalTooLarge},
-		{"gzip bomb", gzipped(t, minimalReport(0, "<extension>"+big+"</extension>")), small, RefusalDecompressedTooLarge},
+		{"xml over MaxInputBytes", []byte(minimalReport(0, big)), small, RefusalTooLarge},
+		{"gzip bomb", gzipped(t, minimalReport(0, big)), small, RefusalDecompressedTooLarge},
 		{"gzip truncated", gzipped(t, ok)[:40], Limits{}, RefusalCorruptArchive},
 		{"gzip bad checksum", corruptTrailer(gzipped(t, ok)), Limits{}, RefusalCorruptArchive},
 		{"gzip over MaxInputBytes", gzipped(t, ok), Limits{MaxInputBytes: 100}, RefusalTooLarge},
-		{"zip bomb (declared size)", zipped(t, zipEntrySpec{name: "r.xml", data: minimalReport(0, "<extension>"+big+"</extension>")}), small, RefusalDecompressedTooLarge},
-		{"zip whose header lies about the size", zipped(t, zipEntrySpec{name: "r.xml", data: minimalReport(0, "<extension>"+big+"</extension>"), lieSize: 1000}), small, RefusalCorruptArchive},
+		{"zip bomb (declared size)", zipped(t, zipEntrySpec{name: "r.xml", data: minimalReport(0, big)}), small, RefusalDecompressedTooLarge},
+		{"zip whose header lies about the size", zipped(t, zipEntrySpec{name: "r.xml", data: minimalReport(0, big), lieSize: 1000}), small, RefusalCorruptArchive},
 		{"zip slip", zipped(t, zipEntrySpec{name: "../../etc/cron.d/r.xml", data: ok}), Limits{}, RefusalZipPath},
 		{"zip absolute path", zipped(t, zipEntrySpec{name: "/tmp/r.xml", data: ok}), Limits{}, RefusalZipPath},
 		{"zip backslash", zipped(t, zipEntrySpec{name: `..\r.xml`, data: ok}), Limits{}, RefusalZipPath},
@@ -348,7 +353,7 @@ func TestGzipBombMemory(t *testing.T) {
 			}
 		}()
 		zw, _ := gzip.NewWriterLevel(pw, gzip.BestCompression)
-		io.WriteString(zw, strings.TrimSuffix(minimalReport(0, "<extension>"), "</feedback>"))
+		io.WriteString(zw, strings.TrimSuffix(minimalReport(0, ""), "</feedback>"))
 		chunk := strings.Repeat("<x/>", 1<<14)
 		for i := 0; i < (1<<30)/len(chunk); i++ {
 			if _, err := io.WriteString(zw, chunk); err != nil {

@@ -17,7 +17,8 @@ const (
 	RefusalDecompressedTooLarge RefusalReason = "decompressed_too_large" // the XML out of gzip or zip, over MaxXMLBytes (a bomb, or just too big)
 	RefusalTooManyRecords       RefusalReason = "too_many_records"       // over MaxRecords
 	RefusalTooDeep              RefusalReason = "too_deep"               // elements nested deeper than MaxDepth
-	RefusalTokenTooLarge        RefusalReason = "token_too_large"        // a text, attribute or comment over MaxTokenBytes, or too many attributes
+	RefusalTokenTooLarge        RefusalReason = "token_too_large"        // a text, attribute, name or comment over MaxTokenBytes, too many attributes
+	RefusalTooManyElements      RefusalReason = "too_many_elements"      // a record (or other child of feedback) over MaxChildElements
 	RefusalTooManyParts         RefusalReason = "too_many_parts"         // MIME parts, nesting or attachments over the limits
 	// XML.
 	RefusalNotXML         RefusalReason = "not_xml"       // no XML element at all (Yahoo's "unused")
@@ -97,8 +98,15 @@ type Limits struct {
 	// MaxDepth bounds the nesting of elements (a report needs 5 levels;
 	// extensions may add a few).
 	MaxDepth int
-	// MaxTokenBytes bounds one text node, attribute value or comment.
+	// MaxTokenBytes bounds one text node, attribute value, name or
+	// comment. encoding/xml reads a whole token before it can be
+	// measured, so the memory one token can take is bounded by
+	// MaxXMLBytes; this bound refuses the document once it is read.
 	MaxTokenBytes int
+	// MaxChildElements bounds the elements inside one child of feedback
+	// (a record, the metadata): a record of a million reason elements is
+	// refused before it is decoded whole.
+	MaxChildElements int
 	// MaxAttrs bounds the attributes of one element.
 	MaxAttrs int
 	// MaxParts bounds the MIME parts of a message, MaxMIMEDepth their
@@ -123,6 +131,7 @@ func DefaultLimits() Limits {
 		MaxDKIMPerRecord: 200,
 		MaxDepth:         16,
 		MaxTokenBytes:    64 << 10,
+		MaxChildElements: 4096,
 		MaxAttrs:         16,
 		MaxParts:         64,
 		MaxMIMEDepth:     5,
@@ -149,6 +158,7 @@ func (l Limits) withDefaults() Limits {
 	set(&l.MaxDKIMPerRecord, d.MaxDKIMPerRecord)
 	set(&l.MaxDepth, d.MaxDepth)
 	set(&l.MaxTokenBytes, d.MaxTokenBytes)
+	set(&l.MaxChildElements, d.MaxChildElements)
 	set(&l.MaxAttrs, d.MaxAttrs)
 	set(&l.MaxParts, d.MaxParts)
 	set(&l.MaxMIMEDepth, d.MaxMIMEDepth)

@@ -64,7 +64,9 @@ type guard struct {
 	d     *xml.Decoder
 	lim   *Limits
 	depth int
-	err   error
+	// inChild counts the elements in the current child of feedback.
+	inChild int
+	err     error
 }
 
 func (g *guard) Token() (xml.Token, error) {
@@ -82,12 +84,21 @@ func (g *guard) Token() (xml.Token, error) {
 		if g.depth > g.lim.MaxDepth {
 			g.err = refuse(RefusalTooDeep, fmt.Sprintf("elements nested deeper than %d", g.lim.MaxDepth), nil)
 		}
+		if g.depth == 2 {
+			g.inChild = 0
+		}
+		if g.inChild++; g.inChild > g.lim.MaxChildElements {
+			g.err = refuse(RefusalTooManyElements, fmt.Sprintf("more than %d elements in one %.40q", g.lim.MaxChildElements, t.Name.Local), nil)
+		}
+		if len(t.Name.Local)+len(t.Name.Space) > g.lim.MaxTokenBytes {
+			g.err = refuse(RefusalTokenTooLarge, fmt.Sprintf("element name of %d bytes", len(t.Name.Local)+len(t.Name.Space)), nil)
+		}
 		if len(t.Attr) > g.lim.MaxAttrs {
 			g.err = refuse(RefusalTokenTooLarge, fmt.Sprintf("element %.40q has %d attributes", t.Name.Local, len(t.Attr)), nil)
 		}
 		for _, a := range t.Attr {
-			if len(a.Value) > g.lim.MaxTokenBytes {
-				g.err = refuse(RefusalTokenTooLarge, fmt.Sprintf("attribute of %d bytes", len(a.Value)), nil)
+			if n := len(a.Value) + len(a.Name.Local) + len(a.Name.Space); n > g.lim.MaxTokenBytes {
+				g.err = refuse(RefusalTokenTooLarge, fmt.Sprintf("attribute of %d bytes", n), nil)
 			}
 		}
 	case xml.EndElement:
@@ -99,6 +110,10 @@ func (g *guard) Token() (xml.Token, error) {
 	case xml.Comment:
 		if len(t) > g.lim.MaxTokenBytes {
 			g.err = refuse(RefusalTokenTooLarge, fmt.Sprintf("comment of %d bytes", len(t)), nil)
+		}
+	case xml.ProcInst:
+		if len(t.Inst)+len(t.Target) > g.lim.MaxTokenBytes {
+			g.err = refuse(RefusalTokenTooLarge, fmt.Sprintf("processing instruction of %d bytes", len(t.Inst)), nil)
 		}
 	case xml.Directive:
 		g.err = refuse(RefusalDTD, "a DOCTYPE or other declaration", nil)
@@ -220,7 +235,8 @@ func (p *parser) root() (xml.StartElement, error) {
 			}
 			return t, nil
 		case xml.CharData:
-			if len(bytes.TrimSpace(t)) > 0 {
+			// A byte order mark reaches us as text: encoding/xml keeps it.
+			if len(bytes.Trim(t, " \t\r\n\ufeff")) > 0 {
 				return xml.StartElement{}, refuse(RefusalNotXML, "text before the root element", nil)
 			}
 		}

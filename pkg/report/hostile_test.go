@@ -276,6 +276,12 @@ func TestHostileMessages(t *testing.T) {
 			assertRefused(t, got, err, tc.want)
 		})
 	}
+	// A text part that only looks like XML does not hide the report.
+	msg := head + "Content-Type: multipart/mixed; boundary=b\r\n\r\n" + part("text/plain", "<https://example.net/dmarc> says hello") +
+		part("text/plain", "<p>not a report</p>") + part("text/xml", minimalReport(1, "")) + "--b--\r\n"
+	if got, err := ParseMessage(strings.NewReader(msg), Limits{}); err != nil || len(got) != 1 {
+		t.Errorf("ParseMessage = %d reports, %v; want the text/xml report", len(got), err)
+	}
 }
 
 // TestMillionRecords streams a report of one million records through a

@@ -19,8 +19,9 @@ import (
 // particular structure) and returns the reports it carries: attachments
 // of type application/gzip, application/zip, application/x-zip-compressed,
 // text/xml (and their usual aliases), application/octet-stream or any
-// other type when named .xml, .gz or .zip, and an XML body sent inline,
-// through nested multiparts. Each is read as ParseFile reads a file.
+// other type when named .xml, .gz or .zip, and an XML body sent inline (a
+// text/plain part that begins with "<": when it is not a feedback
+// document, it is taken for text), through nested multiparts. Each is read as ParseFile reads a file.
 // MaxInputBytes bounds the whole message; MaxParts, MaxMIMEDepth and
 // MaxReports bound its structure. A message with no report gives
 // RefusalNoReport; the first report that is refused refuses the message.
@@ -93,6 +94,9 @@ func (w *walker) part(h textproto.MIMEHeader, body io.Reader, depth int) error {
 	}
 	f, err := parseFile(dec, *w.lim)
 	if err != nil {
+		if r, _ := ReasonOf(err); inline && (r == RefusalNotFeedback || r == RefusalMalformedXML) {
+			return nil // a text that merely begins with "<"
+		}
 		return err
 	}
 	w.reports = append(w.reports, f)

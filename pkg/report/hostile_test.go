@@ -176,7 +176,7 @@ func TestHostileGenerated(t *testing.T) {
 		{"a million reasons", []byte(strings.Replace(ok, "</policy_evaluated>", strings.Repeat("<reason><type>other</type></reason>", 1_000_000)+"</policy_evaluated>", 1)), Limits{}, RefusalTooManyElements},
 		{"huge element name", []byte(strings.Replace(ok, "<org_name>", "<"+strings.Repeat("n", 100<<10)+"/><org_name>", 1)), Limits{}, RefusalTokenTooLarge},
 		{"huge processing instruction", []byte("<?pi " + strings.Repeat("p", 100<<10) + "?>" + ok), Limits{}, RefusalTokenTooLarge},
-		{"too many dkim results", []byte(strings.Replace(ok, "<auth_results>", "<auth_results>"+strings.Repeat("<dkim><domain>d</domain><selector>s</selector><result>pass</result></dkim>", 201), 1)), Limits{}, RefusalTooManyRecords},
+		{"too many dkim results", []byte(strings.Replace(ok, "<auth_results>", "<auth_results>"+strings.Repeat("<dkim><domain>d</domain><selector>s</selector><result>pass</result></dkim>", 201), 1)), Limits{}, RefusalTooManyElements},
 		{"xml over MaxInputBytes", []byte(minimalReport(0, big)), small, RefusalTooLarge},
 		{"gzip bomb", gzipped(t, minimalReport(0, big)), small, RefusalDecompressedTooLarge},
 		{"gzip truncated", gzipped(t, ok)[:40], Limits{}, RefusalCorruptArchive},

@@ -18,7 +18,7 @@ const (
 	RefusalTooManyRecords       RefusalReason = "too_many_records"       // over MaxRecords
 	RefusalTooDeep              RefusalReason = "too_deep"               // elements nested deeper than MaxDepth
 	RefusalTokenTooLarge        RefusalReason = "token_too_large"        // a text, attribute, name or comment over MaxTokenBytes, too many attributes
-	RefusalTooManyElements      RefusalReason = "too_many_elements"      // a record (or other child of feedback) over MaxChildElements
+	RefusalTooManyElements      RefusalReason = "too_many_elements"      // a record (or other child of feedback) over MaxChildElements, or over MaxDKIMPerRecord
 	RefusalTooManyParts         RefusalReason = "too_many_parts"         // MIME parts, nesting or attachments over the limits
 	// XML.
 	RefusalNotXML         RefusalReason = "not_xml"       // no XML element at all (Yahoo's "unused")

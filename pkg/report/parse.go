@@ -473,7 +473,7 @@ func convertRecord(w *rRecord, count uint64, lim *Limits) (Record, error) {
 	case w.AuthResults == nil:
 		return Record{}, missing("record/auth_results")
 	case len(w.AuthResults.DKIM) > lim.MaxDKIMPerRecord:
-		return Record{}, refuse(RefusalTooManyRecords, fmt.Sprintf("%d dkim results in one record", len(w.AuthResults.DKIM)), nil)
+		return Record{}, refuse(RefusalTooManyElements, fmt.Sprintf("%d dkim results in one record", len(w.AuthResults.DKIM)), nil)
 	}
 	addr, err := netip.ParseAddr(trim(*w.Row.SourceIP))
 	if err != nil || addr.Zone() != "" {

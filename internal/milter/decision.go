@@ -58,9 +58,8 @@ type Decision struct {
 	HeloSPF *verify.SPFResult
 	// Reason explains the decision in words.
 	Reason string
-	// TempErrCause names what made the result temperror ("spf", "dkim",
-	// "dmarc-dns", "timeout"), for the metrics.
-	TempErrCause string
+	// TempErrCause names what made the result temperror, for the metrics.
+	TempErrCause policy.TempErrorCause
 	// Err is set when the on_error action applied.
 	Err error
 	// QueueID and Duration are filled in by the session.
@@ -93,15 +92,14 @@ func (t *Transaction) decide(in policy.Input, v policy.Verdict) *Decision {
 	if v.Action != v.EnforceAction {
 		d.Would = v.EnforceAction
 	}
-	if t.bypass == BypassAllowNetwork && v.Action != policy.ActionAccept {
-		// Allowlisted client network: evaluate and mark, never enforce.
-		d.Would, d.Action = v.Action, policy.ActionAccept
-	}
-	if t.bypass == BypassNone && allowlistedFrom(&v) {
+	switch {
+	case v.AllowNetwork.IsValid():
+		d.Bypass = BypassAllowNetwork
+	case v.HasReason(policy.ReasonAllowFrom):
 		d.Bypass = BypassAllowFrom
 	}
 	d.Reason = verdictReason(&v)
-	d.TempErrCause = tempErrCause(&v)
+	d.TempErrCause = v.TempErrorCause()
 	domain := decisiveDomain(&v)
 	switch d.Action {
 	case policy.ActionReject:
@@ -195,17 +193,6 @@ func decisiveDomain(v *policy.Verdict) string {
 	return "this message"
 }
 
-func allowlistedFrom(v *policy.Verdict) bool {
-	for _, dv := range v.Domains {
-		for _, o := range dv.Overrides {
-			if o.Type == policy.OverrideLocalPolicy && strings.HasPrefix(o.Comment, "allowlisted") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // verdictReason explains the verdict in one line.
 func verdictReason(v *policy.Verdict) string {
 	var parts []string
@@ -214,7 +201,7 @@ func verdictReason(v *policy.Verdict) string {
 	}
 	for _, dv := range v.Domains {
 		for _, o := range dv.Overrides {
-			parts = append(parts, string(o.Type)+": "+o.Comment)
+			parts = append(parts, string(o.Reason)+": "+o.Comment)
 		}
 		if dv.Err != nil && (dv.Result == policy.ResultTempError || dv.Result == policy.ResultPermError) {
 			parts = append(parts, dv.Err.Error())
@@ -224,29 +211,6 @@ func verdictReason(v *policy.Verdict) string {
 		parts = append(parts, v.Err.Error())
 	}
 	return strings.Join(parts, "; ")
-}
-
-// tempErrCause classifies a temperror for the metrics.
-func tempErrCause(v *policy.Verdict) string {
-	if v.Result != policy.ResultTempError {
-		return ""
-	}
-	for _, dv := range v.Domains {
-		if dv.Result != policy.ResultTempError || dv.Err == nil {
-			continue
-		}
-		msg := dv.Err.Error()
-		switch {
-		case strings.Contains(msg, "end of message"):
-			return "timeout"
-		case strings.Contains(msg, "SPF"):
-			return "spf"
-		case strings.Contains(msg, "DKIM"):
-			return "dkim"
-		}
-		return "dmarc-dns"
-	}
-	return "other"
 }
 
 // expandReply fills in the domain and escapes '%' (Postfix strips single

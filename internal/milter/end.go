@@ -203,7 +203,7 @@ func (t *Transaction) waitDiscoveries(dl *eomDeadline, domains []string) map[str
 	return out
 }
 
-var errTimeout = fmt.Errorf("milter: not finished at end of message: %w", policy.ErrTempFail)
+var errTimeout = fmt.Errorf("milter: not finished at end of message: %w: %w", policy.ErrTimeout, policy.ErrTempFail)
 
 func (t *Transaction) traceDiscovery(d *policy.Discovery) {
 	t.tracef("dmarc discovery for %s (%s): queried %s", d.Domain, d.Method, strings.Join(d.Queries, ", "))
@@ -226,11 +226,12 @@ func (t *Transaction) traceDiscovery(d *policy.Discovery) {
 func (e *Engine) localPolicy() policy.LocalPolicy {
 	c := e.cfg
 	lp := policy.LocalPolicy{
-		Mode:        policy.Mode(c.Mode),
-		OnReject:    policy.RejectHandling(c.Actions.RejectPolicy),
-		OnTempError: policy.TempErrorHandling(c.Actions.TempError),
-		AllowFrom:   c.Allowlist.FromDomains,
-		IgnorePct:   c.DMARC.IgnorePct,
+		Mode:          policy.Mode(c.Mode),
+		OnReject:      policy.RejectHandling(c.Actions.RejectPolicy),
+		OnTempError:   policy.TempErrorHandling(c.Actions.TempError),
+		AllowFrom:     c.Allowlist.FromDomains,
+		AllowNetworks: prefixes(c.Allowlist.Networks),
+		IgnorePct:     c.DMARC.IgnorePct,
 		Forwarders: policy.TrustedForwarders{
 			Networks:    prefixes(c.DMARC.TrustedForwarders),
 			DKIMDomains: c.DMARC.TrustedForwarderDKIMDomains,

@@ -155,8 +155,6 @@ func (e *Engine) bypassAtMail(env Envelope) Bypass {
 		return BypassTrusted
 	case env.AuthUser != "":
 		return BypassAuthenticated
-	case e.allowNets.Contains(env.ClientIP):
-		return BypassAllowNetwork
 	}
 	return BypassNone
 }

@@ -93,7 +93,7 @@ func appendDMARCResults(out []authres.Result, d *Decision) []authres.Result {
 	for _, dv := range v.Domains {
 		r := authres.Result{Method: "dmarc", Value: string(dv.Result), Params: []authres.Param{{Name: "header.from", Value: dv.HeaderFrom}}}
 		if dv.Requested != "" {
-			applied := appliedDisposition(d, dv)
+			applied := appliedDisposition(dv)
 			r.Params = append(r.Params, authres.Param{Name: "policy.dmarc", Value: string(applied)})
 			r.Comment = "p=" + string(dv.Requested) + " dis=" + string(applied)
 		}
@@ -103,14 +103,10 @@ func appendDMARCResults(out []authres.Result, d *Decision) []authres.Result {
 	return out
 }
 
-// appliedDisposition is the disposition actually applied to the message:
-// none when nothing was enforced (monitor mode, allowlisted network, a
-// temperror accepted).
-func appliedDisposition(d *Decision, dv policy.DomainVerdict) policy.Disposition {
-	if d.Action == policy.ActionAccept {
-		return policy.DispositionNone
-	}
-	if dv.Disposition == "" {
+// appliedDisposition is the disposition actually applied to the message
+// (the verdict's: none when nothing was enforced).
+func appliedDisposition(dv policy.DomainVerdict) policy.Disposition {
+	if dv.Disposition == policy.DispositionUnset {
 		return policy.DispositionNone
 	}
 	return dv.Disposition
@@ -119,7 +115,7 @@ func appliedDisposition(d *Decision, dv policy.DomainVerdict) policy.Disposition
 func domainReason(d *Decision, dv policy.DomainVerdict) string {
 	var parts []string
 	for _, o := range dv.Overrides {
-		parts = append(parts, string(o.Type))
+		parts = append(parts, string(o.Type()))
 	}
 	if d.Would != "" {
 		parts = append(parts, "would "+string(d.Would))

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
@@ -33,27 +34,6 @@ const (
 	ActionTempFail   Action = "tempfail"
 	ActionReject     Action = "reject"
 )
-
-// OverrideType is why the applied disposition differs from the published
-// policy: RFC 9990 (https://datatracker.ietf.org/doc/html/rfc9990)'s PolicyOverrideType, plus RFC 7489's sampled_out.
-type OverrideType string
-
-// The override reasons.
-const (
-	OverrideLocalPolicy      OverrideType = "local_policy"
-	OverrideTrustedForwarder OverrideType = "trusted_forwarder"
-	OverrideMailingList      OverrideType = "mailing_list"
-	OverrideSampledOut       OverrideType = "sampled_out"
-	OverridePolicyTestMode   OverrideType = "policy_test_mode"
-	OverrideOther            OverrideType = "other"
-)
-
-// Override is one policy override with a free-text comment (RFC 9990
-// PolicyOverrideReason).
-type Override struct {
-	Type    OverrideType
-	Comment string
-}
 
 // Errors that Evaluate records in DomainVerdict.Err.
 var (
@@ -125,8 +105,11 @@ type DomainVerdict struct {
 	HeaderFrom string
 	Result     Result
 	// Err says why the result is temperror (it wraps ErrTempFail,
-	// ErrNotDiscovered or ErrOrgDomainMissing) or why there is no policy.
+	// ErrTimeout, ErrSPFTempError, ErrDKIMTempError, ErrNotDiscovered or
+	// ErrOrgDomainMissing) or why there is no policy.
 	Err error
+	// TempErrorCause classifies Err when Result is temperror.
+	TempErrorCause TempErrorCause
 	// Method, PolicyDomain, OrgDomain, Record and Existence come from
 	// discovery.
 	Method       Method
@@ -141,11 +124,17 @@ type DomainVerdict struct {
 	// which policy applies is not known.
 	PolicyTag Tag
 	Requested Disposition
-	// Disposition is the policy applied after test mode, sampling and local
-	// overrides (none when the message passed).
+	// Disposition is the disposition actually applied: the policy after
+	// test mode, sampling and every local override, monitor mode and the
+	// allowlisted network included (none when the message passed).
 	Disposition Disposition
-	// Action is the local action for this domain (before monitor mode).
+	// Action is the local action actually taken for this domain.
 	Action Action
+	// EnforceDisposition and EnforceAction are what enforce mode would
+	// have applied: they differ from Disposition and Action only when the
+	// message was exempted (Verdict.Exemption).
+	EnforceDisposition Disposition
+	EnforceAction      Action
 	// Overrides are the reasons Disposition differs from Requested.
 	Overrides []Override
 	// SPFDomain is the SPF-authenticated identifier considered ("" when SPF
@@ -161,11 +150,18 @@ type Verdict struct {
 	// Result is the message's DMARC result: the weakest over its Author
 	// Domains (permerror, fail, temperror, none, pass in that order).
 	Result Result
-	// Action is the final local action (accept in monitor mode).
+	// Action is the final local action actually taken (accept when the
+	// message was exempted).
 	Action Action
 	// EnforceAction is the action enforce mode takes; it differs from
-	// Action only in monitor mode ("would reject").
+	// Action only for an exempted message ("would reject").
 	EnforceAction Action
+	// Exemption is ReasonMonitorMode or ReasonAllowNetwork when the
+	// message was evaluated but not enforced, "" otherwise.
+	Exemption Reason
+	// AllowNetwork is the allowlisted network the client is in (the
+	// zero Prefix when it is in none).
+	AllowNetwork netip.Prefix
 	// FromProblem is the irregular From condition that decided the
 	// handling, FromOK when none.
 	FromProblem FromProblem
@@ -217,11 +213,56 @@ func Evaluate(in Input) Verdict {
 			v.EnforceAction, v.Decisive = ActionQuarantine, -1 // the From outcome on top: at least quarantine
 		}
 	}
+	for i := range v.Domains {
+		dv := &v.Domains[i]
+		if dv.Result == ResultTempError {
+			dv.TempErrorCause = TempErrorCauseOf(dv.Err)
+		}
+	}
+	if outcome == FromQuarantine {
+		raiseToQuarantine(&v, problem)
+	}
 	v.Action = v.EnforceAction
-	if lp.Mode == ModeMonitor {
-		v.Action = ActionAccept // monitor mode: evaluate and record, never reject
+	for i := range v.Domains {
+		dv := &v.Domains[i]
+		dv.EnforceDisposition, dv.EnforceAction = dv.Disposition, dv.Action
+	}
+	v.AllowNetwork, _ = lp.allowedNetwork(in.SourceIP)
+	switch {
+	case v.AllowNetwork.IsValid():
+		exempt(&v, ReasonAllowNetwork, "client in "+v.AllowNetwork.String())
+	case lp.Mode == ModeMonitor:
+		exempt(&v, ReasonMonitorMode, "monitor mode") // evaluate and record, never enforce
 	}
 	return v
+}
+
+// raiseToQuarantine applies the quarantine outcome of an irregular From to
+// the domains evaluated: each is at least quarantined, with the From
+// condition as a local_policy override.
+func raiseToQuarantine(v *Verdict, problem FromProblem) {
+	for i := range v.Domains {
+		dv := &v.Domains[i]
+		if rank(dv.Action) < rank(ActionQuarantine) {
+			dv.Disposition, dv.Action = DispositionQuarantine, ActionQuarantine
+			dv.Overrides = append(dv.Overrides, Override{Reason: ReasonFromQuarantine, Comment: "From: " + string(problem)})
+		}
+	}
+}
+
+// exempt delivers a message that was evaluated but must not be enforced
+// (monitor mode, an allowlisted client network): every domain whose action
+// was not accept gets the override, and the applied disposition is none.
+func exempt(v *Verdict, r Reason, comment string) {
+	v.Exemption, v.Action = r, ActionAccept
+	for i := range v.Domains {
+		dv := &v.Domains[i]
+		if dv.Action == ActionAccept {
+			continue
+		}
+		dv.Overrides = append(dv.Overrides, Override{Reason: r, Comment: comment})
+		dv.Disposition, dv.Action = DispositionNone, ActionAccept
+	}
 }
 
 // fromOutcome finds the irregular From conditions of a and picks the
@@ -407,10 +448,11 @@ func tempErrorAction(lp *LocalPolicy, author string, dv *DomainVerdict) Action {
 		return ActionAccept // RFC 9989 §5.4: p=none MUST NOT modify existing mail handling
 	}
 	if a, ok := lp.allowlisted(author); ok {
-		dv.Overrides = append(dv.Overrides, Override{Type: OverrideLocalPolicy, Comment: "allowlisted From domain " + a})
+		dv.Overrides = append(dv.Overrides, Override{Reason: ReasonAllowFrom, Comment: "allowlisted From domain " + a})
 		return ActionAccept
 	}
 	if lp.OnTempError == TempErrorAccept {
+		dv.Overrides = append(dv.Overrides, Override{Reason: ReasonTempErrorAccepted, Comment: "temperror accepted"})
 		return ActionAccept
 	}
 	return ActionTempFail // RFC 9989 §7.2: defer with a 4xy reply when DMARC policy cannot be retrieved or applied
@@ -428,11 +470,11 @@ func applyPolicy(in *Input, lp *LocalPolicy, dv *DomainVerdict) {
 	switch {
 	case rec.Testing:
 		disp = lower(disp) // RFC 9989 §4.7 t=y: the policy applied is one level below the specified policy
-		dv.Overrides = append(dv.Overrides, Override{Type: OverridePolicyTestMode, Comment: "t=y"})
+		dv.Overrides = append(dv.Overrides, Override{Reason: ReasonTestMode, Comment: "t=y"})
 	case rec.Percent() < 100 && !lp.IgnorePct:
 		if !sampled(in.Rand, rec.Percent()) {
 			disp = lower(disp) // RFC 7489 §6.6.4: not selected → reject acts as quarantine, quarantine as none
-			dv.Overrides = append(dv.Overrides, Override{Type: OverrideSampledOut, Comment: "pct=" + strconv.Itoa(rec.Percent())})
+			dv.Overrides = append(dv.Overrides, Override{Reason: ReasonSampledOut, Comment: "pct=" + strconv.Itoa(rec.Percent())})
 		}
 	}
 	disp = localOverrides(in, lp, dv, disp)
@@ -458,11 +500,11 @@ func localOverrides(in *Input, lp *LocalPolicy, dv *DomainVerdict, disp Disposit
 		return disp
 	}
 	if a, ok := lp.allowlisted(dv.HeaderFrom); ok {
-		dv.Overrides = append(dv.Overrides, Override{Type: OverrideLocalPolicy, Comment: "allowlisted From domain " + a})
+		dv.Overrides = append(dv.Overrides, Override{Reason: ReasonAllowFrom, Comment: "allowlisted From domain " + a})
 		return DispositionNone
 	}
-	if why, ok := lp.trustedForwarder(in); ok {
-		dv.Overrides = append(dv.Overrides, Override{Type: OverrideTrustedForwarder, Comment: why})
+	if o, ok := lp.trustedForwarder(in); ok {
+		dv.Overrides = append(dv.Overrides, o)
 		return DispositionNone
 	}
 	if disp != DispositionReject {
@@ -471,11 +513,11 @@ func localOverrides(in *Input, lp *LocalPolicy, dv *DomainVerdict, disp Disposit
 	switch {
 	case lp.OnReject == RejectQuarantine:
 		// RFC 9989 §7.4: in the absence of other knowledge, MUST treat such failing mail as p=quarantine
-		dv.Overrides = append(dv.Overrides, Override{Type: OverrideLocalPolicy, Comment: "p=reject handled as quarantine (RFC 9989 §7.4)"})
+		dv.Overrides = append(dv.Overrides, Override{Reason: ReasonRejectAsQuarantine, Comment: "p=reject handled as quarantine"})
 		return DispositionQuarantine
 	case lp.OnReject == RejectUnlessIndirect && in.MailingList:
 		// RFC 9989 §7.4: rejecting mail relayed by a mailing list harms the list; quarantine it
-		dv.Overrides = append(dv.Overrides, Override{Type: OverrideMailingList, Comment: "list headers present"})
+		dv.Overrides = append(dv.Overrides, Override{Reason: ReasonListHeaders, Comment: "list headers present"})
 		return DispositionQuarantine
 	}
 	return disp
@@ -516,7 +558,7 @@ func alignAll(in *Input, d *Discovery, dv *DomainVerdict) {
 		case res == verify.ResultPass:
 			dv.SPFDomain, dv.SPFAligned = dom, a // RFC 9989 §4.4.2: only the SPF-validated MAIL FROM identity
 		case res == verify.ResultTempError && a:
-			note(errors.New("policy: SPF temperror on an aligned MAIL FROM domain"))
+			note(ErrSPFTempError)
 		}
 	}
 	for _, s := range in.DKIM {
@@ -531,7 +573,7 @@ func alignAll(in *Input, d *Discovery, dv *DomainVerdict) {
 		case s.Result == verify.ResultPass && a && !contains(dv.DKIMAligned, dom):
 			dv.DKIMAligned = append(dv.DKIMAligned, dom) // RFC 9989 §4.4.1: any aligned DKIM identifier passes
 		case s.Result == verify.ResultTempError && a:
-			note(errors.New("policy: DKIM temperror on an aligned signature d=" + dom))
+			note(fmt.Errorf("%w d=%s", ErrDKIMTempError, dom))
 		}
 	}
 	switch {

@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
 
 // Mode is the enforcement mode of the local policy.
@@ -116,8 +118,11 @@ type LocalPolicy struct {
 	// OnTempError: default TempErrorTempFail.
 	OnTempError TempErrorHandling
 	// AllowFrom lists Author Domains (and their subdomains) whose failing
-	// mail is delivered (override reason local_policy).
+	// mail is delivered (ReasonAllowFrom).
 	AllowFrom []string
+	// AllowNetworks are client networks whose mail is evaluated but never
+	// enforced (ReasonAllowNetwork), like monitor mode for those clients.
+	AllowNetworks []netip.Prefix
 	// Forwarders are trusted forwarders.
 	Forwarders TrustedForwarders
 	// IgnorePct disables pct= sampling. RFC 9989 made pct historic (its
@@ -232,28 +237,43 @@ func (l *LocalPolicy) allowlisted(domain string) (string, bool) {
 }
 
 // trustedForwarder says whether the message came from a trusted forwarder,
-// and why.
-func (l *LocalPolicy) trustedForwarder(in *Input) (string, bool) {
-	if in.SourceIP.IsValid() {
-		ip := in.SourceIP.Unmap()
-		for _, n := range l.Forwarders.Networks {
-			if n.Contains(ip) {
-				return "client " + ip.String() + " in " + n.String(), true
-			}
-		}
+// as the override to record.
+func (l *LocalPolicy) trustedForwarder(in *Input) (Override, bool) {
+	if n, ok := inNetworks(l.Forwarders.Networks, in.SourceIP); ok {
+		return Override{Reason: ReasonTrustedForwarderNetwork, Comment: "client " + in.SourceIP.Unmap().String() + " in " + n.String()}, true
 	}
 	for _, s := range in.DKIM {
-		if s.Result != "pass" {
+		if s.Result != verify.ResultPass {
 			continue
 		}
 		d := normalizeOrKeep(s.Domain)
 		for _, f := range l.Forwarders.DKIMDomains {
 			if d == f {
-				return "valid DKIM signature d=" + d, true
+				return Override{Reason: ReasonTrustedForwarderDKIM, Comment: "valid DKIM signature d=" + d}, true
 			}
 		}
 	}
-	return "", false
+	return Override{}, false
+}
+
+// allowedNetwork returns the AllowNetworks prefix ip is in.
+func (l *LocalPolicy) allowedNetwork(ip netip.Addr) (netip.Prefix, bool) {
+	return inNetworks(l.AllowNetworks, ip)
+}
+
+// inNetworks returns the first of ns that holds ip (IPv4-mapped IPv6
+// addresses as IPv4).
+func inNetworks(ns []netip.Prefix, ip netip.Addr) (netip.Prefix, bool) {
+	if !ip.IsValid() {
+		return netip.Prefix{}, false
+	}
+	ip = ip.Unmap()
+	for _, n := range ns {
+		if n.Contains(ip) {
+			return n, true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 // outcomeRank orders From outcomes from the most lenient to the strictest.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -27,7 +29,7 @@ func TestLoadNoFileIsDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Mode != ModeEnforce || c.Timeouts.EndOfMessage != 20*time.Second {
+	if c.Mode != policy.ModeEnforce || c.Timeouts.EndOfMessage != 20*time.Second {
 		t.Errorf("Load(\"\") is not Default(): %+v", c)
 	}
 }
@@ -50,7 +52,7 @@ from_domains = ["Example.COM."]
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Mode != ModeMonitor || c.Actions.QuarantineMethod != QuarantineBoth || c.DNS.Timeout != 500*time.Millisecond {
+	if c.Mode != policy.ModeMonitor || c.Actions.QuarantineMethod != QuarantineBoth || c.DNS.Timeout != 500*time.Millisecond {
 		t.Errorf("decoded wrongly: %+v", c)
 	}
 	if got := c.Allowlist.FromDomains[0]; got != "example.com" {
@@ -63,7 +65,7 @@ from_domains = ["Example.COM."]
 		}
 	}
 	// Defaults survive for keys not given.
-	if c.Actions.RejectPolicy != RejectUnlessIndirect || c.SPF.LookupLimit != 10 {
+	if c.Actions.RejectPolicy != policy.RejectUnlessIndirect || c.SPF.LookupLimit != 10 {
 		t.Errorf("defaults lost: %+v", c)
 	}
 }
@@ -172,7 +174,7 @@ func TestLoadFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, err := Load(p)
-	if err != nil || c.Mode != ModeMonitor {
+	if err != nil || c.Mode != policy.ModeMonitor {
 		t.Fatalf("Load = %+v, %v", c, err)
 	}
 	if _, err := Load(filepath.Join(dir, "missing.toml")); err == nil {

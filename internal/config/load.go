@@ -10,39 +10,36 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 )
 
-// Default returns the configuration used when no file is given.
+// Default returns the configuration used when no file is given. The local
+// policy's defaults are pkg/policy's (LocalPolicy.WithDefaults).
 func Default() *Config {
+	lp := policy.LocalPolicy{}.WithDefaults()
 	return &Config{
 		Listen:          "inet:127.0.0.1:8894",
-		Mode:            ModeEnforce,
+		Mode:            lp.Mode,
 		LogLevel:        "info",
 		OnError:         ErrorTempFail,
 		TrustedNetworks: mustNetworks("127.0.0.0/8", "::1/128"),
 		Socket:          Socket{Mode: "0660"},
 		Actions: Actions{
-			RejectPolicy:     RejectUnlessIndirect,
+			RejectPolicy:     lp.OnReject,
 			QuarantineMethod: QuarantineHeader,
 			QuarantineHeader: "X-DMARC-Quarantine",
-			TempError:        TempErrorTempFail,
+			TempError:        lp.OnTempError,
 			RejectReply:      "550 5.7.1 Email rejected per DMARC policy for {domain}",
 			TempFailReply:    "451 4.7.5 Temporary DMARC evaluation failure for {domain}, try again later",
 			ErrorReply:       "451 4.3.0 Temporary local error, try again later",
 		},
 		DMARC: DMARC{
-			Discovery:                   DiscoveryTreeWalk,
+			Discovery:                   policy.Options{}.DiscoveryMethod(),
 			TrustedForwarders:           []Network{},
 			TrustedForwarderDKIMDomains: []string{},
-			From: FromHandling{
-				MultipleFields:  "evaluate",
-				MultipleDomains: "evaluate",
-				TooManyDomains:  "reject",
-				NoMailbox:       "reject",
-				Missing:         "reject",
-				Unparseable:     "reject",
-				MaxDomains:      5,
-			},
+			IgnorePct:                   lp.IgnorePct,
+			From:                        fromHandling(lp.From),
 		},
 		Allowlist: Allowlist{Networks: []Network{}, FromDomains: []string{}},
 		DNS: DNS{

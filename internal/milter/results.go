@@ -8,14 +8,14 @@ import (
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
 
-// results lists the resinfos of our Authentication-Results field (RFC 8601
-// §2.7, https://datatracker.ietf.org/doc/html/rfc8601#section-2.7): spf for MAIL FROM and
-// for HELO, each dkim signature, and dmarc per Author Domain.
-func (t *Transaction) results(d *Decision) []authres.Result {
+// authResults lists the resinfos of our Authentication-Results field (RFC
+// 8601 §2.7): spf for MAIL FROM and for HELO, each dkim signature, and
+// dmarc per Author Domain.
+func authResults(d *Decision) []authres.Result {
 	v := d.Verdict
 	out := make([]authres.Result, 0, 3+len(v.DKIM)+len(v.Domains))
 	out = append(out, spfResult(v.SPF))
-	if d.HeloSPF != nil && d.HeloSPF.Reason != "not checked" {
+	if d.HeloSPF != nil {
 		out = append(out, spfResult(*d.HeloSPF))
 	}
 	if len(v.DKIM) == 0 {
@@ -58,10 +58,8 @@ func mailfromIdentity(s verify.SPFResult) string {
 	return s.Sender
 }
 
-// dkimResult is RFC 8601 §2.7.1 with the RFC 6008 header.b prefix
-// (https://datatracker.ietf.org/doc/html/rfc6008#section-4) and
-// header.a/header.s; go-msgauth's DKIMResult has no such fields, so a
-// generic result carries them.
+// dkimResult is RFC 8601 §2.7.1 with header.a, header.s and the header.b
+// prefix of RFC 6008 §4.
 func dkimResult(s verify.DKIMResult) authres.Result {
 	r := authres.Result{Method: "dkim", Value: string(s.Result), Params: []authres.Param{
 		{Name: "header.d", Value: s.Domain},
@@ -76,11 +74,10 @@ func dkimResult(s verify.DKIMResult) authres.Result {
 	return r
 }
 
-// appendDMARCResults appends one dmarc resinfo per Author Domain (RFC 7489 §11.2:
-// header.from, https://datatracker.ietf.org/doc/html/rfc7489#section-11.2; RFC 9989's
-// registry update adds policy.dmarc, the policy applied,
-// https://datatracker.ietf.org/doc/html/rfc9989), with the published and applied
-// policy in a comment.
+// appendDMARCResults appends one dmarc resinfo per Author Domain
+// (header.from, RFC 7489 §11.2; policy.dmarc, the disposition applied, from
+// RFC 9989's registry update), with the published and applied policy in a
+// comment.
 func appendDMARCResults(out []authres.Result, d *Decision) []authres.Result {
 	v := d.Verdict
 	if len(v.Domains) == 0 {

@@ -53,7 +53,7 @@ func TestBypassReleasesTransaction(t *testing.T) {
 	srvSide, mtaSide := net.Pipe()
 	defer mtaSide.Close()
 	live := newLiveCtx()
-	c := &connection{srv: h.srv, ctx: live, cancel: func() {}}
+	c := &connection{engine: &h.srv.engine, log: h.srv.log, ctx: live, cancel: func() {}}
 	c.ps = milterproto.NewSession(srvSide, &c.opts)
 	defer c.ps.Close()
 	c.clientIP = netip.MustParseAddr("127.0.0.1") // trusted by default

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/net/idna"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
+	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 )
 
 // panicOnce arms a panic at the named hook point for the next message
@@ -142,8 +143,8 @@ func TestForgedARVariantsNeverSurvive(t *testing.T) {
 		{"pass", nil, msg{ip: "192.0.2.10", mailFrom: "a@pass.example", raw: message("pass.example", extra...)}},
 		{"quarantine", nil, msg{ip: "198.51.100.7", mailFrom: "a@quar.example", raw: message("quar.example", extra...)}},
 		{"authenticated", nil, msg{ip: "198.51.100.7", mailFrom: "a@reject.example", auth: "alice", raw: message("reject.example", extra...)}},
-		{"monitor", func(c *config.Config) { c.Mode = config.ModeMonitor }, msg{ip: "198.51.100.7", mailFrom: "a@reject.example", raw: message("reject.example", extra...)}},
-		{"temperror accepted", func(c *config.Config) { c.Actions.TempError = config.TempErrorAccept }, msg{ip: "198.51.100.7", mailFrom: "a@temp.example", raw: message("temp.example", extra...)}},
+		{"monitor", func(c *config.Config) { c.Mode = policy.ModeMonitor }, msg{ip: "198.51.100.7", mailFrom: "a@reject.example", raw: message("reject.example", extra...)}},
+		{"temperror accepted", func(c *config.Config) { c.Actions.TempError = policy.TempErrorAccept }, msg{ip: "198.51.100.7", mailFrom: "a@temp.example", raw: message("temp.example", extra...)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -3,15 +3,14 @@
 // local policy (bypasses, allowlists, enforcement mode, quarantine method,
 // replies) and Authentication-Results hygiene.
 //
-// One Transaction per message does the work phase by phase (see
-// docs/flow.md): SPF starts at MAIL FROM, policy discovery at the From:
-// header, DKIM verification at the end of the header block with the body
-// streamed into it, and everything is joined at end of message. Engine holds
-// what does not change between messages (configuration, resolver, checkers)
-// and is swapped atomically on reload; Server accepts connections, tracks
-// them for a graceful drain, and runs one connection (session.go, the
-// milterproto.Handler) per accepted socket. The evaluate subcommand drives
-// the same Transaction from a message file.
+// Server accepts connections and runs one connection (the
+// milterproto.Handler of one SMTP session) per socket. A Transaction is
+// one message and owns all of its state: SPF starts at MAIL FROM, policy
+// discovery at the From: header, DKIM verification at the end of the
+// header block with the body streamed into it, and everything is joined at
+// end of message (docs/flow.md). Engine holds what does not change between
+// messages and is swapped atomically on reload. EvaluateMessage drives a
+// Transaction from a message file (the evaluate subcommand).
 package milter
 
 import (
@@ -23,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/milterproto"
@@ -141,7 +141,7 @@ func (s *Server) closing() bool {
 // goroutine.
 func (s *Server) startSession(raw net.Conn) {
 	e := s.engine.Load()
-	c := &connection{srv: s, id: s.nextID.Add(1)}
+	c := &connection{engine: &s.engine, log: s.log, id: s.nextID.Add(1)}
 	c.opts = milterproto.Options{
 		Actions:    negotiatedActions,
 		Required:   requiredProtocol,
@@ -170,7 +170,7 @@ func (s *Server) startSession(raw net.Conn) {
 			delete(s.conns, c)
 			s.mu.Unlock()
 			c.close()
-			c.closeTx()
+			c.resetTx()
 		}()
 		defer func() {
 			// The callbacks recover their own panics (guard); this is a
@@ -185,13 +185,6 @@ func (s *Server) startSession(raw net.Conn) {
 	}()
 }
 
-// close closes the socket and cancels everything derived from the
-// connection; any goroutine may call it.
-func (c *connection) close() {
-	c.cancel()
-	c.ps.Close()
-}
-
 // logSessionEnd logs why a session ended other than by the MTA: an idle
 // timeout or a broken socket at INFO, anything that points at a bug of
 // ours or of the MTA (a malformed or oversized packet, a reply refused at
@@ -203,17 +196,12 @@ func (s *Server) logSessionEnd(c *connection, err error) {
 		s.log.Error("milter session ended", "conn", c.id, "err", err.Error())
 	case errors.As(err, &ne) && ne.Timeout():
 		s.log.Info("milter session idle, closed", "conn", c.id, "idle", c.opts.Idle.String())
-	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || isConnReset(err):
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
 		s.log.Info("milter session cut by the MTA", "conn", c.id, "err", err.Error())
 	default:
 		s.log.Warn("milter session ended", "conn", c.id, "err", err.Error())
 	}
-}
-
-// isConnReset reports a reset or broken pipe from the peer.
-func isConnReset(err error) bool {
-	m := err.Error()
-	return strings.Contains(m, "connection reset") || strings.Contains(m, "broken pipe")
 }
 
 // Shutdown stops accepting, closes idle connections, lets messages in flight

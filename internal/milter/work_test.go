@@ -161,7 +161,7 @@ func TestTraceOnlyWhenWanted(t *testing.T) {
 	if d := runTx(e, env, fields, body); len(d.Trace) != 0 {
 		t.Errorf("log_level info: %d trace lines, want none", len(d.Trace))
 	}
-	if d := e.EvaluateMessage(context.Background(), env, raw); len(d.Trace) == 0 {
+	if d := EvaluateMessage(context.Background(), e, env, raw); len(d.Trace) == 0 {
 		t.Error("evaluate: no trace")
 	}
 	debug := *e.cfg

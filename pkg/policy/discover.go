@@ -35,6 +35,16 @@ const (
 	MethodPSL Method = "psl"
 )
 
+// Valid reports whether m is a known discovery method.
+func (m Method) Valid() error { return oneOf(m, MethodTreeWalk, MethodPSL) }
+
+// UnmarshalText accepts the known discovery methods only (configuration
+// files).
+func (m *Method) UnmarshalText(b []byte) error { return unmarshalEnum(m, b) }
+
+// MarshalText writes the method.
+func (m Method) MarshalText() ([]byte, error) { return []byte(m), nil }
+
 // maxNameLen is the longest domain name in text form without the final
 // dot (255 octets on the wire, RFC 1035 §2.3.4).
 const maxNameLen = 253
@@ -99,7 +109,9 @@ type Options struct {
 	Method Method
 }
 
-func (o Options) method() Method {
+// DiscoveryMethod is the method discovery uses: Method, else the default
+// (MethodTreeWalk).
+func (o Options) DiscoveryMethod() Method {
 	if o.Method == MethodPSL {
 		return MethodPSL
 	}
@@ -114,7 +126,7 @@ func (o Options) method() Method {
 // indication that there is no such record as opposed to a transient DNS
 // error"); a failure of the existence test only in ExistErr.
 func Discover(ctx context.Context, r Resolver, domain string, opts Options) *Discovery {
-	d := &Discovery{Method: opts.method()}
+	d := &Discovery{Method: opts.DiscoveryMethod()}
 	norm, err := NormalizeDomain(domain)
 	if err != nil {
 		d.Domain = domain

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
@@ -185,27 +186,12 @@ func normalizeAll(in []string) []string {
 	return out
 }
 
-// Validate reports the first invalid field of l (after defaults), for the
-// configuration loader.
+// Validate reports the first invalid field of l (after defaults).
 func (l LocalPolicy) Validate() error {
 	l = l.WithDefaults()
-	switch {
-	case l.Mode != ModeEnforce && l.Mode != ModeMonitor:
-		return fmt.Errorf("policy: mode %q: want enforce or monitor", l.Mode)
-	case l.OnReject != RejectReject && l.OnReject != RejectQuarantine && l.OnReject != RejectUnlessIndirect:
-		return fmt.Errorf("policy: reject handling %q: want reject, quarantine or reject-unless-indirect", l.OnReject)
-	case l.OnTempError != TempErrorTempFail && l.OnTempError != TempErrorAccept:
-		return fmt.Errorf("policy: temperror handling %q: want tempfail or accept", l.OnTempError)
-	}
-	f := l.From
-	for name, o := range map[string]FromOutcome{"multiple_fields": f.MultipleFields, "multiple_domains": f.MultipleDomains} {
-		if !validOutcome(o, true) {
-			return fmt.Errorf("policy: from %s %q: want evaluate, reject, quarantine or accept", name, o)
-		}
-	}
-	for name, o := range map[string]FromOutcome{"too_many_domains": f.TooManyDomains, "no_mailbox": f.NoMailbox, "missing": f.Missing, "unparseable": f.Unparseable} {
-		if !validOutcome(o, false) {
-			return fmt.Errorf("policy: from %s %q: want reject, quarantine or accept", name, o)
+	for _, err := range []error{l.Mode.Valid(), l.OnReject.Valid(), l.OnTempError.Valid(), l.From.Validate()} {
+		if err != nil {
+			return fmt.Errorf("policy: %w", err)
 		}
 	}
 	for _, d := range append(append([]string(nil), l.AllowFrom...), l.Forwarders.DKIMDomains...) {
@@ -216,14 +202,109 @@ func (l LocalPolicy) Validate() error {
 	return nil
 }
 
-func validOutcome(o FromOutcome, evaluateOK bool) bool {
-	switch o {
-	case FromReject, FromQuarantine, FromAccept:
-		return true
-	case FromEvaluate:
-		return evaluateOK
+// Validate reports the first invalid field of f, named by its
+// configuration key (multiple_fields, ..., max_domains): several fields or
+// domains may be evaluated, the other conditions only decided.
+func (f FromPolicy) Validate() error {
+	for _, o := range []struct {
+		key        string
+		v          FromOutcome
+		evaluateOK bool
+	}{
+		{"multiple_fields", f.MultipleFields, true},
+		{"multiple_domains", f.MultipleDomains, true},
+		{"too_many_domains", f.TooManyDomains, false},
+		{"no_mailbox", f.NoMailbox, false},
+		{"missing", f.Missing, false},
+		{"unparseable", f.Unparseable, false},
+	} {
+		allowed := []FromOutcome{FromReject, FromQuarantine, FromAccept}
+		if o.evaluateOK {
+			allowed = append([]FromOutcome{FromEvaluate}, allowed...)
+		}
+		if err := oneOf(o.v, allowed...); err != nil {
+			return fmt.Errorf("%s: %w", o.key, err)
+		}
 	}
-	return false
+	if f.MaxDomains < 1 || f.MaxDomains > maxFromDomains {
+		return fmt.Errorf("max_domains: %d is outside 1..%d", f.MaxDomains, maxFromDomains)
+	}
+	return nil
+}
+
+// maxFromDomains bounds FromPolicy.MaxDomains (RFC 9989 §11.5: bounded work
+// on hostile input).
+const maxFromDomains = 50
+
+// Valid reports whether m is a known mode.
+func (m Mode) Valid() error { return oneOf(m, ModeEnforce, ModeMonitor) }
+
+// UnmarshalText accepts the known modes only (configuration files).
+func (m *Mode) UnmarshalText(b []byte) error { return unmarshalEnum(m, b) }
+
+// MarshalText writes the mode.
+func (m Mode) MarshalText() ([]byte, error) { return []byte(m), nil }
+
+// Valid reports whether h is a known reject handling.
+func (h RejectHandling) Valid() error {
+	return oneOf(h, RejectReject, RejectQuarantine, RejectUnlessIndirect)
+}
+
+// UnmarshalText accepts the known reject handlings only.
+func (h *RejectHandling) UnmarshalText(b []byte) error { return unmarshalEnum(h, b) }
+
+// MarshalText writes the reject handling.
+func (h RejectHandling) MarshalText() ([]byte, error) { return []byte(h), nil }
+
+// Valid reports whether h is a known temperror handling.
+func (h TempErrorHandling) Valid() error { return oneOf(h, TempErrorTempFail, TempErrorAccept) }
+
+// UnmarshalText accepts the known temperror handlings only.
+func (h *TempErrorHandling) UnmarshalText(b []byte) error { return unmarshalEnum(h, b) }
+
+// MarshalText writes the temperror handling.
+func (h TempErrorHandling) MarshalText() ([]byte, error) { return []byte(h), nil }
+
+// Valid reports whether o is a known From outcome (FromPolicy.Validate
+// says which outcome each condition allows).
+func (o FromOutcome) Valid() error {
+	return oneOf(o, FromEvaluate, FromReject, FromQuarantine, FromAccept)
+}
+
+// UnmarshalText accepts the known From outcomes only.
+func (o *FromOutcome) UnmarshalText(b []byte) error { return unmarshalEnum(o, b) }
+
+// MarshalText writes the From outcome.
+func (o FromOutcome) MarshalText() ([]byte, error) { return []byte(o), nil }
+
+// enum is a string type of this package with a fixed set of values.
+type enum interface {
+	~string
+	Valid() error
+}
+
+// unmarshalEnum sets *p to b when b is one of its values.
+func unmarshalEnum[T enum](p *T, b []byte) error {
+	v := T(b)
+	if err := v.Valid(); err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}
+
+// oneOf returns an error naming the allowed values unless v is one of them.
+func oneOf[T ~string](v T, allowed ...T) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
+		names[i] = string(a)
+	}
+	return fmt.Errorf("unknown value %q (want %s)", string(v), strings.Join(names, ", "))
 }
 
 // allowlisted reports whether the Author Domain is covered by AllowFrom.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dmarc-milter/dmarc-milter/pkg/pending"
 )
 
 // TXTResolver is the DNS that DKIM key lookups need. *net.Resolver and the
@@ -110,10 +112,10 @@ type DKIMVerifier struct {
 
 	// Set by EndOfHeaders when there is something to verify.
 	bodies   [numCanons]*bodyHasher
-	jobs     []keyJob // owned by the lookup goroutine until keysDone
-	sigJob   []int    // index in jobs of each signature's key, or -1
-	keysDone chan any
-	panicked any // a panic recovered in Header or Write
+	jobs     []keyJob           // owned by the lookup goroutine until keys is answered
+	sigJob   []int              // index in jobs of each signature's key, or -1
+	keys     pending.Check[any] // nil when the lookups finished, or a panic's value
+	panicked any                // a panic recovered in Header or Write
 
 	mu        sync.Mutex         // guards cancel, which Abort reads from any goroutine
 	cancel    context.CancelFunc // ends the key lookups
@@ -242,8 +244,7 @@ func (v *DKIMVerifier) EndOfHeaders(ctx context.Context) error {
 		default:
 		}
 		v.mu.Unlock()
-		v.keysDone = make(chan any, 1)
-		go fetchKeys(vctx, v.res, v.jobs, v.keysDone)
+		go fetchKeys(vctx, v.res, v.jobs, v.keys.Start())
 	}
 	return nil
 }
@@ -329,19 +330,16 @@ func (v *DKIMVerifier) Finish(ctx context.Context) (res []DKIMResult, err error)
 		}
 	}
 	keysOK := true
-	if v.keysDone != nil {
-		var p any
-		select {
-		case p = <-v.keysDone:
-		default:
+	if v.keys.Started() {
+		p, ok := v.keys.Wait(ctx.Done, v.abortedChan)
+		if !ok {
 			select {
-			case p = <-v.keysDone:
-			case <-ctx.Done():
-				v.Abort()
-				keysOK = false
 			case <-v.aborted:
 				return nil, ErrDKIMOrder
+			default:
 			}
+			v.Abort() // the deadline passed: stop the lookups
+			keysOK = false
 		}
 		v.cancel()
 		if p != nil {
@@ -354,6 +352,8 @@ func (v *DKIMVerifier) Finish(ctx context.Context) (res []DKIMResult, err error)
 	}
 	return v.results(&sums, late), nil
 }
+
+func (v *DKIMVerifier) abortedChan() <-chan struct{} { return v.aborted }
 
 // Abort stops the verification and frees its goroutine; the results are
 // dropped. It may be called at any time, from any goroutine, more than once.

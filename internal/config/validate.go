@@ -243,7 +243,6 @@ func (s Socket) FileMode() (uint32, error) {
 // class followed by a space, then an enhanced status code (RFC 3463) whose
 // first digit is the same as the reply code's. Postfix treats anything else
 // as a configuration error and applies milter_default_action.
-// RFC 3463: https://datatracker.ietf.org/doc/html/rfc3463#section-2
 func CheckReply(s string, class byte) error {
 	if len(s) < 5 || s[0] != class || !isDigit(s[1]) || !isDigit(s[2]) || s[3] != ' ' {
 		return fmt.Errorf("%q: want \"%cNN X.Y.Z text\"", s, class)
@@ -290,8 +289,7 @@ func digits(s string, max int) bool {
 }
 
 // isToken reports whether s is an RFC 2045 token (the authserv-id "value"
-// of RFC 8601 §2.2 when not quoted): https://datatracker.ietf.org/doc/html/rfc2045#section-5.1,
-// https://datatracker.ietf.org/doc/html/rfc8601#section-2.2.
+// of RFC 8601 §2.2 when not quoted).
 func isToken(s string) bool {
 	if s == "" {
 		return false
@@ -304,8 +302,7 @@ func isToken(s string) bool {
 	return true
 }
 
-// isFieldName reports whether s is an RFC 5322 §3.6.8 field name
-// (https://datatracker.ietf.org/doc/html/rfc5322#section-3.6.8).
+// isFieldName reports whether s is an RFC 5322 §3.6.8 field name.
 func isFieldName(s string) bool {
 	for _, r := range s {
 		if r <= ' ' || r > '~' || r == ':' {

@@ -392,3 +392,28 @@ func applyModifications(m *milterproto.Modifier, d *Decision) error {
 	}
 	return nil
 }
+
+// protocolNames names the flags of a protocol mask that we ask for, in the
+// spelling of milter-protocol.txt (for the debug log of a connection).
+func protocolNames(p milterproto.Protocol) string {
+	names := []struct {
+		f milterproto.Protocol
+		n string
+	}{
+		{milterproto.ProtoNRConnect, "NR_CONN"}, {milterproto.ProtoNRHelo, "NR_HELO"},
+		{milterproto.ProtoNRMail, "NR_MAIL"}, {milterproto.ProtoNRRcpt, "NR_RCPT"},
+		{milterproto.ProtoNRHeader, "NR_HDR"}, {milterproto.ProtoNREOH, "NR_EOH"},
+		{milterproto.ProtoNRBody, "NR_BODY"}, {milterproto.ProtoNoData, "NODATA"},
+		{milterproto.ProtoNoUnknown, "NOUNKNOWN"}, {milterproto.ProtoHdrLeadSpc, "HDR_LEADSPC"},
+	}
+	var b strings.Builder
+	for _, n := range names {
+		if p&n.f != 0 {
+			if b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(n.n)
+		}
+	}
+	return b.String()
+}

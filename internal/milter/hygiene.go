@@ -7,15 +7,10 @@ import (
 )
 
 // hygiene finds the incoming header fields that must not reach the mailbox:
-// every Authentication-Results field carrying our authserv-id (RFC 8601 §5,
-// https://datatracker.ietf.org/doc/html/rfc8601#section-5) and every copy of
-// the quarantine marker. It keeps only references (name as received, 1-based
-// index among the fields of that name), never values, so that a message
-// with thousands of such fields costs a few words for each.
-//
-// The Transaction keeps one for its decision; the session keeps another, so
-// that forged fields are still deleted when the Transaction failed (a
-// recovered panic with on_error = "accept").
+// every Authentication-Results field carrying our authserv-id (RFC 8601 §5)
+// and every copy of the quarantine marker. It keeps references (name as
+// received, 1-based index among the fields of that name), never values, so
+// that a message with thousands of such fields costs a few words for each.
 type hygiene struct {
 	id          string // our authserv-id
 	marker      string // marker field name; "" when disabled

@@ -11,8 +11,8 @@ import (
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
 
-// Result is the DMARC result as written in Authentication-Results (RFC 8601 (https://datatracker.ietf.org/doc/html/rfc8601)
-// §2.7, RFC 7489 §11.2 (https://datatracker.ietf.org/doc/html/rfc7489#section-11.2) registry values).
+// Result is the DMARC result as written in Authentication-Results (RFC 8601
+// §2.7, RFC 7489 §11.2 registry values).
 type Result string
 
 // The DMARC results.
@@ -78,12 +78,12 @@ type Input struct {
 	// From is ParseFrom of all the From field values.
 	From Author
 	// MailingList is set when the message has list headers: List-Id (RFC
-	// 2919, https://datatracker.ietf.org/doc/html/rfc2919) or List-Post
-	// (RFC 2369, https://datatracker.ietf.org/doc/html/rfc2369). It is a sign
+	// 2919) or List-Post
+	// (RFC 2369). It is a sign
 	// of an indirect flow.
 	MailingList bool
 	// SPF is the SPF result of the MAIL FROM identity (for the null
-	// reverse-path: postmaster@HELO, RFC 7208 §2.4 (https://datatracker.ietf.org/doc/html/rfc7208#section-2.4)).
+	// reverse-path: postmaster@HELO, RFC 7208 §2.4).
 	SPF verify.SPFResult
 	// DKIM are the results of every DKIM-Signature verified.
 	DKIM []verify.DKIMResult
@@ -190,7 +190,7 @@ const (
 	FromTooManyDomains  FromProblem = "too-many-domains"
 )
 
-// Evaluate applies DMARC (RFC 9989 §5.3 (https://datatracker.ietf.org/doc/html/rfc9989#section-5.3), RFC 7489 §6.6) and the local policy
+// Evaluate applies DMARC (RFC 9989 §5.3, RFC 7489 §6.6) and the local policy
 // to one message. It is pure: all DNS answers come in through in.
 func Evaluate(in Input) Verdict {
 	lp := in.Local.WithDefaults()

@@ -23,9 +23,7 @@ const (
 // RejectHandling is what a failing message under an effective p=reject gets.
 type RejectHandling string
 
-// The reject handlings. RFC 9989 §7.4
-// (https://datatracker.ietf.org/doc/html/rfc9989#section-7.4): receivers
-// "MUST NOT reject incoming messages solely on the basis of a p=reject
+// The reject handlings. RFC 9989 §7.4: receivers "MUST NOT reject incoming messages solely on the basis of a p=reject
 // policy" and, "in the absence of other knowledge and analysis", MUST treat
 // such mail as p=quarantine.
 const (
@@ -58,7 +56,7 @@ type FromOutcome string
 // The From outcomes.
 const (
 	// FromEvaluate applies DMARC to every distinct Author Domain and the
-	// strictest result (RFC 7489 §6.6.1 (https://datatracker.ietf.org/doc/html/rfc7489#section-6.6.1), RFC 9989 §11.5). Only for several
+	// strictest result (RFC 7489 §6.6.1, RFC 9989 §11.5). Only for several
 	// fields or domains.
 	FromEvaluate FromOutcome = "evaluate"
 	// FromReject rejects with dmarc=permerror.
@@ -74,7 +72,7 @@ const (
 // such a message skip DMARC: several fields or domains are evaluated, a
 // missing, empty or unparseable From is rejected.
 type FromPolicy struct {
-	// MultipleFields: more than one From field (RFC 5322 §3.6 (https://datatracker.ietf.org/doc/html/rfc5322#section-3.6) allows one).
+	// MultipleFields: more than one From field (RFC 5322 §3.6 allows one).
 	// Default FromEvaluate.
 	MultipleFields FromOutcome
 	// MultipleDomains: mailboxes from more than one Author Domain (RFC 9989
@@ -99,7 +97,7 @@ type FromPolicy struct {
 }
 
 // TrustedForwarders are the forwarders whose mail is delivered even when it
-// fails DMARC (RFC 9990 (https://datatracker.ietf.org/doc/html/rfc9990) override reason trusted_forwarder).
+// fails DMARC (RFC 9990 override reason trusted_forwarder).
 type TrustedForwarders struct {
 	// Networks are the forwarders' client addresses.
 	Networks []netip.Prefix

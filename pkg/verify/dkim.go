@@ -32,7 +32,6 @@ const (
 	// BPrefixLen is the length of DKIMResult.BPrefix when that is enough to
 	// tell the message's signatures apart (RFC 6008 §4: header.b holds at
 	// least the first eight characters of b=).
-	// https://datatracker.ietf.org/doc/html/rfc6008#section-4
 	BPrefixLen = 8
 )
 
@@ -77,9 +76,6 @@ const (
 // DKIMVerifier verifies the DKIM signatures (RFC 6376, RFC 8301, RFC 8463)
 // of one message while it streams through, in the order of the milter
 // events:
-// https://datatracker.ietf.org/doc/html/rfc6376
-// https://datatracker.ietf.org/doc/html/rfc8301
-// https://datatracker.ietf.org/doc/html/rfc8463
 //
 //	v := verify.NewDKIMVerifier(resolver, cfg)
 //	v.Header(name, value)       // each header field, in message order

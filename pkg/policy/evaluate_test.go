@@ -8,7 +8,6 @@ import (
 
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // mkDisc builds a tree-walk Discovery by hand for the pure Evaluate tests.
@@ -387,68 +386,5 @@ func TestEvaluateDecisiveAndErr(t *testing.T) {
 	in.From = ParseFrom([]string{"<<<"})
 	if v := Evaluate(in); !errors.Is(v.Err, ErrFromSyntax) || v.Decisive != -1 {
 		t.Errorf("unparseable From: Err %v, Decisive %d", v.Err, v.Decisive)
-	}
-}
-
-func TestLocalPolicyValidate(t *testing.T) {
-	if err := (LocalPolicy{}).Validate(); err != nil {
-		t.Errorf("zero LocalPolicy: %v", err)
-	}
-	bad := []LocalPolicy{
-		{Mode: "loud"},
-		{OnReject: "drop"},
-		{OnTempError: "reject"},
-		{From: FromPolicy{Missing: FromEvaluate}},
-		{From: FromPolicy{MultipleDomains: "skip"}},
-		{AllowFrom: []string{"not a domain"}},
-	}
-	for _, lp := range bad {
-		if err := lp.Validate(); err == nil {
-			t.Errorf("Validate(%+v) = nil, want an error", lp)
-		}
-	}
-	d := LocalPolicy{}.WithDefaults()
-	want := LocalPolicy{Mode: ModeEnforce, OnReject: RejectUnlessIndirect, OnTempError: TempErrorTempFail,
-		From: FromPolicy{MultipleFields: FromEvaluate, MultipleDomains: FromEvaluate, TooManyDomains: FromReject,
-			NoMailbox: FromReject, Missing: FromReject, Unparseable: FromReject, MaxDomains: 5}}
-	if diff := cmp.Diff(want, d); diff != "" {
-		t.Errorf("defaults (-want +got):\n%s", diff)
-	}
-}
-
-func TestReportRows(t *testing.T) {
-	d := mkDisc("example.com", "example.com", "example.com", "v=DMARC1; p=reject; np=quarantine; t=y; fo=1")
-	in := msg("example.com", d)
-	in.RcptTo = []string{"<a@Receiver.example>", "b@receiver.example", "c@other.example"}
-	in.SPF = verify.SPFResult{Result: verify.ResultFail, Scope: verify.ScopeMailFrom, Domain: "other.example", Reason: "not permitted"}
-	in.DKIM = []verify.DKIMResult{dkim(verify.ResultFail, "example.com")}
-	rows := Evaluate(in).ReportRows()
-	want := ReportRow{
-		PolicyPublished: PolicyPublished{Domain: "example.com", P: DispositionReject, NP: DispositionQuarantine, ADKIM: AlignRelaxed, ASPF: AlignRelaxed,
-			DiscoveryMethod: MethodTreeWalk, FO: "1", Testing: true},
-		SourceIP: netip.MustParseAddr("192.0.2.7"), Disposition: "quarantine", DKIM: "fail", SPF: "fail",
-		Reasons:    []Override{{Reason: ReasonTestMode, Comment: "t=y"}},
-		HeaderFrom: "example.com", EnvelopeFrom: "other.example", EnvelopeTo: "receiver.example",
-		DKIMResults: []DKIMAuth{{Domain: "example.com", Selector: "sel", Result: verify.ResultFail}},
-		SPFResult:   &SPFAuth{Domain: "other.example", Scope: verify.ScopeMailFrom, Result: verify.ResultFail, HumanResult: "not permitted"},
-	}
-	if len(rows) != 2 {
-		t.Fatalf("%d rows, want 2 (one per recipient domain)", len(rows))
-	}
-	if diff := cmp.Diff(want, rows[0], cmpopts.EquateComparable(netip.Addr{})); diff != "" {
-		t.Errorf("row (-want +got):\n%s", diff)
-	}
-	if rows[1].EnvelopeTo != "other.example" {
-		t.Errorf("second row envelope_to %q", rows[1].EnvelopeTo)
-	}
-	// A pass under an enforcing policy is reported as "pass".
-	in.DKIM = []verify.DKIMResult{dkim(verify.ResultPass, "example.com")}
-	if got := Evaluate(in).ReportRows()[0]; got.Disposition != "pass" || got.DKIM != "pass" {
-		t.Errorf("pass row: disposition %q dkim %q", got.Disposition, got.DKIM)
-	}
-	// No policy, no row.
-	in.Discoveries["example.com"] = mkDisc("example.com", "", "example.com", "")
-	if rows := Evaluate(in).ReportRows(); len(rows) != 0 {
-		t.Errorf("%d rows without a policy", len(rows))
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // TestReasonOverrideType: every reason maps onto one RFC 9990 override
@@ -190,5 +192,42 @@ func TestReportRowIdentifiers(t *testing.T) {
 	}
 	if len(r.Reasons) != 1 || r.Reasons[0].Type() != OverrideMailingList || r.Reasons[0].Reason != ReasonListHeaders {
 		t.Errorf("reasons %+v", r.Reasons)
+	}
+}
+
+func TestReportRows(t *testing.T) {
+	d := mkDisc("example.com", "example.com", "example.com", "v=DMARC1; p=reject; np=quarantine; t=y; fo=1")
+	in := msg("example.com", d)
+	in.RcptTo = []string{"<a@Receiver.example>", "b@receiver.example", "c@other.example"}
+	in.SPF = verify.SPFResult{Result: verify.ResultFail, Scope: verify.ScopeMailFrom, Domain: "other.example", Reason: "not permitted"}
+	in.DKIM = []verify.DKIMResult{dkim(verify.ResultFail, "example.com")}
+	rows := Evaluate(in).ReportRows()
+	want := ReportRow{
+		PolicyPublished: PolicyPublished{Domain: "example.com", P: DispositionReject, NP: DispositionQuarantine, ADKIM: AlignRelaxed, ASPF: AlignRelaxed,
+			DiscoveryMethod: MethodTreeWalk, FO: "1", Testing: true},
+		SourceIP: netip.MustParseAddr("192.0.2.7"), Disposition: "quarantine", DKIM: "fail", SPF: "fail",
+		Reasons:    []Override{{Reason: ReasonTestMode, Comment: "t=y"}},
+		HeaderFrom: "example.com", EnvelopeFrom: "other.example", EnvelopeTo: "receiver.example",
+		DKIMResults: []DKIMAuth{{Domain: "example.com", Selector: "sel", Result: verify.ResultFail}},
+		SPFResult:   &SPFAuth{Domain: "other.example", Scope: verify.ScopeMailFrom, Result: verify.ResultFail, HumanResult: "not permitted"},
+	}
+	if len(rows) != 2 {
+		t.Fatalf("%d rows, want 2 (one per recipient domain)", len(rows))
+	}
+	if diff := cmp.Diff(want, rows[0], cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+		t.Errorf("row (-want +got):\n%s", diff)
+	}
+	if rows[1].EnvelopeTo != "other.example" {
+		t.Errorf("second row envelope_to %q", rows[1].EnvelopeTo)
+	}
+	// A pass under an enforcing policy is reported as "pass".
+	in.DKIM = []verify.DKIMResult{dkim(verify.ResultPass, "example.com")}
+	if got := Evaluate(in).ReportRows()[0]; got.Disposition != "pass" || got.DKIM != "pass" {
+		t.Errorf("pass row: disposition %q dkim %q", got.Disposition, got.DKIM)
+	}
+	// No policy, no row.
+	in.Discoveries["example.com"] = mkDisc("example.com", "", "example.com", "")
+	if rows := Evaluate(in).ReportRows(); len(rows) != 0 {
+		t.Errorf("%d rows without a policy", len(rows))
 	}
 }

@@ -26,9 +26,6 @@ const (
 	// DefaultDKIMMaxHeaderBytes bounds the header block kept for
 	// verification.
 	DefaultDKIMMaxHeaderBytes = 1 << 20
-	// DefaultDKIMMaxLineBreakRun is kept for compatibility; see
-	// DKIMConfig.MaxLineBreakRun (no longer used).
-	DefaultDKIMMaxLineBreakRun = 256 << 10
 	// BPrefixLen is the length of DKIMResult.BPrefix when that is enough to
 	// tell the message's signatures apart (RFC 6008 §4: header.b holds at
 	// least the first eight characters of b=).
@@ -44,11 +41,6 @@ type DKIMConfig struct {
 	// header is larger is not verified: each signature seen gives neutral.
 	// Default (0): DefaultDKIMMaxHeaderBytes.
 	MaxHeaderBytes int
-	// MaxLineBreakRun is no longer used and may be left zero. It bounded a
-	// run of blank lines inside the body when the body went to go-msgauth,
-	// which held such a run in memory; the verifier now holds a run of
-	// blank lines as a count, so a body of any shape costs constant memory.
-	MaxLineBreakRun int
 }
 
 // Errors of the DKIMVerifier.

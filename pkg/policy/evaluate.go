@@ -11,30 +11,6 @@ import (
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
 
-// Result is the DMARC result as written in Authentication-Results (RFC 8601
-// §2.7, RFC 7489 §11.2 registry values).
-type Result string
-
-// The DMARC results.
-const (
-	ResultPass      Result = "pass"
-	ResultFail      Result = "fail"
-	ResultNone      Result = "none"
-	ResultTempError Result = "temperror"
-	ResultPermError Result = "permerror"
-)
-
-// Action is the final local action for the message.
-type Action string
-
-// The actions, from the most lenient to the strictest.
-const (
-	ActionAccept     Action = "accept"
-	ActionQuarantine Action = "quarantine"
-	ActionTempFail   Action = "tempfail"
-	ActionReject     Action = "reject"
-)
-
 // Errors that Evaluate records in DomainVerdict.Err.
 var (
 	// ErrNotDiscovered: Input.Discoveries has no entry for an Author Domain
@@ -98,98 +74,6 @@ type Input struct {
 	Rand Rand
 }
 
-// DomainVerdict is the DMARC evaluation of one Author Domain: everything an
-// RFC 9990 aggregate-report row about it needs.
-type DomainVerdict struct {
-	// HeaderFrom is the Author Domain.
-	HeaderFrom string
-	Result     Result
-	// Err says why the result is temperror (it wraps ErrTempFail,
-	// ErrTimeout, ErrSPFTempError, ErrDKIMTempError, ErrNotDiscovered or
-	// ErrOrgDomainMissing) or why there is no policy.
-	Err error
-	// TempErrorCause classifies Err when Result is temperror.
-	TempErrorCause TempErrorCause
-	// Method, PolicyDomain, OrgDomain, Record and Existence come from
-	// discovery.
-	Method       Method
-	PolicyDomain string
-	OrgDomain    string
-	Record       *Record
-	Existence    Existence
-	// PolicyTag is the tag whose policy applies (p, sp or np); Requested is
-	// its effective value. When the np= existence test failed
-	// (Discovery.ExistErr) they are those of an existing domain (sp or p),
-	// except for a temperror caused by that failure, where both are unset:
-	// which policy applies is not known.
-	PolicyTag Tag
-	Requested Disposition
-	// Disposition is the disposition actually applied: the policy after
-	// test mode, sampling and every local override, monitor mode and the
-	// allowlisted network included (none when the message passed).
-	Disposition Disposition
-	// Action is the local action actually taken for this domain.
-	Action Action
-	// EnforceDisposition and EnforceAction are what enforce mode would
-	// have applied: they differ from Disposition and Action only when the
-	// message was exempted (Verdict.Exemption).
-	EnforceDisposition Disposition
-	EnforceAction      Action
-	// Overrides are the reasons Disposition differs from Requested.
-	Overrides []Override
-	// SPFDomain is the SPF-authenticated identifier considered ("" when SPF
-	// did not pass); SPFAligned says whether it aligned.
-	SPFDomain  string
-	SPFAligned bool
-	// DKIMAligned are the d= of the passing signatures that aligned.
-	DKIMAligned []string
-}
-
-// Verdict is the outcome of Evaluate for a message.
-type Verdict struct {
-	// Result is the message's DMARC result: the weakest over its Author
-	// Domains (permerror, fail, temperror, none, pass in that order).
-	Result Result
-	// Action is the final local action actually taken (accept when the
-	// message was exempted).
-	Action Action
-	// EnforceAction is the action enforce mode takes; it differs from
-	// Action only for an exempted message ("would reject").
-	EnforceAction Action
-	// Exemption is ReasonMonitorMode or ReasonAllowNetwork when the
-	// message was evaluated but not enforced, "" otherwise.
-	Exemption Reason
-	// AllowNetwork is the allowlisted network the client is in (the
-	// zero Prefix when it is in none).
-	AllowNetwork netip.Prefix
-	// FromProblem is the irregular From condition that decided the
-	// handling, FromOK when none.
-	FromProblem FromProblem
-	// Err details a permerror (the From parse error).
-	Err error
-	// Domains are the evaluations of each Author Domain, in From order;
-	// with more than FromPolicy.MaxDomains of them, only the first
-	// MaxDomains (RFC 9989 §11.5).
-	Domains []DomainVerdict
-	// Decisive is the index in Domains of the evaluation that set Action,
-	// -1 when none did.
-	Decisive int
-	// The message's identifiers and authentication results, for reports.
-	SourceIP     netip.Addr
-	EnvelopeFrom string   // RFC5321.MailFrom domain, "" for the null path
-	EnvelopeTo   []string // distinct recipient domains
-	SPF          verify.SPFResult
-	DKIM         []verify.DKIMResult
-}
-
-// More From conditions (besides the FromProblem values of ParseFrom) that a
-// Verdict can name.
-const (
-	FromMultipleFields  FromProblem = "multiple-fields"
-	FromMultipleDomains FromProblem = "multiple-domains"
-	FromTooManyDomains  FromProblem = "too-many-domains"
-)
-
 // Evaluate applies DMARC (RFC 9989 §5.3, RFC 7489 §6.6) and the local policy
 // to one message. It is pure: all DNS answers come in through in.
 func Evaluate(in Input) Verdict {
@@ -209,17 +93,8 @@ func Evaluate(in Input) Verdict {
 		v.EnforceAction = outcomeAction(outcome)
 	} else {
 		evaluateDomains(&in, &lp, &v, domains)
-		if outcome == FromQuarantine && rank(v.EnforceAction) < rank(ActionQuarantine) {
-			v.EnforceAction, v.Decisive = ActionQuarantine, -1 // the From outcome on top: at least quarantine
-		}
 	}
-	for i := range v.Domains {
-		dv := &v.Domains[i]
-		if dv.Result == ResultTempError {
-			dv.TempErrorCause = TempErrorCauseOf(dv.Err)
-		}
-	}
-	if outcome == FromQuarantine {
+	if outcome == FromQuarantine && len(domains) > 0 {
 		raiseToQuarantine(&v, problem)
 	}
 	v.Action = v.EnforceAction
@@ -227,20 +102,30 @@ func Evaluate(in Input) Verdict {
 		dv := &v.Domains[i]
 		dv.EnforceDisposition, dv.EnforceAction = dv.Disposition, dv.Action
 	}
-	v.AllowNetwork, _ = lp.allowedNetwork(in.SourceIP)
-	switch {
-	case v.AllowNetwork.IsValid():
-		exempt(&v, ReasonAllowNetwork, "client in "+v.AllowNetwork.String())
-	case lp.Mode == ModeMonitor:
-		exempt(&v, ReasonMonitorMode, "monitor mode") // evaluate and record, never enforce
-	}
+	exemptIfLocal(&v, &lp)
 	return v
 }
 
-// raiseToQuarantine applies the quarantine outcome of an irregular From to
-// the domains evaluated: each is at least quarantined, with the From
-// condition as a local_policy override.
+// exemptIfLocal delivers an evaluated message without enforcing its
+// verdict when the client is in an allowlisted network or the receiver
+// runs in monitor mode.
+func exemptIfLocal(v *Verdict, lp *LocalPolicy) {
+	v.AllowNetwork, _ = lp.allowedNetwork(v.SourceIP)
+	switch {
+	case v.AllowNetwork.IsValid():
+		exempt(v, ReasonAllowNetwork, "client in "+v.AllowNetwork.String())
+	case lp.Mode == ModeMonitor:
+		exempt(v, ReasonMonitorMode, "monitor mode")
+	}
+}
+
+// raiseToQuarantine applies the quarantine outcome of an irregular From on
+// top of the evaluation: the message and each domain evaluated are at
+// least quarantined, with the From condition as a local_policy override.
 func raiseToQuarantine(v *Verdict, problem FromProblem) {
+	if rank(v.EnforceAction) < rank(ActionQuarantine) {
+		v.EnforceAction, v.Decisive = ActionQuarantine, -1
+	}
 	for i := range v.Domains {
 		dv := &v.Domains[i]
 		if rank(dv.Action) < rank(ActionQuarantine) {
@@ -329,6 +214,9 @@ func evaluateDomains(in *Input, lp *LocalPolicy, v *Verdict, domains []string) {
 	v.EnforceAction = ActionAccept
 	for i, d := range domains {
 		dv := evaluateDomain(in, lp, d)
+		if dv.Result == ResultTempError {
+			dv.TempErrorCause = TempErrorCauseOf(dv.Err)
+		}
 		v.Domains = append(v.Domains, dv)
 		if i == 0 || resultRank(dv.Result) > resultRank(v.Result) {
 			v.Result = dv.Result

@@ -52,29 +52,3 @@ func TempErrorCauseOf(err error) TempErrorCause {
 	}
 	return CauseDMARCDNS
 }
-
-// TempErrorCause is the cause of the message's temperror: that of its first
-// Author Domain whose result is temperror (CauseNone when the result is
-// not temperror).
-func (v *Verdict) TempErrorCause() TempErrorCause {
-	if v.Result != ResultTempError {
-		return CauseNone
-	}
-	for _, dv := range v.Domains {
-		if dv.Result == ResultTempError {
-			return dv.TempErrorCause
-		}
-	}
-	return CauseNone
-}
-
-// HasReason reports whether reason r applied to one of the message's
-// Author Domains (for example ReasonAllowFrom).
-func (v *Verdict) HasReason(r Reason) bool {
-	for _, dv := range v.Domains {
-		if hasReason(dv.Overrides, r) {
-			return true
-		}
-	}
-	return false
-}

@@ -161,27 +161,29 @@ func (s *Server) startSession(raw net.Conn) {
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	go s.serve(c)
+}
 
-	go func() {
-		defer s.wg.Done()
-		defer func() {
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-			c.close()
-			c.resetTx()
-		}()
-		defer func() {
-			// The callbacks recover their own panics (guard); this is a
-			// bug in the loop: the connection ends, the daemon lives.
-			if v := recover(); v != nil {
-				c.logPanic("session", v)
-			}
-		}()
-		if err := c.ps.Serve(c); err != nil {
-			s.logSessionEnd(c, err)
+// serve runs the connection until it ends, then forgets it.
+func (s *Server) serve(c *connection) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		c.close()
+		c.resetTx()
+	}()
+	defer func() {
+		// The callbacks recover their own panics (guard); this is a bug
+		// in the loop: the connection ends, the daemon lives.
+		if v := recover(); v != nil {
+			c.logPanic("session", v)
 		}
 	}()
+	if err := c.ps.Serve(c); err != nil {
+		s.logSessionEnd(c, err)
+	}
 }
 
 // logSessionEnd logs why a session ended other than by the MTA: an idle

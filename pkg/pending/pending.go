@@ -42,10 +42,10 @@ func (c *Check[T]) Start() chan<- T {
 func (c *Check[T]) Started() bool { return c.state != notStarted }
 
 // Wait returns the result and true, or the zero value and false when the
-// check was not started or one of stops closed first. Each stop is a
-// function returning a channel, called only when the result is not ready
-// (so that a deadline costs a timer only when there is something to wait
-// for). A result ready at the call wins over a stop already closed.
+// check was not started or one of stops (at most two) closed first. Each
+// stop is a function returning a channel, called only when the result is
+// not ready (so that a deadline costs a timer only when there is something
+// to wait for). A result ready at the call wins over a stop already closed.
 func (c *Check[T]) Wait(stops ...func() <-chan struct{}) (T, bool) {
 	switch c.state {
 	case ready:
@@ -60,12 +60,12 @@ func (c *Check[T]) Wait(stops ...func() <-chan struct{}) (T, bool) {
 		return v, true
 	default:
 	}
-	var s [2]<-chan struct{}
-	for i, f := range stops[:min(len(stops), 2)] {
-		s[i] = f() // a nil channel (no stop) is never ready
-	}
-	if len(stops) > 2 {
+	var s [2]<-chan struct{} // a nil channel (no stop) is never ready
+	if len(stops) > len(s) {
 		panic("pending: Wait takes at most two stops")
+	}
+	for i, f := range stops {
+		s[i] = f()
 	}
 	select {
 	case v := <-c.ch:

@@ -94,3 +94,14 @@ func TestCheckStops(t *testing.T) {
 		t.Fatal("a panicked check gave a result")
 	}
 }
+
+func TestCheckTooManyStops(t *testing.T) {
+	var c Check[int]
+	c.Start()
+	defer func() {
+		if recover() == nil {
+			t.Error("three stops: no panic")
+		}
+	}()
+	c.Wait(never, never, closed)
+}

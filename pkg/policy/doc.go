@@ -23,8 +23,12 @@
 //     done, and the Organizational Domains of the SPF and DKIM identifiers
 //     relaxed alignment needs.
 //  4. Evaluate (pure, no I/O) computes the Verdict: the DMARC result, the
-//     policy applied, the local action, override reasons, and every field an
-//     RFC 9990 aggregate report row needs (Verdict.ReportRows).
+//     disposition and action actually applied (monitor mode and the
+//     allowlisted network are inputs, so a delivered message never says
+//     reject; what enforce mode would have done is kept apart), the typed
+//     reasons for any override (Reason, mapped onto RFC 9990's OverrideType
+//     by Reason.OverrideType), the typed cause of a temperror, and every
+//     field an RFC 9990 aggregate report row needs (Verdict.ReportRows).
 //
 // Parse and Evaluate are pure and table-tested; Discover, OrgDomain and
 // Prepare are the only functions that do I/O, all through the Resolver

@@ -12,10 +12,14 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
+	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
 
 // Default returns the configuration used when no file is given. The local
-// policy's defaults are pkg/policy's (LocalPolicy.WithDefaults).
+// policy's defaults are pkg/policy's (LocalPolicy.WithDefaults) and the SPF
+// and DKIM limits pkg/verify's; the DNS cache's are written here because 0
+// means something for several of its keys (no minimum TTL, no
+// serve-stale), so the library's "zero means default" cannot serve them.
 func Default() *Config {
 	lp := policy.LocalPolicy{}.WithDefaults()
 	return &Config{
@@ -53,8 +57,8 @@ func Default() *Config {
 			CacheSize:      50000,
 			ServeStale:     time.Hour,
 		},
-		SPF:  SPF{LookupLimit: 10, VoidLookupLimit: 2, CheckHelo: true},
-		DKIM: DKIM{MaxSignatures: 5},
+		SPF:  SPF{LookupLimit: verify.DefaultSPFLookupLimit, VoidLookupLimit: verify.DefaultSPFVoidLookupLimit, CheckHelo: true},
+		DKIM: DKIM{MaxSignatures: verify.DefaultDKIMMaxSignatures},
 		Timeouts: Timeouts{
 			SPF:          10 * time.Second,
 			DKIM:         10 * time.Second,

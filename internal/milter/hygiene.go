@@ -57,14 +57,6 @@ func (h *hygiene) forged() []HeaderRef {
 	return out
 }
 
-// sameName reports whether two header field names are equal once
-// lower-cased (strings.ToLower), without allocating when both are ASCII,
-// as they always are from Postfix. strings.EqualFold is not the same test:
-// it also folds 'ſ' to 's' and would make "Liſt-Id" a List-Id.
-func sameName(a, b string) bool {
-	return sameNameASCII(a, isASCII(a), b, isASCII(b))
-}
-
 // sameNameASCII is sameName for names whose ASCII-ness the caller knows
 // (a name compared with several others is scanned once).
 func sameNameASCII(a string, aASCII bool, b string, bASCII bool) bool {

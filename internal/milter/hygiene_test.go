@@ -50,3 +50,11 @@ func FuzzSameNameASCII(f *testing.F) {
 		}
 	})
 }
+
+// sameName reports whether two header field names are equal once
+// lower-cased (strings.ToLower), without allocating when both are ASCII,
+// as they always are from Postfix. strings.EqualFold is not the same test:
+// it also folds 'ſ' to 's' and would make "Liſt-Id" a List-Id.
+func sameName(a, b string) bool {
+	return sameNameASCII(a, isASCII(a), b, isASCII(b))
+}

@@ -58,7 +58,8 @@ type DomainVerdict struct {
 	Requested Disposition
 	// Disposition is the disposition actually applied: the policy after
 	// test mode, sampling and every local override, monitor mode and the
-	// allowlisted network included (none when the message passed).
+	// allowlisted network included (none when the message passed, unless
+	// an irregular From is quarantined: ReasonFromQuarantine).
 	Disposition Disposition
 	// Action is the local action actually taken for this domain.
 	Action Action

@@ -57,7 +57,7 @@ func cmdEvaluate(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	env := milter.Envelope{ClientIP: addr.Unmap(), Helo: helo, MailFrom: strings.Trim(mailFrom, "<>"), AuthUser: auth, MTAHost: mta, Rcpts: rcpts}
-	d := eng.EvaluateMessage(context.Background(), env, msg)
+	d := milter.EvaluateMessage(context.Background(), eng, env, msg)
 	printDecision(stdout, d)
 	return exitOK
 }

@@ -9,17 +9,18 @@
 // test fails when either is stale or when a comment's "Default:" disagrees
 // with Default().
 //
-// Standards named in the field docs: RFC 9989 (DMARC,
-// https://datatracker.ietf.org/doc/html/rfc9989), RFC 7489 (https://datatracker.ietf.org/doc/html/rfc7489), RFC 7208
-// (SPF, https://datatracker.ietf.org/doc/html/rfc7208), RFC 2308 (https://datatracker.ietf.org/doc/html/rfc2308),
-// RFC 8767 (https://datatracker.ietf.org/doc/html/rfc8767), RFC 5322
-// (https://datatracker.ietf.org/doc/html/rfc5322).
+// The local policy keys (mode, actions.reject_policy, actions.temperror,
+// dmarc.discovery, dmarc.from) use pkg/policy's types, which parse and
+// validate their own values; LocalPolicy maps the file onto
+// policy.LocalPolicy, whose defaults Default takes.
 package config
 
 //go:generate go test -run TestGeneratedFiles -update .
 
 import (
 	"time"
+
+	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 )
 
 // Config is the whole configuration file.
@@ -40,7 +41,7 @@ type Config struct {
 	// write Authentication-Results, log and count what would have been done,
 	// never reject, hold or tempfail because of DMARC).
 	// Default: "enforce"
-	Mode Mode `toml:"mode"`
+	Mode policy.Mode `toml:"mode"`
 
 	// LogLevel is the minimum level logged: "debug", "info", "warn" or
 	// "error". One INFO "verdict" line is logged per message.
@@ -129,7 +130,7 @@ type Actions struct {
 	// list headers or a trusted forwarder), following RFC 9989's advice not to
 	// reject solely because of p=reject.
 	// Default: "reject-unless-indirect"
-	RejectPolicy RejectPolicy `toml:"reject_policy"`
+	RejectPolicy policy.RejectHandling `toml:"reject_policy"`
 
 	// QuarantineMethod is how p=quarantine (or a downgraded reject) is
 	// applied: "header" (deliver with the marker header and the A-R result
@@ -148,7 +149,7 @@ type Actions struct {
 	// outcome open and the published policy would matter: "tempfail" or
 	// "accept" (with dmarc=temperror in Authentication-Results).
 	// Default: "tempfail"
-	TempError TempErrorAction `toml:"temperror"`
+	TempError policy.TempErrorHandling `toml:"temperror"`
 
 	// RejectReply is the SMTP reply for a DMARC reject. "{domain}" is
 	// replaced by the From: domain. The enhanced status code's first digit
@@ -171,7 +172,7 @@ type DMARC struct {
 	// "treewalk" (RFC 9989 DNS tree walk) or "psl" (RFC 7489 Public Suffix
 	// List).
 	// Default: "treewalk"
-	Discovery Discovery `toml:"discovery"`
+	Discovery policy.Method `toml:"discovery"`
 
 	// TrustedForwarders are client networks (CIDR or address) of hosts that
 	// forward mail to us (a list server, an alias host). Their mail is
@@ -203,34 +204,34 @@ type FromHandling struct {
 	// MultipleFields is the outcome for more than one From: field:
 	// "evaluate", "reject", "quarantine" or "accept".
 	// Default: "evaluate"
-	MultipleFields string `toml:"multiple_fields"`
+	MultipleFields policy.FromOutcome `toml:"multiple_fields"`
 
 	// MultipleDomains is the outcome for mailboxes of several domains:
 	// "evaluate", "reject", "quarantine" or "accept".
 	// Default: "evaluate"
-	MultipleDomains string `toml:"multiple_domains"`
+	MultipleDomains policy.FromOutcome `toml:"multiple_domains"`
 
 	// TooManyDomains is the outcome for more than max_domains domains:
 	// "reject" (no DMARC evaluation), "quarantine" (the first max_domains
 	// domains are evaluated, and the message is quarantined at least) or
 	// "accept" (no DMARC evaluation; delivered).
 	// Default: "reject"
-	TooManyDomains string `toml:"too_many_domains"`
+	TooManyDomains policy.FromOutcome `toml:"too_many_domains"`
 
 	// NoMailbox is the outcome for From: fields without any mailbox (an
 	// empty group): "reject", "quarantine" or "accept".
 	// Default: "reject"
-	NoMailbox string `toml:"no_mailbox"`
+	NoMailbox policy.FromOutcome `toml:"no_mailbox"`
 
 	// Missing is the outcome for a message without From: (Postfix normally
 	// adds one from the envelope): "reject", "quarantine" or "accept".
 	// Default: "reject"
-	Missing string `toml:"missing"`
+	Missing policy.FromOutcome `toml:"missing"`
 
 	// Unparseable is the outcome for a From: field that is not RFC 5322
 	// syntax: "reject", "quarantine" or "accept".
 	// Default: "reject"
-	Unparseable string `toml:"unparseable"`
+	Unparseable policy.FromOutcome `toml:"unparseable"`
 
 	// MaxDomains bounds the Author Domains looked up and evaluated per
 	// message (RFC 9989 §11.5: bounded work on hostile input).

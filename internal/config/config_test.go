@@ -8,6 +8,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -27,7 +31,7 @@ func TestLoadNoFileIsDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Mode != ModeEnforce || c.Timeouts.EndOfMessage != 20*time.Second {
+	if c.Mode != policy.ModeEnforce || c.Timeouts.EndOfMessage != 20*time.Second {
 		t.Errorf("Load(\"\") is not Default(): %+v", c)
 	}
 }
@@ -50,7 +54,7 @@ from_domains = ["Example.COM."]
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Mode != ModeMonitor || c.Actions.QuarantineMethod != QuarantineBoth || c.DNS.Timeout != 500*time.Millisecond {
+	if c.Mode != policy.ModeMonitor || c.Actions.QuarantineMethod != QuarantineBoth || c.DNS.Timeout != 500*time.Millisecond {
 		t.Errorf("decoded wrongly: %+v", c)
 	}
 	if got := c.Allowlist.FromDomains[0]; got != "example.com" {
@@ -63,7 +67,7 @@ from_domains = ["Example.COM."]
 		}
 	}
 	// Defaults survive for keys not given.
-	if c.Actions.RejectPolicy != RejectUnlessIndirect || c.SPF.LookupLimit != 10 {
+	if c.Actions.RejectPolicy != policy.RejectUnlessIndirect || c.SPF.LookupLimit != 10 {
 		t.Errorf("defaults lost: %+v", c)
 	}
 }
@@ -100,6 +104,12 @@ func TestParseErrors(t *testing.T) {
 		{"quarantine header A-R", "[actions]\nquarantine_header = \"authentication-results\"\n", "quarantine_header"},
 		{"allowlist not domain", "[allowlist]\nfrom_domains = [\"a b\"]\n", "allowlist.from_domains"},
 		{"dkim max", "[dkim]\nmax_signatures = 0\n", "dkim.max_signatures"},
+		{"bad reject policy", "[actions]\nreject_policy = \"drop\"\n", `t.toml:2: actions.reject_policy: unknown value "drop" (want reject, quarantine, reject-unless-indirect)`},
+		{"bad temperror", "[actions]\ntemperror = \"reject\"\n", `actions.temperror: unknown value "reject"`},
+		{"bad discovery", "[dmarc]\ndiscovery = \"dns\"\n", `dmarc.discovery: unknown value "dns" (want treewalk, psl)`},
+		{"bad from outcome", "[dmarc.from]\nmultiple_fields = \"skip\"\n", `multiple_fields: unknown value "skip"`},
+		{"missing From cannot be evaluated", "[dmarc.from]\nmissing = \"evaluate\"\n", `dmarc.from.missing: unknown value "evaluate" (want reject, quarantine, accept)`},
+		{"max domains", "[dmarc.from]\nmax_domains = 0\n", "dmarc.from.max_domains: 0 is outside 1..50"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -172,7 +182,7 @@ func TestLoadFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, err := Load(p)
-	if err != nil || c.Mode != ModeMonitor {
+	if err != nil || c.Mode != policy.ModeMonitor {
 		t.Fatalf("Load = %+v, %v", c, err)
 	}
 	if _, err := Load(filepath.Join(dir, "missing.toml")); err == nil {
@@ -211,4 +221,43 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted config does not validate: %v", err)
 		}
 	})
+}
+
+// TestDefaultLocalPolicy: the file's defaults for the local policy are
+// pkg/policy's, and Config.LocalPolicy carries every key over.
+func TestDefaultLocalPolicy(t *testing.T) {
+	t.Parallel()
+	got := Default().LocalPolicy()
+	if diff := cmp.Diff(policy.LocalPolicy{}.WithDefaults(), got, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("defaults (-policy +config):\n%s", diff)
+	}
+	c, err := Parse("t.toml", []byte(`mode = "monitor"
+[actions]
+reject_policy = "quarantine"
+temperror = "accept"
+[dmarc]
+ignore_pct = true
+trusted_forwarders = ["192.0.2.0/24"]
+trusted_forwarder_dkim_domains = ["Lists.Example.org"]
+[dmarc.from]
+missing = "accept"
+max_domains = 3
+[allowlist]
+networks = ["198.51.100.7"]
+from_domains = ["partner.example"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := policy.LocalPolicy{
+		Mode: policy.ModeMonitor, OnReject: policy.RejectQuarantine, OnTempError: policy.TempErrorAccept,
+		AllowFrom: []string{"partner.example"}, AllowNetworks: []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32")},
+		IgnorePct:  true,
+		Forwarders: policy.TrustedForwarders{Networks: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, DKIMDomains: []string{"lists.example.org"}},
+		From: policy.FromPolicy{MultipleFields: policy.FromEvaluate, MultipleDomains: policy.FromEvaluate, TooManyDomains: policy.FromReject,
+			NoMailbox: policy.FromReject, Missing: policy.FromAccept, Unparseable: policy.FromReject, MaxDomains: 3},
+	}
+	if diff := cmp.Diff(want, c.LocalPolicy(), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+		t.Errorf("LocalPolicy (-want +got):\n%s", diff)
+	}
 }

@@ -10,39 +10,40 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
+	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
 
-// Default returns the configuration used when no file is given.
+// Default returns the configuration used when no file is given. The local
+// policy's defaults are pkg/policy's (LocalPolicy.WithDefaults) and the SPF
+// and DKIM limits pkg/verify's; the DNS cache's are written here because 0
+// means something for several of its keys (no minimum TTL, no
+// serve-stale), so the library's "zero means default" cannot serve them.
 func Default() *Config {
+	lp := policy.LocalPolicy{}.WithDefaults()
 	return &Config{
 		Listen:          "inet:127.0.0.1:8894",
-		Mode:            ModeEnforce,
+		Mode:            lp.Mode,
 		LogLevel:        "info",
 		OnError:         ErrorTempFail,
 		TrustedNetworks: mustNetworks("127.0.0.0/8", "::1/128"),
 		Socket:          Socket{Mode: "0660"},
 		Actions: Actions{
-			RejectPolicy:     RejectUnlessIndirect,
+			RejectPolicy:     lp.OnReject,
 			QuarantineMethod: QuarantineHeader,
 			QuarantineHeader: "X-DMARC-Quarantine",
-			TempError:        TempErrorTempFail,
+			TempError:        lp.OnTempError,
 			RejectReply:      "550 5.7.1 Email rejected per DMARC policy for {domain}",
 			TempFailReply:    "451 4.7.5 Temporary DMARC evaluation failure for {domain}, try again later",
 			ErrorReply:       "451 4.3.0 Temporary local error, try again later",
 		},
 		DMARC: DMARC{
-			Discovery:                   DiscoveryTreeWalk,
+			Discovery:                   policy.Options{}.DiscoveryMethod(),
 			TrustedForwarders:           []Network{},
 			TrustedForwarderDKIMDomains: []string{},
-			From: FromHandling{
-				MultipleFields:  "evaluate",
-				MultipleDomains: "evaluate",
-				TooManyDomains:  "reject",
-				NoMailbox:       "reject",
-				Missing:         "reject",
-				Unparseable:     "reject",
-				MaxDomains:      5,
-			},
+			IgnorePct:                   lp.IgnorePct,
+			From:                        fromHandling(lp.From),
 		},
 		Allowlist: Allowlist{Networks: []Network{}, FromDomains: []string{}},
 		DNS: DNS{
@@ -56,8 +57,8 @@ func Default() *Config {
 			CacheSize:      50000,
 			ServeStale:     time.Hour,
 		},
-		SPF:  SPF{LookupLimit: 10, VoidLookupLimit: 2, CheckHelo: true},
-		DKIM: DKIM{MaxSignatures: 5},
+		SPF:  SPF{LookupLimit: verify.DefaultSPFLookupLimit, VoidLookupLimit: verify.DefaultSPFVoidLookupLimit, CheckHelo: true},
+		DKIM: DKIM{MaxSignatures: verify.DefaultDKIMMaxSignatures},
 		Timeouts: Timeouts{
 			SPF:          10 * time.Second,
 			DKIM:         10 * time.Second,

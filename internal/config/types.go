@@ -6,15 +6,6 @@ import (
 	"strings"
 )
 
-// Mode is the enforcement mode.
-type Mode string
-
-// The enforcement modes.
-const (
-	ModeEnforce Mode = "enforce" // apply the actions
-	ModeMonitor Mode = "monitor" // log and count what would have been done
-)
-
 // ErrorAction is the answer given when the milter itself fails.
 type ErrorAction string
 
@@ -22,16 +13,6 @@ type ErrorAction string
 const (
 	ErrorTempFail ErrorAction = "tempfail"
 	ErrorAccept   ErrorAction = "accept"
-)
-
-// RejectPolicy is how a DMARC failure under p=reject is handled.
-type RejectPolicy string
-
-// The p=reject handlings.
-const (
-	RejectAlways         RejectPolicy = "reject"
-	RejectAsQuarantine   RejectPolicy = "quarantine"
-	RejectUnlessIndirect RejectPolicy = "reject-unless-indirect"
 )
 
 // QuarantineMethod is how a quarantine disposition is applied.
@@ -42,24 +23,6 @@ const (
 	QuarantineHeader QuarantineMethod = "header" // deliver, marked for Sieve
 	QuarantineHold   QuarantineMethod = "hold"   // Postfix hold queue
 	QuarantineBoth   QuarantineMethod = "both"
-)
-
-// TempErrorAction is what a DMARC temperror leads to.
-type TempErrorAction string
-
-// The temperror actions.
-const (
-	TempErrorTempFail TempErrorAction = "tempfail"
-	TempErrorAccept   TempErrorAction = "accept"
-)
-
-// Discovery is the DMARC policy discovery method.
-type Discovery string
-
-// The discovery methods.
-const (
-	DiscoveryTreeWalk Discovery = "treewalk" // RFC 9989 DNS tree walk, https://datatracker.ietf.org/doc/html/rfc9989#section-4.10
-	DiscoveryPSL      Discovery = "psl"      // RFC 7489 Public Suffix List, https://datatracker.ietf.org/doc/html/rfc7489#section-3.2
 )
 
 // Network is an IP network given in the file as a CIDR prefix or as a single

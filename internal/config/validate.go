@@ -41,8 +41,8 @@ func (c *Config) validateBasics() error {
 	if _, _, err := ParseListen(c.Listen); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	if err := oneOf("mode", string(c.Mode), ModeEnforce, ModeMonitor); err != nil {
-		return err
+	if err := c.Mode.Valid(); err != nil {
+		return fmt.Errorf("mode: %w", err)
 	}
 	if err := oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error"); err != nil {
 		return err
@@ -56,18 +56,21 @@ func (c *Config) validateBasics() error {
 	if _, err := c.Socket.FileMode(); err != nil {
 		return err
 	}
-	return oneOf("dmarc.discovery", string(c.DMARC.Discovery), DiscoveryTreeWalk, DiscoveryPSL)
+	if err := c.DMARC.Discovery.Valid(); err != nil {
+		return fmt.Errorf("dmarc.discovery: %w", err)
+	}
+	return nil
 }
 
 func (a *Actions) validate() error {
-	if err := oneOf("actions.reject_policy", string(a.RejectPolicy), RejectAlways, RejectAsQuarantine, RejectUnlessIndirect); err != nil {
-		return err
+	if err := a.RejectPolicy.Valid(); err != nil {
+		return fmt.Errorf("actions.reject_policy: %w", err)
 	}
 	if err := oneOf("actions.quarantine_method", string(a.QuarantineMethod), QuarantineHeader, QuarantineHold, QuarantineBoth); err != nil {
 		return err
 	}
-	if err := oneOf("actions.temperror", string(a.TempError), TempErrorTempFail, TempErrorAccept); err != nil {
-		return err
+	if err := a.TempError.Valid(); err != nil {
+		return fmt.Errorf("actions.temperror: %w", err)
 	}
 	if a.QuarantineHeader != "" && !isFieldName(a.QuarantineHeader) {
 		return fmt.Errorf("actions.quarantine_header: %q is not a header field name", a.QuarantineHeader)
@@ -103,29 +106,8 @@ func (c *Config) validateDomains() error {
 			list[i] = d
 		}
 	}
-	return c.DMARC.From.validate()
-}
-
-func (f *FromHandling) validate() error {
-	evaluate := []string{"evaluate", "reject", "quarantine", "accept"}
-	decide := evaluate[1:]
-	for _, o := range []struct {
-		key, v  string
-		allowed []string
-	}{
-		{"dmarc.from.multiple_fields", f.MultipleFields, evaluate},
-		{"dmarc.from.multiple_domains", f.MultipleDomains, evaluate},
-		{"dmarc.from.too_many_domains", f.TooManyDomains, decide},
-		{"dmarc.from.no_mailbox", f.NoMailbox, decide},
-		{"dmarc.from.missing", f.Missing, decide},
-		{"dmarc.from.unparseable", f.Unparseable, decide},
-	} {
-		if err := oneOf(o.key, o.v, o.allowed...); err != nil {
-			return err
-		}
-	}
-	if f.MaxDomains < 1 || f.MaxDomains > 50 {
-		return fmt.Errorf("dmarc.from.max_domains: %d is outside 1..50", f.MaxDomains)
+	if err := c.DMARC.From.policy().Validate(); err != nil {
+		return fmt.Errorf("dmarc.from.%w", err)
 	}
 	return nil
 }
@@ -261,7 +243,6 @@ func (s Socket) FileMode() (uint32, error) {
 // class followed by a space, then an enhanced status code (RFC 3463) whose
 // first digit is the same as the reply code's. Postfix treats anything else
 // as a configuration error and applies milter_default_action.
-// RFC 3463: https://datatracker.ietf.org/doc/html/rfc3463#section-2
 func CheckReply(s string, class byte) error {
 	if len(s) < 5 || s[0] != class || !isDigit(s[1]) || !isDigit(s[2]) || s[3] != ' ' {
 		return fmt.Errorf("%q: want \"%cNN X.Y.Z text\"", s, class)
@@ -308,8 +289,7 @@ func digits(s string, max int) bool {
 }
 
 // isToken reports whether s is an RFC 2045 token (the authserv-id "value"
-// of RFC 8601 §2.2 when not quoted): https://datatracker.ietf.org/doc/html/rfc2045#section-5.1,
-// https://datatracker.ietf.org/doc/html/rfc8601#section-2.2.
+// of RFC 8601 §2.2 when not quoted).
 func isToken(s string) bool {
 	if s == "" {
 		return false
@@ -322,8 +302,7 @@ func isToken(s string) bool {
 	return true
 }
 
-// isFieldName reports whether s is an RFC 5322 §3.6.8 field name
-// (https://datatracker.ietf.org/doc/html/rfc5322#section-3.6.8).
+// isFieldName reports whether s is an RFC 5322 §3.6.8 field name.
 func isFieldName(s string) bool {
 	for _, r := range s {
 		if r <= ' ' || r > '~' || r == ':' {

@@ -102,7 +102,7 @@ func (m *Metrics) Message(d *milter.Decision) {
 		m.would.WithLabelValues(string(d.Would)).Inc()
 	}
 	if d.Verdict != nil && d.Verdict.Result == policy.ResultTempError {
-		m.temperrors.WithLabelValues(d.TempErrCause).Inc()
+		m.temperrors.WithLabelValues(string(d.TempErrCause)).Inc()
 	}
 	m.duration.WithLabelValues(string(d.Action)).Observe(d.Duration.Seconds())
 }

@@ -6,11 +6,21 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dmarc-milter/dmarc-milter/internal/authres"
-	"github.com/dmarc-milter/dmarc-milter/internal/config"
 	"github.com/dmarc-milter/dmarc-milter/internal/milterproto"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
+)
+
+// Bypass says why a message was not evaluated or not enforced.
+type Bypass string
+
+// The bypasses.
+const (
+	BypassNone          Bypass = ""
+	BypassTrusted       Bypass = "trusted-network"   // not evaluated, nothing added or deleted
+	BypassAuthenticated Bypass = "authenticated"     // not evaluated; forged A-R deleted
+	BypassAllowNetwork  Bypass = "allowlist-network" // evaluated and marked, never enforced
+	BypassAllowFrom     Bypass = "allowlist-from"    // evaluated and marked, failing mail delivered
 )
 
 // HeaderRef names one existing header field: the Index-th (1-based) field
@@ -30,8 +40,8 @@ type Field struct {
 type Decision struct {
 	// Action is what was done: accept, quarantine, reject or tempfail.
 	Action policy.Action
-	// Would is what enforce mode would have done when it differs (monitor
-	// mode, allowlisted network); "" otherwise.
+	// Would is what enforce mode would have done when it differs (an
+	// exempted message: monitor mode, allowlisted network); "" otherwise.
 	Would policy.Action
 	// Bypass names a bypass that applied.
 	Bypass Bypass
@@ -54,16 +64,16 @@ type Decision struct {
 	Env Envelope
 	// Verdict is the DMARC evaluation (nil when bypassed or on error).
 	Verdict *policy.Verdict
-	// HeloSPF is the HELO check, when made.
+	// HeloSPF is the HELO check; nil when it was not made.
 	HeloSPF *verify.SPFResult
 	// Reason explains the decision in words.
 	Reason string
-	// TempErrCause names what made the result temperror ("spf", "dkim",
-	// "dmarc-dns", "timeout"), for the metrics.
-	TempErrCause string
+	// TempErrCause names what made the result temperror, for the metrics.
+	TempErrCause policy.TempErrorCause
 	// Err is set when the on_error action applied.
 	Err error
-	// QueueID and Duration are filled in by the session.
+	// QueueID is the MTA's queue id; Duration runs from MAIL FROM to the
+	// decision.
 	QueueID  string
 	Duration time.Duration
 	// Trace lists each step, for the evaluate subcommand.
@@ -79,110 +89,6 @@ func (d *Decision) response() milterproto.Response {
 	return milterproto.Accept
 }
 
-// decide turns the verdict into actions, replies and header changes.
-func (t *Transaction) decide(in policy.Input, v policy.Verdict) *Decision {
-	c := t.e.cfg
-	d := &Decision{
-		Action:     v.Action,
-		AuthservID: t.e.authservID(t.env.MTAHost),
-		Env:        t.env,
-		Verdict:    &v,
-		HeloSPF:    t.heloSPF,
-		Bypass:     t.bypass,
-	}
-	if v.Action != v.EnforceAction {
-		d.Would = v.EnforceAction
-	}
-	if t.bypass == BypassAllowNetwork && v.Action != policy.ActionAccept {
-		// Allowlisted client network: evaluate and mark, never enforce.
-		d.Would, d.Action = v.Action, policy.ActionAccept
-	}
-	if t.bypass == BypassNone && allowlistedFrom(&v) {
-		d.Bypass = BypassAllowFrom
-	}
-	d.Reason = verdictReason(&v)
-	d.TempErrCause = tempErrCause(&v)
-	domain := decisiveDomain(&v)
-	switch d.Action {
-	case policy.ActionReject:
-		d.Reply = expandReply(c.Actions.RejectReply, domain)
-	case policy.ActionTempFail:
-		d.Reply = expandReply(c.Actions.TempFailReply, domain)
-	case policy.ActionQuarantine:
-		t.quarantine(d, domain)
-	}
-	d.AuthResults = authres.Format(d.AuthservID, t.results(d))
-	if d.Action != policy.ActionReject && d.Action != policy.ActionTempFail {
-		// Header changes only matter for mail that is delivered.
-		d.Delete = t.forged()
-		d.Insert = []Field{{Name: authres.FieldName, Value: d.AuthResults}}
-	}
-	if t.tracing {
-		// Guarded: the arguments would be boxed (allocated) even when
-		// tracef drops them.
-		t.tracef("result: dmarc=%s action=%s", v.Result, d.Action)
-		for _, dv := range v.Domains {
-			t.tracef("  %s: %s, policy %s=%s, disposition %s; aligned spf=%v (%s) dkim=%v",
-				dv.HeaderFrom, dv.Result, dv.PolicyTag, dv.Requested, dv.Disposition, dv.SPFAligned, dv.SPFDomain, dv.DKIMAligned)
-		}
-	}
-	d.Trace = t.traceCopy()
-	return d
-}
-
-// quarantine applies the configured quarantine method.
-func (t *Transaction) quarantine(d *Decision, domain string) {
-	a := t.e.cfg.Actions
-	if a.QuarantineMethod == config.QuarantineHold || a.QuarantineMethod == config.QuarantineBoth {
-		d.Hold = true
-		d.HoldReason = "DMARC quarantine for " + sanitizeText(domain)
-	}
-	if a.QuarantineMethod != config.QuarantineHold && a.QuarantineHeader != "" {
-		d.Add = append(d.Add, Field{Name: a.QuarantineHeader, Value: " yes"})
-	}
-}
-
-// bypassDecision is the decision for a message that was not evaluated.
-func (t *Transaction) bypassDecision() *Decision {
-	d := &Decision{
-		Action:     policy.ActionAccept,
-		Bypass:     t.bypass,
-		AuthservID: t.e.authservID(t.env.MTAHost),
-		Env:        t.env,
-		Reason:     "bypass: " + string(t.bypass),
-	}
-	t.tracef("bypass: %s", t.bypass)
-	d.Trace = t.traceCopy()
-	return d
-}
-
-// errorDecision applies on_error after an internal error. Forged
-// Authentication-Results are still deleted when the message is accepted.
-func (t *Transaction) errorDecision(err error) *Decision {
-	d := &Decision{
-		Action:     policy.ActionTempFail,
-		AuthservID: t.e.authservID(t.env.MTAHost),
-		Env:        t.env,
-		Err:        err,
-		Reason:     "internal error",
-	}
-	if t.e.cfg.OnError == config.ErrorAccept {
-		d.Action = policy.ActionAccept
-		d.Delete = t.forged()
-	} else {
-		d.Reply = escapeReply(t.e.cfg.Actions.ErrorReply)
-	}
-	t.tracef("internal error: %v", err)
-	d.Trace = t.traceCopy()
-	return d
-}
-
-func (t *Transaction) traceCopy() []string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return append([]string(nil), t.trace...)
-}
-
 // decisiveDomain is the Author Domain that decided the action, for the
 // reply text.
 func decisiveDomain(v *policy.Verdict) string {
@@ -195,17 +101,6 @@ func decisiveDomain(v *policy.Verdict) string {
 	return "this message"
 }
 
-func allowlistedFrom(v *policy.Verdict) bool {
-	for _, dv := range v.Domains {
-		for _, o := range dv.Overrides {
-			if o.Type == policy.OverrideLocalPolicy && strings.HasPrefix(o.Comment, "allowlisted") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // verdictReason explains the verdict in one line.
 func verdictReason(v *policy.Verdict) string {
 	var parts []string
@@ -214,7 +109,7 @@ func verdictReason(v *policy.Verdict) string {
 	}
 	for _, dv := range v.Domains {
 		for _, o := range dv.Overrides {
-			parts = append(parts, string(o.Type)+": "+o.Comment)
+			parts = append(parts, string(o.Reason)+": "+o.Comment)
 		}
 		if dv.Err != nil && (dv.Result == policy.ResultTempError || dv.Result == policy.ResultPermError) {
 			parts = append(parts, dv.Err.Error())
@@ -224,29 +119,6 @@ func verdictReason(v *policy.Verdict) string {
 		parts = append(parts, v.Err.Error())
 	}
 	return strings.Join(parts, "; ")
-}
-
-// tempErrCause classifies a temperror for the metrics.
-func tempErrCause(v *policy.Verdict) string {
-	if v.Result != policy.ResultTempError {
-		return ""
-	}
-	for _, dv := range v.Domains {
-		if dv.Result != policy.ResultTempError || dv.Err == nil {
-			continue
-		}
-		msg := dv.Err.Error()
-		switch {
-		case strings.Contains(msg, "end of message"):
-			return "timeout"
-		case strings.Contains(msg, "SPF"):
-			return "spf"
-		case strings.Contains(msg, "DKIM"):
-			return "dkim"
-		}
-		return "dmarc-dns"
-	}
-	return "other"
 }
 
 // expandReply fills in the domain and escapes '%' (Postfix strips single

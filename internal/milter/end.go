@@ -4,68 +4,58 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/dmarc-milter/dmarc-milter/internal/authres"
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
+	"github.com/dmarc-milter/dmarc-milter/pkg/pending"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
 
-// End joins the checks started earlier, evaluates DMARC and the local
-// policy, and returns what to do with the message. It waits at most
-// timeouts.end_of_message; what is unfinished then counts as temperror.
+// End returns what to do with the message: the on_error decision after a
+// failure, the bypass decision, or the DMARC verdict turned into actions.
+// It waits at most timeouts.end_of_message for the checks; what is
+// unfinished then counts as temperror. A second call returns the first
+// decision again.
 func (t *Transaction) End() *Decision {
+	if t.decided != nil {
+		return t.finish(t.decided)
+	}
+	if t.stopped {
+		return t.finish(t.errorDecision(t.internalErr()))
+	}
 	t.e.at("eom")
 	switch t.bypass {
 	case BypassTrusted:
-		return t.bypassDecision()
+		return t.finish(t.bypassDecision())
 	case BypassAuthenticated:
 		d := t.bypassDecision()
-		d.Delete = t.forged() // RFC 8601 §5: delete forged fields even here (https://datatracker.ietf.org/doc/html/rfc8601#section-5)
-		return d
+		d.Delete = t.hyg.forged() // RFC 8601 §5: forged fields go even here
+		return t.finish(d)
 	}
 	dl := &eomDeadline{parent: t.ctx, at: time.Now().Add(t.e.cfg.Timeouts.EndOfMessage)}
 	defer dl.stop()
-	in := t.gather(dl)
-	t.mu.Lock()
-	internalErr := t.internalErr
-	t.mu.Unlock()
-	if internalErr != nil {
-		return t.errorDecision(internalErr)
+	in, heloSPF := t.gather(dl)
+	if err := t.internalErr(); err != nil {
+		return t.finish(t.errorDecision(err))
 	}
-	v := policy.Evaluate(in)
-	return t.decide(in, v)
+	return t.finish(t.decide(policy.Evaluate(in), heloSPF))
 }
 
-// eomDeadline is the end-of-message deadline. It becomes a context (and a
-// timer) only when something has to be waited for: with the answers in the
-// cache, SPF and discovery are finished before the end of the message, and
-// a message without DKIM signatures has nothing left to verify.
-type eomDeadline struct {
-	parent context.Context
-	at     time.Time
-	ctx    context.Context
-	cancel context.CancelFunc
+// finish stamps d with what the session logs and keeps it as the
+// message's decision.
+func (t *Transaction) finish(d *Decision) *Decision {
+	d.QueueID, d.Duration = t.queueID, time.Since(t.started)
+	d.Trace = t.traceCopy()
+	t.decided = d
+	return d
 }
 
-// context returns the deadline as a context.
-func (d *eomDeadline) context() context.Context {
-	if d.ctx == nil {
-		d.ctx, d.cancel = context.WithDeadline(d.parent, d.at)
-	}
-	return d.ctx
-}
-
-func (d *eomDeadline) stop() {
-	if d.cancel != nil {
-		d.cancel()
-	}
-}
-
-// gather waits for SPF, DKIM and discovery and builds the policy input.
-func (t *Transaction) gather(dl *eomDeadline) policy.Input {
+// gather waits for SPF, DKIM and discovery and builds the policy input and
+// the HELO result (nil when not checked).
+func (t *Transaction) gather(dl *eomDeadline) (policy.Input, *verify.SPFResult) {
 	from := t.from // parsed at the header when it was the only From field
 	if len(t.fromFields) != 1 {
 		from = policy.ParseFrom(t.fromFields)
@@ -76,16 +66,17 @@ func (t *Transaction) gather(dl *eomDeadline) policy.Input {
 		MailFrom:    t.env.MailFrom,
 		RcptTo:      t.env.Rcpts,
 		From:        from,
-		MailingList: t.hasListHeaders(),
+		MailingList: t.listHeader,
 		Local:       t.e.local,
 	}
 	in.SPF = t.waitSPF(dl, &t.spfMail, verify.ScopeMailFrom)
 	if t.tracing {
 		t.tracef("spf %s: %s (%s) %s", in.SPF.Scope, in.SPF.Result, in.SPF.Sender, in.SPF.Reason)
 	}
-	if t.spfHelo.made {
+	var heloSPF *verify.SPFResult
+	if t.spfHelo.Started() {
 		h := t.waitSPF(dl, &t.spfHelo, verify.ScopeHelo)
-		t.heloSPF = &h
+		heloSPF = &h
 		if t.tracing {
 			t.tracef("spf helo: %s (%s) %s", h.Result, h.Domain, h.Reason)
 		}
@@ -95,37 +86,21 @@ func (t *Transaction) gather(dl *eomDeadline) policy.Input {
 		t.startDiscovery(d)
 	}
 	in.Discoveries = t.waitDiscoveries(dl, in.From.Domains)
-	// The Organizational Domains relaxed alignment needs for the SPF and
-	// DKIM identifiers (discoveries are in place, so only those are looked
-	// up, mostly from the cache discovery warmed). Most messages need none:
-	// then there is no timer to set.
+	// Relaxed alignment may need the Organizational Domains of the SPF and
+	// DKIM identifiers; most messages need none, and then set no timer.
 	if !policy.Prepared(&in) {
 		lctx, cancel := context.WithTimeout(dl.context(), t.e.cfg.Timeouts.DMARC)
 		defer cancel()
-		policy.Prepare(lctx, t.e.res, &in, policy.Options{Method: t.e.discoveryMethod()})
+		policy.Prepare(lctx, t.e.res, &in, t.e.discovery)
 	}
-	return in
+	return in, heloSPF
 }
 
-// waitSPF returns the SPF result, or temperror when the deadline passes
-// first (or an internal error makes waiting pointless).
-func (t *Transaction) waitSPF(dl *eomDeadline, c *spfCheck, scope verify.Scope) verify.SPFResult {
-	switch {
-	case !c.made:
-		return verify.SPFResult{Result: verify.ResultNone, Scope: scope, Reason: "not checked"}
-	case c.done:
-		return c.res
-	}
-	select {
-	case r := <-c.ch: // a nil channel (the inline check panicked) is never ready
+// waitSPF returns an SPF result, or temperror when the deadline passes (or
+// an internal error makes waiting pointless) first.
+func (t *Transaction) waitSPF(dl *eomDeadline, c *pending.Check[verify.SPFResult], scope verify.Scope) verify.SPFResult {
+	if r, ok := c.Wait(dl.done, t.failedChan); ok {
 		return r
-	default:
-	}
-	select {
-	case r := <-c.ch:
-		return r
-	case <-dl.context().Done():
-	case <-t.failedChan():
 	}
 	return verify.SPFResult{Result: verify.ResultTempError, Scope: scope, Reason: "not finished at end of message"}
 }
@@ -147,54 +122,33 @@ func (t *Transaction) finishDKIM(dl *eomDeadline) []verify.DKIMResult {
 		t.dkimCancel()
 	}
 	if errors.Is(err, verify.ErrInternal) {
-		t.setInternalErr(err)
+		t.setErr(err)
 	}
-	for _, r := range res {
-		if !t.tracing {
-			break
+	if t.tracing {
+		for _, r := range res {
+			t.tracef("dkim d=%s s=%s a=%s: %s %s", r.Domain, r.Selector, r.Algorithm, r.Result, r.Reason)
 		}
-		t.tracef("dkim d=%s s=%s a=%s: %s %s", r.Domain, r.Selector, r.Algorithm, r.Result, r.Reason)
 	}
 	return res
 }
 
-// waitDiscoveries collects the policy discovery of each Author Domain; a
-// discovery not finished in time is reported as a temporary failure.
+// errTimeout is the discovery error of an Author Domain whose discovery did
+// not finish by the end of the message.
+var errTimeout = fmt.Errorf("milter: not finished at end of message: %w: %w", policy.ErrTimeout, policy.ErrTempFail)
+
+// waitDiscoveries collects the policy discovery of each Author Domain; one
+// not finished in time is a temporary failure.
 func (t *Transaction) waitDiscoveries(dl *eomDeadline, domains []string) map[string]*policy.Discovery {
 	out := make(map[string]*policy.Discovery, len(domains))
 	for _, d := range domains {
-		t.mu.Lock()
 		disc := t.discoveryOf(d)
-		var res *policy.Discovery
-		var ch chan *policy.Discovery
-		if disc != nil {
-			res, ch = disc.res, disc.ch
-		}
-		t.mu.Unlock()
 		if disc == nil {
 			continue // over dmarc.from.max_domains: Evaluate reports too_many_domains
 		}
-		if res == nil {
-			select {
-			case res = <-ch: // a nil channel (the inline discovery panicked) is never ready
-			default:
-			}
+		res, ok := disc.check.Wait(dl.done, t.failedChan)
+		if !ok {
+			res = &policy.Discovery{Domain: d, Method: t.e.discovery.DiscoveryMethod(), Err: errTimeout}
 		}
-		if res == nil {
-			select {
-			case res = <-ch:
-			case <-t.failedChan():
-				out[d] = &policy.Discovery{Domain: d, Method: t.e.discoveryMethod(), Err: errTimeout}
-				continue
-			case <-dl.context().Done():
-				out[d] = &policy.Discovery{Domain: d, Method: t.e.discoveryMethod(), Err: errTimeout}
-				t.tracef("dmarc discovery for %s: not finished at end of message", d)
-				continue
-			}
-		}
-		t.mu.Lock()
-		disc.res = res // kept for a second reader
-		t.mu.Unlock()
 		out[d] = res
 		if t.tracing {
 			t.traceDiscovery(res)
@@ -202,8 +156,6 @@ func (t *Transaction) waitDiscoveries(dl *eomDeadline, domains []string) map[str
 	}
 	return out
 }
-
-var errTimeout = fmt.Errorf("milter: not finished at end of message: %w", policy.ErrTempFail)
 
 func (t *Transaction) traceDiscovery(d *policy.Discovery) {
 	t.tracef("dmarc discovery for %s (%s): queried %s", d.Domain, d.Method, strings.Join(d.Queries, ", "))
@@ -221,37 +173,104 @@ func (t *Transaction) traceDiscovery(d *policy.Discovery) {
 	}
 }
 
-// localPolicy turns the configuration into pkg/policy's local policy
-// (built once per engine: the configuration does not change under it).
-func (e *Engine) localPolicy() policy.LocalPolicy {
-	c := e.cfg
-	lp := policy.LocalPolicy{
-		Mode:        policy.Mode(c.Mode),
-		OnReject:    policy.RejectHandling(c.Actions.RejectPolicy),
-		OnTempError: policy.TempErrorHandling(c.Actions.TempError),
-		AllowFrom:   c.Allowlist.FromDomains,
-		IgnorePct:   c.DMARC.IgnorePct,
-		Forwarders: policy.TrustedForwarders{
-			Networks:    prefixes(c.DMARC.TrustedForwarders),
-			DKIMDomains: c.DMARC.TrustedForwarderDKIMDomains,
-		},
-		From: policy.FromPolicy{
-			MultipleFields:  policy.FromOutcome(c.DMARC.From.MultipleFields),
-			MultipleDomains: policy.FromOutcome(c.DMARC.From.MultipleDomains),
-			TooManyDomains:  policy.FromOutcome(c.DMARC.From.TooManyDomains),
-			NoMailbox:       policy.FromOutcome(c.DMARC.From.NoMailbox),
-			Missing:         policy.FromOutcome(c.DMARC.From.Missing),
-			Unparseable:     policy.FromOutcome(c.DMARC.From.Unparseable),
-			MaxDomains:      c.DMARC.From.MaxDomains,
-		},
+// decide turns the verdict into actions, replies and header changes.
+func (t *Transaction) decide(v policy.Verdict, heloSPF *verify.SPFResult) *Decision {
+	c := t.e.cfg
+	d := &Decision{
+		Action:       v.Action,
+		AuthservID:   t.e.AuthservID(t.env.MTAHost),
+		Env:          t.env,
+		Verdict:      &v,
+		HeloSPF:      heloSPF,
+		Reason:       verdictReason(&v),
+		TempErrCause: v.TempErrorCause(),
 	}
-	return lp
+	if v.Action != v.EnforceAction {
+		d.Would = v.EnforceAction
+	}
+	switch {
+	case v.AllowNetwork.IsValid():
+		d.Bypass = BypassAllowNetwork
+	case v.HasReason(policy.ReasonAllowFrom):
+		d.Bypass = BypassAllowFrom
+	}
+	domain := decisiveDomain(&v)
+	switch d.Action {
+	case policy.ActionReject:
+		d.Reply = expandReply(c.Actions.RejectReply, domain)
+	case policy.ActionTempFail:
+		d.Reply = expandReply(c.Actions.TempFailReply, domain)
+	case policy.ActionQuarantine:
+		t.quarantine(d, domain)
+	}
+	d.AuthResults = authres.Format(d.AuthservID, authResults(d))
+	if d.Action != policy.ActionReject && d.Action != policy.ActionTempFail {
+		// Header changes only matter for mail that is delivered.
+		d.Delete = t.hyg.forged()
+		d.Insert = []Field{{Name: authres.FieldName, Value: d.AuthResults}}
+	}
+	if t.tracing {
+		t.traceVerdict(&v, d.Action)
+	}
+	return d
 }
 
-func prefixes(ns []config.Network) []netip.Prefix {
-	out := make([]netip.Prefix, len(ns))
-	for i, n := range ns {
-		out[i] = n.Prefix
+func (t *Transaction) traceVerdict(v *policy.Verdict, a policy.Action) {
+	t.tracef("result: dmarc=%s action=%s", v.Result, a)
+	for _, dv := range v.Domains {
+		t.tracef("  %s: %s, policy %s=%s, disposition %s; aligned spf=%v (%s) dkim=%v",
+			dv.HeaderFrom, dv.Result, dv.PolicyTag, dv.Requested, dv.Disposition, dv.SPFAligned, dv.SPFDomain, dv.DKIMAligned)
 	}
-	return out
+}
+
+// quarantine applies the configured quarantine method.
+func (t *Transaction) quarantine(d *Decision, domain string) {
+	a := t.e.cfg.Actions
+	if a.QuarantineMethod == config.QuarantineHold || a.QuarantineMethod == config.QuarantineBoth {
+		d.Hold = true
+		d.HoldReason = "DMARC quarantine for " + sanitizeText(domain)
+	}
+	if a.QuarantineMethod != config.QuarantineHold && a.QuarantineHeader != "" {
+		d.Add = append(d.Add, Field{Name: a.QuarantineHeader, Value: " yes"})
+	}
+}
+
+// bypassDecision is the decision for a message that was not evaluated.
+func (t *Transaction) bypassDecision() *Decision {
+	t.tracef("bypass: %s", t.bypass)
+	return &Decision{
+		Action:     policy.ActionAccept,
+		Bypass:     t.bypass,
+		AuthservID: t.e.AuthservID(t.env.MTAHost),
+		Env:        t.env,
+		Reason:     "bypass: " + string(t.bypass),
+	}
+}
+
+// errorDecision applies on_error after an internal error. An accepted
+// message still loses its forged Authentication-Results.
+func (t *Transaction) errorDecision(err error) *Decision {
+	d := &Decision{
+		Action:     policy.ActionTempFail,
+		AuthservID: t.e.AuthservID(t.env.MTAHost),
+		Env:        t.env,
+		Err:        err,
+		Reason:     "internal error",
+	}
+	if t.e.cfg.OnError == config.ErrorAccept {
+		d.Action = policy.ActionAccept
+		d.Delete = t.hyg.forged()
+	} else {
+		d.Reply = escapeReply(t.e.cfg.Actions.ErrorReply)
+	}
+	t.tracef("internal error: %v", err)
+	return d
+}
+
+// EndAfterPanic is the on_error decision for a message whose End panicked
+// with v.
+func (t *Transaction) EndAfterPanic(v any) *Decision {
+	err := fmt.Errorf("panic at eom: %v", v)
+	t.setErr(err)
+	return t.finish(t.errorDecision(err))
 }

@@ -1,13 +1,12 @@
 package milter
 
 import (
-	"context"
 	"fmt"
-	"net/netip"
 	"os"
 	"strings"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
+	"github.com/dmarc-milter/dmarc-milter/internal/milterproto"
 	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
@@ -28,14 +27,11 @@ type Engine struct {
 	res       Resolver
 	cache     *cache.Resolver // res when it is pkg/cache: checks whose answers are cached run inline
 	spf       *verify.SPFChecker
-	spfCfg    verify.SPFConfig
 	trusted   config.Networks
-	allowNets config.Networks
-	forwarder config.Networks
-	allowFrom map[string]bool
 	hostname  string
 	metrics   Metrics
 	local     policy.LocalPolicy // the local policy of every message
+	discovery policy.Options     // how policy discovery works
 	tracing   bool               // Transactions record their steps (log_level debug)
 	// hook, set only by tests, is called at named points of a message
 	// (to inject panics).
@@ -64,24 +60,17 @@ func NewEngine(cfg *config.Config, res Resolver, m Metrics) (*Engine, error) {
 	e := &Engine{
 		cfg:       cfg,
 		res:       res,
-		spfCfg:    verify.SPFConfig{LookupLimit: uint(cfg.SPF.LookupLimit), VoidLookupLimit: uint(cfg.SPF.VoidLookupLimit)},
+		spf:       verify.NewSPFChecker(res, verify.SPFConfig{LookupLimit: uint(cfg.SPF.LookupLimit), VoidLookupLimit: uint(cfg.SPF.VoidLookupLimit)}),
 		trusted:   cfg.TrustedNetworks,
-		allowNets: cfg.Allowlist.Networks,
-		forwarder: cfg.DMARC.TrustedForwarders,
-		allowFrom: map[string]bool{},
 		hostname:  host,
 		metrics:   m,
+		local:     cfg.LocalPolicy().WithDefaults(),
+		discovery: policy.Options{Method: cfg.DMARC.Discovery},
+		// Formatting the steps of every message would cost more than some
+		// of the checks: only the debug log shows them.
+		tracing: cfg.LogLevel == "debug",
 	}
-	e.spf = verify.NewSPFChecker(res, e.spfCfg)
 	e.cache, _ = res.(*cache.Resolver)
-	for _, d := range cfg.Allowlist.FromDomains {
-		e.allowFrom[d] = true
-	}
-	e.local = e.localPolicy()
-	// The steps of a message are only shown by the debug log line (and the
-	// evaluate subcommand, which asks for them itself): formatting them for
-	// every message would cost more than some of the checks.
-	e.tracing = cfg.LogLevel == "debug"
 	return e, nil
 }
 
@@ -91,9 +80,7 @@ func (e *Engine) Config() *config.Config { return e.cfg }
 // AuthservID is the authserv-id for a message whose MTA sent macro j = mta
 // ("" when it did not): the configured id, else the MTA's name, else our
 // host name.
-func (e *Engine) AuthservID(mta string) string { return e.authservID(mta) }
-
-func (e *Engine) authservID(mta string) string {
+func (e *Engine) AuthservID(mta string) string {
 	switch {
 	case e.cfg.AuthservID != "":
 		return e.cfg.AuthservID
@@ -103,62 +90,12 @@ func (e *Engine) authservID(mta string) string {
 	return e.hostname
 }
 
-// discoveryMethod maps the configuration to pkg/policy.
-func (e *Engine) discoveryMethod() policy.Method {
-	if e.cfg.DMARC.Discovery == config.DiscoveryPSL {
-		return policy.MethodPSL
+// errorResponse is the on_error answer given at once.
+func (e *Engine) errorResponse() milterproto.Response {
+	if e.cfg.OnError == config.ErrorAccept {
+		return milterproto.Accept
 	}
-	return policy.MethodTreeWalk
-}
-
-// Envelope is what the MTA told us about a message before its content.
-type Envelope struct {
-	ClientIP   netip.Addr // the SMTP client
-	ClientName string     // its verified PTR name, or "unknown"/"[ip]"
-	Helo       string     // HELO/EHLO argument
-	MailFrom   string     // reverse-path without angle brackets; "" for <>
-	AuthUser   string     // SASL login name ({auth_authen}); "" if none
-	MTAHost    string     // the MTA's host name (macro j)
-	Rcpts      []string   // envelope recipients (evaluate only; not used)
-	// HeloSPF, when not nil, is the connection's memory of its HELO SPF
-	// result, reused by the connection's next messages (see HeloSPFMemo).
-	HeloSPF *HeloSPFMemo
-}
-
-// Begin starts a message: bypass checks, then SPF in the background. ctx is
-// the connection's context; the message's context derives from it.
-func (e *Engine) Begin(ctx context.Context, env Envelope) *Transaction {
-	e.at("mail")
-	ctx, cancel := context.WithCancel(ctx)
-	t := &Transaction{
-		e:       e,
-		env:     env,
-		ctx:     ctx,
-		cancel:  cancel,
-		tracing: e.tracing,
-	}
-	t.bypass = e.bypassAtMail(env)
-	if t.bypass == BypassTrusted {
-		return t
-	}
-	if t.bypass == BypassAuthenticated {
-		return t
-	}
-	t.startSPF()
-	return t
-}
-
-// bypassAtMail decides the bypasses known at MAIL FROM.
-func (e *Engine) bypassAtMail(env Envelope) Bypass {
-	switch {
-	case e.trusted.Contains(env.ClientIP):
-		return BypassTrusted
-	case env.AuthUser != "":
-		return BypassAuthenticated
-	case e.allowNets.Contains(env.ClientIP):
-		return BypassAllowNetwork
-	}
-	return BypassNone
+	return milterproto.ReplyCode(escapeReply(e.cfg.Actions.ErrorReply))
 }
 
 // isHostname is a loose check for a usable host name.

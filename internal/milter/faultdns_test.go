@@ -11,6 +11,7 @@ import (
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
 	"github.com/dmarc-milter/dmarc-milter/internal/dnstest"
 	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
+	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 )
 
 // Fault injection, DNS side (issue 8): every upstream misbehaviour, injected
@@ -47,7 +48,7 @@ func faultCache(c *cache.Config) {
 func TestFaultDNSGivesTempError(t *testing.T) {
 	t.Parallel()
 	for _, f := range dnsFaults {
-		for _, action := range []config.TempErrorAction{config.TempErrorTempFail, config.TempErrorAccept} {
+		for _, action := range []policy.TempErrorHandling{policy.TempErrorTempFail, policy.TempErrorAccept} {
 			t.Run(f.name+"/"+string(action), func(t *testing.T) {
 				t.Parallel()
 				h := newHarnessCache(t, func(c *config.Config) { c.Actions.TempError = action }, faultCache)
@@ -62,11 +63,11 @@ func TestFaultDNSGivesTempError(t *testing.T) {
 					t.Fatalf("DNS fault %s rejected the message: %+v", f.name, r.act)
 				}
 				switch action {
-				case config.TempErrorTempFail:
+				case policy.TempErrorTempFail:
 					if r.act.Code != milter.ActReplyCode || r.act.SMTPCode != 451 || !strings.HasPrefix(r.act.SMTPText, "4.7.5 ") {
 						t.Fatalf("got %+v, want 451 4.7.5", r.act)
 					}
-				case config.TempErrorAccept:
+				case policy.TempErrorAccept:
 					if r.act.Code != milter.ActAccept {
 						t.Fatalf("got %+v, want accept", r.act)
 					}

@@ -135,7 +135,7 @@ func FuzzForgedAR(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, a, b, c string) {
 		// An authenticated submission: no DNS, but hygiene still applies.
-		tx := e.Begin(context.Background(), Envelope{ClientIP: netip.MustParseAddr("192.0.2.1"), AuthUser: "u"})
+		tx := Begin(context.Background(), e, Envelope{ClientIP: netip.MustParseAddr("192.0.2.1"), AuthUser: "u"}, nil)
 		defer tx.Close()
 		values := []string{a, b, c}
 		for i, v := range values {

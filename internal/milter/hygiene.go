@@ -7,15 +7,10 @@ import (
 )
 
 // hygiene finds the incoming header fields that must not reach the mailbox:
-// every Authentication-Results field carrying our authserv-id (RFC 8601 §5,
-// https://datatracker.ietf.org/doc/html/rfc8601#section-5) and every copy of
-// the quarantine marker. It keeps only references (name as received, 1-based
-// index among the fields of that name), never values, so that a message
-// with thousands of such fields costs a few words for each.
-//
-// The Transaction keeps one for its decision; the session keeps another, so
-// that forged fields are still deleted when the Transaction failed (a
-// recovered panic with on_error = "accept").
+// every Authentication-Results field carrying our authserv-id (RFC 8601 §5)
+// and every copy of the quarantine marker. It keeps references (name as
+// received, 1-based index among the fields of that name), never values, so
+// that a message with thousands of such fields costs a few words for each.
 type hygiene struct {
 	id          string // our authserv-id
 	marker      string // marker field name; "" when disabled
@@ -60,14 +55,6 @@ func (h *hygiene) forged() []HeaderRef {
 		out[len(out)-1-i] = r
 	}
 	return out
-}
-
-// sameName reports whether two header field names are equal once
-// lower-cased (strings.ToLower), without allocating when both are ASCII,
-// as they always are from Postfix. strings.EqualFold is not the same test:
-// it also folds 'ſ' to 's' and would make "Liſt-Id" a List-Id.
-func sameName(a, b string) bool {
-	return sameNameASCII(a, isASCII(a), b, isASCII(b))
 }
 
 // sameNameASCII is sameName for names whose ASCII-ness the caller knows

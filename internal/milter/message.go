@@ -17,13 +17,14 @@ type HeaderField struct {
 // maxBodyChunk is the largest body chunk Postfix sends (milter8.c).
 const maxBodyChunk = 65535
 
-// EvaluateMessage runs a whole message through a Transaction exactly as the
-// milter session does (header fields, end of header, body chunks, end of
-// message). The evaluate subcommand uses it.
-func (e *Engine) EvaluateMessage(ctx context.Context, env Envelope, msg []byte) *Decision {
-	tx := e.Begin(ctx, env)
+// EvaluateMessage runs a whole message through a Transaction of e exactly
+// as the milter session does (header fields, end of header, body chunks,
+// end of message), recording its steps. The evaluate subcommand uses it.
+func EvaluateMessage(ctx context.Context, e *Engine, env Envelope, msg []byte) *Decision {
+	tx := NewTransaction(ctx, e, env, nil)
 	defer tx.Close()
-	tx.tracing = true // the subcommand prints the steps
+	tx.tracing = true
+	tx.Start()
 	if tx.Bypassed() {
 		return tx.End()
 	}

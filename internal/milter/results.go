@@ -8,14 +8,14 @@ import (
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
 
-// results lists the resinfos of our Authentication-Results field (RFC 8601
-// §2.7, https://datatracker.ietf.org/doc/html/rfc8601#section-2.7): spf for MAIL FROM and
-// for HELO, each dkim signature, and dmarc per Author Domain.
-func (t *Transaction) results(d *Decision) []authres.Result {
+// authResults lists the resinfos of our Authentication-Results field (RFC
+// 8601 §2.7): spf for MAIL FROM and for HELO, each dkim signature, and
+// dmarc per Author Domain.
+func authResults(d *Decision) []authres.Result {
 	v := d.Verdict
 	out := make([]authres.Result, 0, 3+len(v.DKIM)+len(v.Domains))
 	out = append(out, spfResult(v.SPF))
-	if d.HeloSPF != nil && d.HeloSPF.Reason != "not checked" {
+	if d.HeloSPF != nil {
 		out = append(out, spfResult(*d.HeloSPF))
 	}
 	if len(v.DKIM) == 0 {
@@ -58,10 +58,8 @@ func mailfromIdentity(s verify.SPFResult) string {
 	return s.Sender
 }
 
-// dkimResult is RFC 8601 §2.7.1 with the RFC 6008 header.b prefix
-// (https://datatracker.ietf.org/doc/html/rfc6008#section-4) and
-// header.a/header.s; go-msgauth's DKIMResult has no such fields, so a
-// generic result carries them.
+// dkimResult is RFC 8601 §2.7.1 with header.a, header.s and the header.b
+// prefix of RFC 6008 §4.
 func dkimResult(s verify.DKIMResult) authres.Result {
 	r := authres.Result{Method: "dkim", Value: string(s.Result), Params: []authres.Param{
 		{Name: "header.d", Value: s.Domain},
@@ -76,11 +74,10 @@ func dkimResult(s verify.DKIMResult) authres.Result {
 	return r
 }
 
-// appendDMARCResults appends one dmarc resinfo per Author Domain (RFC 7489 §11.2:
-// header.from, https://datatracker.ietf.org/doc/html/rfc7489#section-11.2; RFC 9989's
-// registry update adds policy.dmarc, the policy applied,
-// https://datatracker.ietf.org/doc/html/rfc9989), with the published and applied
-// policy in a comment.
+// appendDMARCResults appends one dmarc resinfo per Author Domain
+// (header.from, RFC 7489 §11.2; policy.dmarc, the disposition applied, from
+// RFC 9989's registry update), with the published and applied policy in a
+// comment.
 func appendDMARCResults(out []authres.Result, d *Decision) []authres.Result {
 	v := d.Verdict
 	if len(v.Domains) == 0 {
@@ -93,7 +90,7 @@ func appendDMARCResults(out []authres.Result, d *Decision) []authres.Result {
 	for _, dv := range v.Domains {
 		r := authres.Result{Method: "dmarc", Value: string(dv.Result), Params: []authres.Param{{Name: "header.from", Value: dv.HeaderFrom}}}
 		if dv.Requested != "" {
-			applied := appliedDisposition(d, dv)
+			applied := appliedDisposition(dv)
 			r.Params = append(r.Params, authres.Param{Name: "policy.dmarc", Value: string(applied)})
 			r.Comment = "p=" + string(dv.Requested) + " dis=" + string(applied)
 		}
@@ -103,14 +100,10 @@ func appendDMARCResults(out []authres.Result, d *Decision) []authres.Result {
 	return out
 }
 
-// appliedDisposition is the disposition actually applied to the message:
-// none when nothing was enforced (monitor mode, allowlisted network, a
-// temperror accepted).
-func appliedDisposition(d *Decision, dv policy.DomainVerdict) policy.Disposition {
-	if d.Action == policy.ActionAccept {
-		return policy.DispositionNone
-	}
-	if dv.Disposition == "" {
+// appliedDisposition is the disposition actually applied to the message
+// (the verdict's: none when nothing was enforced).
+func appliedDisposition(dv policy.DomainVerdict) policy.Disposition {
+	if dv.Disposition == policy.DispositionUnset {
 		return policy.DispositionNone
 	}
 	return dv.Disposition
@@ -119,7 +112,7 @@ func appliedDisposition(d *Decision, dv policy.DomainVerdict) policy.Disposition
 func domainReason(d *Decision, dv policy.DomainVerdict) string {
 	var parts []string
 	for _, o := range dv.Overrides {
-		parts = append(parts, string(o.Type))
+		parts = append(parts, string(o.Type()))
 	}
 	if d.Would != "" {
 		parts = append(parts, "would "+string(d.Would))

@@ -3,15 +3,14 @@
 // local policy (bypasses, allowlists, enforcement mode, quarantine method,
 // replies) and Authentication-Results hygiene.
 //
-// One Transaction per message does the work phase by phase (see
-// docs/flow.md): SPF starts at MAIL FROM, policy discovery at the From:
-// header, DKIM verification at the end of the header block with the body
-// streamed into it, and everything is joined at end of message. Engine holds
-// what does not change between messages (configuration, resolver, checkers)
-// and is swapped atomically on reload; Server accepts connections, tracks
-// them for a graceful drain, and runs one connection (session.go, the
-// milterproto.Handler) per accepted socket. The evaluate subcommand drives
-// the same Transaction from a message file.
+// Server accepts connections and runs one connection (the
+// milterproto.Handler of one SMTP session) per socket. A Transaction is
+// one message and owns all of its state: SPF starts at MAIL FROM, policy
+// discovery at the From: header, DKIM verification at the end of the
+// header block with the body streamed into it, and everything is joined at
+// end of message (docs/flow.md). Engine holds what does not change between
+// messages and is swapped atomically on reload. EvaluateMessage drives a
+// Transaction from a message file (the evaluate subcommand).
 package milter
 
 import (
@@ -20,9 +19,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/milterproto"
@@ -141,7 +140,7 @@ func (s *Server) closing() bool {
 // goroutine.
 func (s *Server) startSession(raw net.Conn) {
 	e := s.engine.Load()
-	c := &connection{srv: s, id: s.nextID.Add(1)}
+	c := &connection{engine: &s.engine, log: s.log, id: s.nextID.Add(1)}
 	c.opts = milterproto.Options{
 		Actions:    negotiatedActions,
 		Required:   requiredProtocol,
@@ -162,34 +161,29 @@ func (s *Server) startSession(raw net.Conn) {
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
-
-	go func() {
-		defer s.wg.Done()
-		defer func() {
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-			c.close()
-			c.closeTx()
-		}()
-		defer func() {
-			// The callbacks recover their own panics (guard); this is a
-			// bug in the loop: the connection ends, the daemon lives.
-			if v := recover(); v != nil {
-				c.logPanic("session", v)
-			}
-		}()
-		if err := c.ps.Serve(c); err != nil {
-			s.logSessionEnd(c, err)
-		}
-	}()
+	go s.serve(c)
 }
 
-// close closes the socket and cancels everything derived from the
-// connection; any goroutine may call it.
-func (c *connection) close() {
-	c.cancel()
-	c.ps.Close()
+// serve runs the connection until it ends, then forgets it.
+func (s *Server) serve(c *connection) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		c.close()
+		c.resetTx()
+	}()
+	defer func() {
+		// The callbacks recover their own panics (guard); this is a bug
+		// in the loop: the connection ends, the daemon lives.
+		if v := recover(); v != nil {
+			c.logPanic("session", v)
+		}
+	}()
+	if err := c.ps.Serve(c); err != nil {
+		s.logSessionEnd(c, err)
+	}
 }
 
 // logSessionEnd logs why a session ended other than by the MTA: an idle
@@ -203,17 +197,12 @@ func (s *Server) logSessionEnd(c *connection, err error) {
 		s.log.Error("milter session ended", "conn", c.id, "err", err.Error())
 	case errors.As(err, &ne) && ne.Timeout():
 		s.log.Info("milter session idle, closed", "conn", c.id, "idle", c.opts.Idle.String())
-	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || isConnReset(err):
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
 		s.log.Info("milter session cut by the MTA", "conn", c.id, "err", err.Error())
 	default:
 		s.log.Warn("milter session ended", "conn", c.id, "err", err.Error())
 	}
-}
-
-// isConnReset reports a reset or broken pipe from the peer.
-func isConnReset(err error) bool {
-	m := err.Error()
-	return strings.Contains(m, "connection reset") || strings.Contains(m, "broken pipe")
 }
 
 // Shutdown stops accepting, closes idle connections, lets messages in flight
@@ -254,29 +243,4 @@ func (s *Server) ActiveConnections() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
-}
-
-// protocolNames names the flags of a protocol mask that we ask for, in the
-// spelling of milter-protocol.txt (for the debug log of a connection).
-func protocolNames(p milterproto.Protocol) string {
-	names := []struct {
-		f milterproto.Protocol
-		n string
-	}{
-		{milterproto.ProtoNRConnect, "NR_CONN"}, {milterproto.ProtoNRHelo, "NR_HELO"},
-		{milterproto.ProtoNRMail, "NR_MAIL"}, {milterproto.ProtoNRRcpt, "NR_RCPT"},
-		{milterproto.ProtoNRHeader, "NR_HDR"}, {milterproto.ProtoNREOH, "NR_EOH"},
-		{milterproto.ProtoNRBody, "NR_BODY"}, {milterproto.ProtoNoData, "NODATA"},
-		{milterproto.ProtoNoUnknown, "NOUNKNOWN"}, {milterproto.ProtoHdrLeadSpc, "HDR_LEADSPC"},
-	}
-	var b strings.Builder
-	for _, n := range names {
-		if p&n.f != 0 {
-			if b.Len() > 0 {
-				b.WriteByte(' ')
-			}
-			b.WriteString(n.n)
-		}
-	}
-	return b.String()
 }

@@ -23,17 +23,27 @@ type Resolver interface {
 }
 
 // Method is how the DMARC Policy Record and Organizational Domains are
-// found; its values are RFC 9990 (https://datatracker.ietf.org/doc/html/rfc9990)'s discovery_method.
+// found; its values are RFC 9990's discovery_method.
 type Method string
 
 // The discovery methods.
 const (
-	// MethodTreeWalk is the DNS Tree Walk of RFC 9989 §4.10 (https://datatracker.ietf.org/doc/html/rfc9989#section-4.10), the default.
+	// MethodTreeWalk is the DNS Tree Walk of RFC 9989 §4.10, the default.
 	MethodTreeWalk Method = "treewalk"
-	// MethodPSL is RFC 7489 §3.2 (https://datatracker.ietf.org/doc/html/rfc7489#section-3.2) and §6.6.3: the Public Suffix List
+	// MethodPSL is RFC 7489 §3.2 and §6.6.3: the Public Suffix List
 	// (golang.org/x/net/publicsuffix, compiled in).
 	MethodPSL Method = "psl"
 )
+
+// Valid reports whether m is a known discovery method.
+func (m Method) Valid() error { return oneOf(m, MethodTreeWalk, MethodPSL) }
+
+// UnmarshalText accepts the known discovery methods only (configuration
+// files).
+func (m *Method) UnmarshalText(b []byte) error { return unmarshalEnum(m, b) }
+
+// MarshalText writes the method.
+func (m Method) MarshalText() ([]byte, error) { return []byte(m), nil }
 
 // maxNameLen is the longest domain name in text form without the final
 // dot (255 octets on the wire, RFC 1035 §2.3.4).
@@ -99,7 +109,9 @@ type Options struct {
 	Method Method
 }
 
-func (o Options) method() Method {
+// DiscoveryMethod is the method discovery uses: Method, else the default
+// (MethodTreeWalk).
+func (o Options) DiscoveryMethod() Method {
 	if o.Method == MethodPSL {
 		return MethodPSL
 	}
@@ -114,7 +126,7 @@ func (o Options) method() Method {
 // indication that there is no such record as opposed to a transient DNS
 // error"); a failure of the existence test only in ExistErr.
 func Discover(ctx context.Context, r Resolver, domain string, opts Options) *Discovery {
-	d := &Discovery{Method: opts.method()}
+	d := &Discovery{Method: opts.DiscoveryMethod()}
 	norm, err := NormalizeDomain(domain)
 	if err != nil {
 		d.Domain = domain
@@ -347,7 +359,7 @@ func OrgDomain(ctx context.Context, r Resolver, domain string, method Method, qu
 }
 
 // exists is the np= existence test. RFC 9989 §3.2.13 and Appendix A.4: a
-// domain does not exist when a query for it gets NXDOMAIN (RFC 8020 (https://datatracker.ietf.org/doc/html/rfc8020): then
+// domain does not exist when a query for it gets NXDOMAIN (RFC 8020: then
 // nothing below it exists either); NODATA means it exists. We ask MX first
 // and, only when that says NXDOMAIN, confirm with A/AAAA: a domain is
 // non-existent only when all say NXDOMAIN, so a server that wrongly answers

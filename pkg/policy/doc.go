@@ -2,7 +2,7 @@
 // Records, finds the record that applies to a message, checks identifier
 // alignment and decides what to do with the message.
 //
-// DMARC (RFC 9989 (https://datatracker.ietf.org/doc/html/rfc9989), which obsoletes RFC 7489 (https://datatracker.ietf.org/doc/html/rfc7489)) lets the owner of the domain in
+// DMARC (RFC 9989, which obsoletes RFC 7489) lets the owner of the domain in
 // a message's From: field (the Author Domain) publish, at _dmarc.<domain>, a
 // TXT record asking receivers what to do with mail that neither SPF nor DKIM
 // authenticates for that domain. An authentication counts only when its
@@ -23,8 +23,12 @@
 //     done, and the Organizational Domains of the SPF and DKIM identifiers
 //     relaxed alignment needs.
 //  4. Evaluate (pure, no I/O) computes the Verdict: the DMARC result, the
-//     policy applied, the local action, override reasons, and every field an
-//     RFC 9990 (https://datatracker.ietf.org/doc/html/rfc9990) aggregate report row needs (Verdict.ReportRows).
+//     disposition and action actually applied (monitor mode and the
+//     allowlisted network are inputs, so a delivered message never says
+//     reject; what enforce mode would have done is kept apart), the typed
+//     reasons for any override (Reason, mapped onto RFC 9990's OverrideType
+//     by Reason.OverrideType), the typed cause of a temperror, and every
+//     field an RFC 9990 aggregate report row needs (Verdict.ReportRows).
 //
 // Parse and Evaluate are pure and table-tested; Discover, OrgDomain and
 // Prepare are the only functions that do I/O, all through the Resolver

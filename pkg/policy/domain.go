@@ -12,11 +12,10 @@ import (
 var ErrBadDomain = errors.New("policy: not a valid domain name")
 
 // NormalizeDomain returns d in the one form this package compares and
-// queries: lowercase A-labels without a trailing dot. RFC 9989 §5.3.1
-// (https://datatracker.ietf.org/doc/html/rfc9989#section-5.3.1): a U-label
-// MUST be converted to an A-label (RFC 5890 §2.3 (https://datatracker.ietf.org/doc/html/rfc5890#section-2.3)); comparisons are
-// case-insensitive (RFC 9989 §4.4, RFC 4343 (https://datatracker.ietf.org/doc/html/rfc4343)). One trailing dot (an absolute
-// name) is accepted. Labels may hold letters, digits, '-' and '_'.
+// queries: lowercase A-labels without a trailing dot. RFC 9989 §5.3.1: a
+// U-label MUST be converted to an A-label (RFC 5890 §2.3); comparisons are
+// case-insensitive (RFC 9989 §4.4, RFC 4343). One trailing dot (an
+// absolute name) is accepted. Labels may hold letters, digits, '-' and '_'.
 func NormalizeDomain(d string) (string, error) {
 	d = strings.TrimSuffix(d, ".")
 	if d == "" {
@@ -56,7 +55,7 @@ func lowerASCII(s string) string {
 	return s
 }
 
-// validHostname checks the RFC 1035 §2.3.4 (https://datatracker.ietf.org/doc/html/rfc1035#section-2.3.4) limits (labels of 1-63 octets,
+// validHostname checks the RFC 1035 §2.3.4 limits (labels of 1-63 octets,
 // 253 octets in all) and a letter-digit-hyphen-underscore alphabet.
 func validHostname(d string) bool {
 	if len(d) > 253 {

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
@@ -9,51 +10,6 @@ import (
 
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
-
-// Result is the DMARC result as written in Authentication-Results (RFC 8601 (https://datatracker.ietf.org/doc/html/rfc8601)
-// §2.7, RFC 7489 §11.2 (https://datatracker.ietf.org/doc/html/rfc7489#section-11.2) registry values).
-type Result string
-
-// The DMARC results.
-const (
-	ResultPass      Result = "pass"
-	ResultFail      Result = "fail"
-	ResultNone      Result = "none"
-	ResultTempError Result = "temperror"
-	ResultPermError Result = "permerror"
-)
-
-// Action is the final local action for the message.
-type Action string
-
-// The actions, from the most lenient to the strictest.
-const (
-	ActionAccept     Action = "accept"
-	ActionQuarantine Action = "quarantine"
-	ActionTempFail   Action = "tempfail"
-	ActionReject     Action = "reject"
-)
-
-// OverrideType is why the applied disposition differs from the published
-// policy: RFC 9990 (https://datatracker.ietf.org/doc/html/rfc9990)'s PolicyOverrideType, plus RFC 7489's sampled_out.
-type OverrideType string
-
-// The override reasons.
-const (
-	OverrideLocalPolicy      OverrideType = "local_policy"
-	OverrideTrustedForwarder OverrideType = "trusted_forwarder"
-	OverrideMailingList      OverrideType = "mailing_list"
-	OverrideSampledOut       OverrideType = "sampled_out"
-	OverridePolicyTestMode   OverrideType = "policy_test_mode"
-	OverrideOther            OverrideType = "other"
-)
-
-// Override is one policy override with a free-text comment (RFC 9990
-// PolicyOverrideReason).
-type Override struct {
-	Type    OverrideType
-	Comment string
-}
 
 // Errors that Evaluate records in DomainVerdict.Err.
 var (
@@ -98,12 +54,12 @@ type Input struct {
 	// From is ParseFrom of all the From field values.
 	From Author
 	// MailingList is set when the message has list headers: List-Id (RFC
-	// 2919, https://datatracker.ietf.org/doc/html/rfc2919) or List-Post
-	// (RFC 2369, https://datatracker.ietf.org/doc/html/rfc2369). It is a sign
+	// 2919) or List-Post
+	// (RFC 2369). It is a sign
 	// of an indirect flow.
 	MailingList bool
 	// SPF is the SPF result of the MAIL FROM identity (for the null
-	// reverse-path: postmaster@HELO, RFC 7208 §2.4 (https://datatracker.ietf.org/doc/html/rfc7208#section-2.4)).
+	// reverse-path: postmaster@HELO, RFC 7208 §2.4).
 	SPF verify.SPFResult
 	// DKIM are the results of every DKIM-Signature verified.
 	DKIM []verify.DKIMResult
@@ -118,83 +74,7 @@ type Input struct {
 	Rand Rand
 }
 
-// DomainVerdict is the DMARC evaluation of one Author Domain: everything an
-// RFC 9990 aggregate-report row about it needs.
-type DomainVerdict struct {
-	// HeaderFrom is the Author Domain.
-	HeaderFrom string
-	Result     Result
-	// Err says why the result is temperror (it wraps ErrTempFail,
-	// ErrNotDiscovered or ErrOrgDomainMissing) or why there is no policy.
-	Err error
-	// Method, PolicyDomain, OrgDomain, Record and Existence come from
-	// discovery.
-	Method       Method
-	PolicyDomain string
-	OrgDomain    string
-	Record       *Record
-	Existence    Existence
-	// PolicyTag is the tag whose policy applies (p, sp or np); Requested is
-	// its effective value. When the np= existence test failed
-	// (Discovery.ExistErr) they are those of an existing domain (sp or p),
-	// except for a temperror caused by that failure, where both are unset:
-	// which policy applies is not known.
-	PolicyTag Tag
-	Requested Disposition
-	// Disposition is the policy applied after test mode, sampling and local
-	// overrides (none when the message passed).
-	Disposition Disposition
-	// Action is the local action for this domain (before monitor mode).
-	Action Action
-	// Overrides are the reasons Disposition differs from Requested.
-	Overrides []Override
-	// SPFDomain is the SPF-authenticated identifier considered ("" when SPF
-	// did not pass); SPFAligned says whether it aligned.
-	SPFDomain  string
-	SPFAligned bool
-	// DKIMAligned are the d= of the passing signatures that aligned.
-	DKIMAligned []string
-}
-
-// Verdict is the outcome of Evaluate for a message.
-type Verdict struct {
-	// Result is the message's DMARC result: the weakest over its Author
-	// Domains (permerror, fail, temperror, none, pass in that order).
-	Result Result
-	// Action is the final local action (accept in monitor mode).
-	Action Action
-	// EnforceAction is the action enforce mode takes; it differs from
-	// Action only in monitor mode ("would reject").
-	EnforceAction Action
-	// FromProblem is the irregular From condition that decided the
-	// handling, FromOK when none.
-	FromProblem FromProblem
-	// Err details a permerror (the From parse error).
-	Err error
-	// Domains are the evaluations of each Author Domain, in From order;
-	// with more than FromPolicy.MaxDomains of them, only the first
-	// MaxDomains (RFC 9989 §11.5).
-	Domains []DomainVerdict
-	// Decisive is the index in Domains of the evaluation that set Action,
-	// -1 when none did.
-	Decisive int
-	// The message's identifiers and authentication results, for reports.
-	SourceIP     netip.Addr
-	EnvelopeFrom string   // RFC5321.MailFrom domain, "" for the null path
-	EnvelopeTo   []string // distinct recipient domains
-	SPF          verify.SPFResult
-	DKIM         []verify.DKIMResult
-}
-
-// More From conditions (besides the FromProblem values of ParseFrom) that a
-// Verdict can name.
-const (
-	FromMultipleFields  FromProblem = "multiple-fields"
-	FromMultipleDomains FromProblem = "multiple-domains"
-	FromTooManyDomains  FromProblem = "too-many-domains"
-)
-
-// Evaluate applies DMARC (RFC 9989 §5.3 (https://datatracker.ietf.org/doc/html/rfc9989#section-5.3), RFC 7489 §6.6) and the local policy
+// Evaluate applies DMARC (RFC 9989 §5.3, RFC 7489 §6.6) and the local policy
 // to one message. It is pure: all DNS answers come in through in.
 func Evaluate(in Input) Verdict {
 	lp := in.Local.WithDefaults()
@@ -213,15 +93,61 @@ func Evaluate(in Input) Verdict {
 		v.EnforceAction = outcomeAction(outcome)
 	} else {
 		evaluateDomains(&in, &lp, &v, domains)
-		if outcome == FromQuarantine && rank(v.EnforceAction) < rank(ActionQuarantine) {
-			v.EnforceAction, v.Decisive = ActionQuarantine, -1 // the From outcome on top: at least quarantine
-		}
+	}
+	if outcome == FromQuarantine && len(domains) > 0 {
+		raiseToQuarantine(&v, problem)
 	}
 	v.Action = v.EnforceAction
-	if lp.Mode == ModeMonitor {
-		v.Action = ActionAccept // monitor mode: evaluate and record, never reject
+	for i := range v.Domains {
+		dv := &v.Domains[i]
+		dv.EnforceDisposition, dv.EnforceAction = dv.Disposition, dv.Action
 	}
+	exemptIfLocal(&v, &lp)
 	return v
+}
+
+// exemptIfLocal delivers an evaluated message without enforcing its
+// verdict when the client is in an allowlisted network or the receiver
+// runs in monitor mode.
+func exemptIfLocal(v *Verdict, lp *LocalPolicy) {
+	v.AllowNetwork, _ = lp.allowedNetwork(v.SourceIP)
+	switch {
+	case v.AllowNetwork.IsValid():
+		exempt(v, ReasonAllowNetwork, "client in "+v.AllowNetwork.String())
+	case lp.Mode == ModeMonitor:
+		exempt(v, ReasonMonitorMode, "monitor mode")
+	}
+}
+
+// raiseToQuarantine applies the quarantine outcome of an irregular From on
+// top of the evaluation: the message and each domain evaluated are at
+// least quarantined, with the From condition as a local_policy override.
+func raiseToQuarantine(v *Verdict, problem FromProblem) {
+	if rank(v.EnforceAction) < rank(ActionQuarantine) {
+		v.EnforceAction, v.Decisive = ActionQuarantine, -1
+	}
+	for i := range v.Domains {
+		dv := &v.Domains[i]
+		if rank(dv.Action) < rank(ActionQuarantine) {
+			dv.Disposition, dv.Action = DispositionQuarantine, ActionQuarantine
+			dv.Overrides = append(dv.Overrides, Override{Reason: ReasonFromQuarantine, Comment: "From: " + string(problem)})
+		}
+	}
+}
+
+// exempt delivers a message that was evaluated but must not be enforced
+// (monitor mode, an allowlisted client network): every domain whose action
+// was not accept gets the override, and the applied disposition is none.
+func exempt(v *Verdict, r Reason, comment string) {
+	v.Exemption, v.Action = r, ActionAccept
+	for i := range v.Domains {
+		dv := &v.Domains[i]
+		if dv.Action == ActionAccept {
+			continue
+		}
+		dv.Overrides = append(dv.Overrides, Override{Reason: r, Comment: comment})
+		dv.Disposition, dv.Action = DispositionNone, ActionAccept
+	}
 }
 
 // fromOutcome finds the irregular From conditions of a and picks the
@@ -288,6 +214,9 @@ func evaluateDomains(in *Input, lp *LocalPolicy, v *Verdict, domains []string) {
 	v.EnforceAction = ActionAccept
 	for i, d := range domains {
 		dv := evaluateDomain(in, lp, d)
+		if dv.Result == ResultTempError {
+			dv.TempErrorCause = TempErrorCauseOf(dv.Err)
+		}
 		v.Domains = append(v.Domains, dv)
 		if i == 0 || resultRank(dv.Result) > resultRank(v.Result) {
 			v.Result = dv.Result
@@ -407,10 +336,11 @@ func tempErrorAction(lp *LocalPolicy, author string, dv *DomainVerdict) Action {
 		return ActionAccept // RFC 9989 §5.4: p=none MUST NOT modify existing mail handling
 	}
 	if a, ok := lp.allowlisted(author); ok {
-		dv.Overrides = append(dv.Overrides, Override{Type: OverrideLocalPolicy, Comment: "allowlisted From domain " + a})
+		dv.Overrides = append(dv.Overrides, Override{Reason: ReasonAllowFrom, Comment: "allowlisted From domain " + a})
 		return ActionAccept
 	}
 	if lp.OnTempError == TempErrorAccept {
+		dv.Overrides = append(dv.Overrides, Override{Reason: ReasonTempErrorAccepted, Comment: "temperror accepted"})
 		return ActionAccept
 	}
 	return ActionTempFail // RFC 9989 §7.2: defer with a 4xy reply when DMARC policy cannot be retrieved or applied
@@ -428,11 +358,11 @@ func applyPolicy(in *Input, lp *LocalPolicy, dv *DomainVerdict) {
 	switch {
 	case rec.Testing:
 		disp = lower(disp) // RFC 9989 §4.7 t=y: the policy applied is one level below the specified policy
-		dv.Overrides = append(dv.Overrides, Override{Type: OverridePolicyTestMode, Comment: "t=y"})
+		dv.Overrides = append(dv.Overrides, Override{Reason: ReasonTestMode, Comment: "t=y"})
 	case rec.Percent() < 100 && !lp.IgnorePct:
 		if !sampled(in.Rand, rec.Percent()) {
 			disp = lower(disp) // RFC 7489 §6.6.4: not selected → reject acts as quarantine, quarantine as none
-			dv.Overrides = append(dv.Overrides, Override{Type: OverrideSampledOut, Comment: "pct=" + strconv.Itoa(rec.Percent())})
+			dv.Overrides = append(dv.Overrides, Override{Reason: ReasonSampledOut, Comment: "pct=" + strconv.Itoa(rec.Percent())})
 		}
 	}
 	disp = localOverrides(in, lp, dv, disp)
@@ -458,11 +388,11 @@ func localOverrides(in *Input, lp *LocalPolicy, dv *DomainVerdict, disp Disposit
 		return disp
 	}
 	if a, ok := lp.allowlisted(dv.HeaderFrom); ok {
-		dv.Overrides = append(dv.Overrides, Override{Type: OverrideLocalPolicy, Comment: "allowlisted From domain " + a})
+		dv.Overrides = append(dv.Overrides, Override{Reason: ReasonAllowFrom, Comment: "allowlisted From domain " + a})
 		return DispositionNone
 	}
-	if why, ok := lp.trustedForwarder(in); ok {
-		dv.Overrides = append(dv.Overrides, Override{Type: OverrideTrustedForwarder, Comment: why})
+	if o, ok := lp.trustedForwarder(in); ok {
+		dv.Overrides = append(dv.Overrides, o)
 		return DispositionNone
 	}
 	if disp != DispositionReject {
@@ -471,11 +401,11 @@ func localOverrides(in *Input, lp *LocalPolicy, dv *DomainVerdict, disp Disposit
 	switch {
 	case lp.OnReject == RejectQuarantine:
 		// RFC 9989 §7.4: in the absence of other knowledge, MUST treat such failing mail as p=quarantine
-		dv.Overrides = append(dv.Overrides, Override{Type: OverrideLocalPolicy, Comment: "p=reject handled as quarantine (RFC 9989 §7.4)"})
+		dv.Overrides = append(dv.Overrides, Override{Reason: ReasonRejectAsQuarantine, Comment: "p=reject handled as quarantine"})
 		return DispositionQuarantine
 	case lp.OnReject == RejectUnlessIndirect && in.MailingList:
 		// RFC 9989 §7.4: rejecting mail relayed by a mailing list harms the list; quarantine it
-		dv.Overrides = append(dv.Overrides, Override{Type: OverrideMailingList, Comment: "list headers present"})
+		dv.Overrides = append(dv.Overrides, Override{Reason: ReasonListHeaders, Comment: "list headers present"})
 		return DispositionQuarantine
 	}
 	return disp
@@ -516,7 +446,7 @@ func alignAll(in *Input, d *Discovery, dv *DomainVerdict) {
 		case res == verify.ResultPass:
 			dv.SPFDomain, dv.SPFAligned = dom, a // RFC 9989 §4.4.2: only the SPF-validated MAIL FROM identity
 		case res == verify.ResultTempError && a:
-			note(errors.New("policy: SPF temperror on an aligned MAIL FROM domain"))
+			note(ErrSPFTempError)
 		}
 	}
 	for _, s := range in.DKIM {
@@ -531,7 +461,7 @@ func alignAll(in *Input, d *Discovery, dv *DomainVerdict) {
 		case s.Result == verify.ResultPass && a && !contains(dv.DKIMAligned, dom):
 			dv.DKIMAligned = append(dv.DKIMAligned, dom) // RFC 9989 §4.4.1: any aligned DKIM identifier passes
 		case s.Result == verify.ResultTempError && a:
-			note(errors.New("policy: DKIM temperror on an aligned signature d=" + dom))
+			note(fmt.Errorf("%w d=%s", ErrDKIMTempError, dom))
 		}
 	}
 	switch {

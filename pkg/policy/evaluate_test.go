@@ -8,7 +8,6 @@ import (
 
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // mkDisc builds a tree-walk Discovery by hand for the pure Evaluate tests.
@@ -52,7 +51,7 @@ type summary struct {
 	Tag         Tag
 	Requested   Disposition
 	Disposition Disposition
-	Overrides   []OverrideType
+	Overrides   []Reason
 	SPFAligned  bool
 	DKIM        []string
 }
@@ -67,7 +66,7 @@ func summarize(v Verdict) summary {
 		d := v.Domains[i]
 		s.Tag, s.Requested, s.Disposition, s.SPFAligned, s.DKIM = d.PolicyTag, d.Requested, d.Disposition, d.SPFAligned, d.DKIMAligned
 		for _, o := range d.Overrides {
-			s.Overrides = append(s.Overrides, o.Type)
+			s.Overrides = append(s.Overrides, o.Reason)
 		}
 	}
 	return s
@@ -181,10 +180,10 @@ var evalCases = []evalCase{
 	// t= and pct=.
 	{"t=y lowers reject to quarantine", "RFC 9989 §4.7 t", func() Input {
 		return msg("example.com", mkDisc("example.com", "example.com", "example.com", "v=DMARC1; p=reject; t=y"))
-	}, summary{Result: ResultFail, Action: ActionQuarantine, Enforce: ActionQuarantine, Tag: TagP, Requested: DispositionReject, Disposition: DispositionQuarantine, Overrides: []OverrideType{OverridePolicyTestMode}}},
+	}, summary{Result: ResultFail, Action: ActionQuarantine, Enforce: ActionQuarantine, Tag: TagP, Requested: DispositionReject, Disposition: DispositionQuarantine, Overrides: []Reason{ReasonTestMode}}},
 	{"t=y lowers quarantine to none", "RFC 9989 §4.7 t", func() Input {
 		return msg("example.com", mkDisc("example.com", "example.com", "example.com", "v=DMARC1; p=quarantine; t=y"))
-	}, summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionAccept, Tag: TagP, Requested: DispositionQuarantine, Disposition: DispositionNone, Overrides: []OverrideType{OverridePolicyTestMode}}},
+	}, summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionAccept, Tag: TagP, Requested: DispositionQuarantine, Disposition: DispositionNone, Overrides: []Reason{ReasonTestMode}}},
 	{"pct=50, draw 49: selected", "RFC 7489 §6.6.4 (IntN(100) < pct)", func() Input {
 		in := msg("example.com", mkDisc("example.com", "example.com", "example.com", "v=DMARC1; p=reject; pct=50"))
 		in.Rand = &fixedRand{n: 49}
@@ -194,12 +193,12 @@ var evalCases = []evalCase{
 		in := msg("example.com", mkDisc("example.com", "example.com", "example.com", "v=DMARC1; p=reject; pct=50"))
 		in.Rand = &fixedRand{n: 50}
 		return in
-	}, summary{Result: ResultFail, Action: ActionQuarantine, Enforce: ActionQuarantine, Tag: TagP, Requested: DispositionReject, Disposition: DispositionQuarantine, Overrides: []OverrideType{OverrideSampledOut}}},
+	}, summary{Result: ResultFail, Action: ActionQuarantine, Enforce: ActionQuarantine, Tag: TagP, Requested: DispositionReject, Disposition: DispositionQuarantine, Overrides: []Reason{ReasonSampledOut}}},
 	{"pct=0, draw 0: sampled out", "RFC 7489 §6.6.4", func() Input {
 		in := msg("example.com", mkDisc("example.com", "example.com", "example.com", "v=DMARC1; p=quarantine; pct=0"))
 		in.Rand = &fixedRand{n: 0}
 		return in
-	}, summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionAccept, Tag: TagP, Requested: DispositionQuarantine, Disposition: DispositionNone, Overrides: []OverrideType{OverrideSampledOut}}},
+	}, summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionAccept, Tag: TagP, Requested: DispositionQuarantine, Disposition: DispositionNone, Overrides: []Reason{ReasonSampledOut}}},
 	{"pct ignored by local policy", "RFC 9989 Appendix A.6 (pct historic)", func() Input {
 		in := msg("example.com", mkDisc("example.com", "example.com", "example.com", "v=DMARC1; p=reject; pct=0"))
 		in.Rand = &fixedRand{n: 99}
@@ -209,26 +208,29 @@ var evalCases = []evalCase{
 
 	// Local policy.
 	{"reject handled as quarantine", "RFC 9989 §7.4", rejectMsg(func(in *Input) { in.Local.OnReject = RejectQuarantine }),
-		summary{Result: ResultFail, Action: ActionQuarantine, Enforce: ActionQuarantine, Tag: TagP, Requested: DispositionReject, Disposition: DispositionQuarantine, Overrides: []OverrideType{OverrideLocalPolicy}}},
+		summary{Result: ResultFail, Action: ActionQuarantine, Enforce: ActionQuarantine, Tag: TagP, Requested: DispositionReject, Disposition: DispositionQuarantine, Overrides: []Reason{ReasonRejectAsQuarantine}}},
 	{"reject-unless-indirect: list headers quarantine", "RFC 9989 §7.4", rejectMsg(func(in *Input) { in.MailingList = true }),
-		summary{Result: ResultFail, Action: ActionQuarantine, Enforce: ActionQuarantine, Tag: TagP, Requested: DispositionReject, Disposition: DispositionQuarantine, Overrides: []OverrideType{OverrideMailingList}}},
+		summary{Result: ResultFail, Action: ActionQuarantine, Enforce: ActionQuarantine, Tag: TagP, Requested: DispositionReject, Disposition: DispositionQuarantine, Overrides: []Reason{ReasonListHeaders}}},
 	{"reject mode ignores list headers", "RFC 9989 §7.4 (operator's choice)", rejectMsg(func(in *Input) { in.MailingList, in.Local.OnReject = true, RejectReject }),
 		summary{Result: ResultFail, Action: ActionReject, Enforce: ActionReject, Tag: TagP, Requested: DispositionReject, Disposition: DispositionReject}},
 	{"trusted forwarder by CIDR", "RFC 9989 §5.4 (trusted_forwarder)", rejectMsg(func(in *Input) {
 		in.Local.Forwarders.Networks = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/28")}
-	}), summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionAccept, Tag: TagP, Requested: DispositionReject, Disposition: DispositionNone, Overrides: []OverrideType{OverrideTrustedForwarder}}},
+	}), summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionAccept, Tag: TagP, Requested: DispositionReject, Disposition: DispositionNone, Overrides: []Reason{ReasonTrustedForwarderNetwork}}},
 	{"trusted forwarder by DKIM d=", "RFC 9989 §5.4 (trusted_forwarder)", rejectMsg(func(in *Input) {
 		in.Local.Forwarders.DKIMDomains = []string{"Lists.Example.ORG"}
 		in.DKIM = []verify.DKIMResult{dkim(verify.ResultPass, "lists.example.org")}
-	}), summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionAccept, Tag: TagP, Requested: DispositionReject, Disposition: DispositionNone, Overrides: []OverrideType{OverrideTrustedForwarder}}},
+	}), summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionAccept, Tag: TagP, Requested: DispositionReject, Disposition: DispositionNone, Overrides: []Reason{ReasonTrustedForwarderDKIM}}},
 	{"forwarder d= must verify", "RFC 9989 §4.4.1", rejectMsg(func(in *Input) {
 		in.Local.Forwarders.DKIMDomains = []string{"lists.example.org"}
 		in.DKIM = []verify.DKIMResult{dkim(verify.ResultFail, "lists.example.org")}
 	}), summary{Result: ResultFail, Action: ActionReject, Enforce: ActionReject, Tag: TagP, Requested: DispositionReject, Disposition: DispositionReject}},
 	{"allowlisted From domain", "RFC 9989 §5.4 (local_policy)", rejectMsg(func(in *Input) { in.Local.AllowFrom = []string{"example.com"} }),
-		summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionAccept, Tag: TagP, Requested: DispositionReject, Disposition: DispositionNone, Overrides: []OverrideType{OverrideLocalPolicy}}},
+		summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionAccept, Tag: TagP, Requested: DispositionReject, Disposition: DispositionNone, Overrides: []Reason{ReasonAllowFrom}}},
 	{"monitor mode never rejects", "DESIGN monitor mode", rejectMsg(func(in *Input) { in.Local.Mode = ModeMonitor }),
-		summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionReject, Tag: TagP, Requested: DispositionReject, Disposition: DispositionReject}},
+		summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionReject, Tag: TagP, Requested: DispositionReject, Disposition: DispositionNone, Overrides: []Reason{ReasonMonitorMode}}},
+	{"allowlisted client network never enforces", "DESIGN allowlist", rejectMsg(func(in *Input) {
+		in.Local.AllowNetworks = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	}), summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionReject, Tag: TagP, Requested: DispositionReject, Disposition: DispositionNone, Overrides: []Reason{ReasonAllowNetwork}}},
 
 	// Temporary errors.
 	{"discovery temperror → tempfail", "RFC 9989 §5.3.6, §7.2", func() Input {
@@ -242,7 +244,7 @@ var evalCases = []evalCase{
 		in := msg("example.com", d)
 		in.Local.OnTempError = TempErrorAccept
 		return in
-	}, summary{Result: ResultTempError, Action: ActionAccept, Enforce: ActionAccept, Disposition: DispositionNone}},
+	}, summary{Result: ResultTempError, Action: ActionAccept, Enforce: ActionAccept, Disposition: DispositionNone, Overrides: []Reason{ReasonTempErrorAccepted}}},
 	{"missing discovery is temperror, not fail", "failure is never a forgery", func() Input {
 		in := msg("example.com", nil)
 		in.Discoveries = nil
@@ -320,7 +322,7 @@ var evalCases = []evalCase{
 		in.DKIM = []verify.DKIMResult{dkim(verify.ResultPass, "example.com")}
 		in.Local.From.MultipleFields = FromQuarantine
 		return in
-	}, summary{Result: ResultPass, Action: ActionQuarantine, Enforce: ActionQuarantine, Problem: FromMultipleFields, Tag: TagP, Requested: DispositionReject, Disposition: DispositionNone, DKIM: []string{"example.com"}}},
+	}, summary{Result: ResultPass, Action: ActionQuarantine, Enforce: ActionQuarantine, Problem: FromMultipleFields, Tag: TagP, Requested: DispositionReject, Disposition: DispositionQuarantine, Overrides: []Reason{ReasonFromQuarantine}, DKIM: []string{"example.com"}}},
 	{"too many domains → reject", "RFC 9989 §11.5 (limit)", func() Input {
 		in := msg("example.com", exampleReject)
 		in.From = ParseFrom([]string{"a@a.example, b@b.example, c@c.example"})
@@ -384,68 +386,5 @@ func TestEvaluateDecisiveAndErr(t *testing.T) {
 	in.From = ParseFrom([]string{"<<<"})
 	if v := Evaluate(in); !errors.Is(v.Err, ErrFromSyntax) || v.Decisive != -1 {
 		t.Errorf("unparseable From: Err %v, Decisive %d", v.Err, v.Decisive)
-	}
-}
-
-func TestLocalPolicyValidate(t *testing.T) {
-	if err := (LocalPolicy{}).Validate(); err != nil {
-		t.Errorf("zero LocalPolicy: %v", err)
-	}
-	bad := []LocalPolicy{
-		{Mode: "loud"},
-		{OnReject: "drop"},
-		{OnTempError: "reject"},
-		{From: FromPolicy{Missing: FromEvaluate}},
-		{From: FromPolicy{MultipleDomains: "skip"}},
-		{AllowFrom: []string{"not a domain"}},
-	}
-	for _, lp := range bad {
-		if err := lp.Validate(); err == nil {
-			t.Errorf("Validate(%+v) = nil, want an error", lp)
-		}
-	}
-	d := LocalPolicy{}.WithDefaults()
-	want := LocalPolicy{Mode: ModeEnforce, OnReject: RejectUnlessIndirect, OnTempError: TempErrorTempFail,
-		From: FromPolicy{MultipleFields: FromEvaluate, MultipleDomains: FromEvaluate, TooManyDomains: FromReject,
-			NoMailbox: FromReject, Missing: FromReject, Unparseable: FromReject, MaxDomains: 5}}
-	if diff := cmp.Diff(want, d); diff != "" {
-		t.Errorf("defaults (-want +got):\n%s", diff)
-	}
-}
-
-func TestReportRows(t *testing.T) {
-	d := mkDisc("example.com", "example.com", "example.com", "v=DMARC1; p=reject; np=quarantine; t=y; fo=1")
-	in := msg("example.com", d)
-	in.RcptTo = []string{"<a@Receiver.example>", "b@receiver.example", "c@other.example"}
-	in.SPF = verify.SPFResult{Result: verify.ResultFail, Scope: verify.ScopeMailFrom, Domain: "other.example", Reason: "not permitted"}
-	in.DKIM = []verify.DKIMResult{dkim(verify.ResultFail, "example.com")}
-	rows := Evaluate(in).ReportRows()
-	want := ReportRow{
-		PolicyPublished: PolicyPublished{Domain: "example.com", P: DispositionReject, NP: DispositionQuarantine, ADKIM: AlignRelaxed, ASPF: AlignRelaxed,
-			DiscoveryMethod: MethodTreeWalk, FO: "1", Testing: true},
-		SourceIP: netip.MustParseAddr("192.0.2.7"), Disposition: "quarantine", DKIM: "fail", SPF: "fail",
-		Reasons:    []Override{{Type: OverridePolicyTestMode, Comment: "t=y"}},
-		HeaderFrom: "example.com", EnvelopeFrom: "other.example", EnvelopeTo: "receiver.example",
-		DKIMResults: []DKIMAuth{{Domain: "example.com", Selector: "sel", Result: verify.ResultFail}},
-		SPFResult:   &SPFAuth{Domain: "other.example", Scope: verify.ScopeMailFrom, Result: verify.ResultFail, HumanResult: "not permitted"},
-	}
-	if len(rows) != 2 {
-		t.Fatalf("%d rows, want 2 (one per recipient domain)", len(rows))
-	}
-	if diff := cmp.Diff(want, rows[0], cmpopts.EquateComparable(netip.Addr{})); diff != "" {
-		t.Errorf("row (-want +got):\n%s", diff)
-	}
-	if rows[1].EnvelopeTo != "other.example" {
-		t.Errorf("second row envelope_to %q", rows[1].EnvelopeTo)
-	}
-	// A pass under an enforcing policy is reported as "pass".
-	in.DKIM = []verify.DKIMResult{dkim(verify.ResultPass, "example.com")}
-	if got := Evaluate(in).ReportRows()[0]; got.Disposition != "pass" || got.DKIM != "pass" {
-		t.Errorf("pass row: disposition %q dkim %q", got.Disposition, got.DKIM)
-	}
-	// No policy, no row.
-	in.Discoveries["example.com"] = mkDisc("example.com", "", "example.com", "")
-	if rows := Evaluate(in).ReportRows(); len(rows) != 0 {
-		t.Errorf("%d rows without a policy", len(rows))
 	}
 }

@@ -90,9 +90,14 @@ func ExampleEvaluate() {
 	}
 	v := policy.Evaluate(in)
 	d := v.Domains[0]
-	fmt.Println(v.Result, d.Requested, d.Disposition, d.Overrides[0].Type, v.EnforceAction, v.Action)
+	fmt.Println(v.Result, d.Requested, d.EnforceDisposition, d.Disposition, v.EnforceAction, v.Action)
+	for _, o := range d.Overrides {
+		fmt.Println(o.Type(), o.Reason, o.Comment)
+	}
 	// Output:
-	// fail reject quarantine policy_test_mode quarantine accept
+	// fail reject quarantine none quarantine accept
+	// policy_test_mode test-mode t=y
+	// local_policy monitor-mode monitor mode
 }
 
 func ExampleOrgDomain() {

@@ -57,11 +57,11 @@ func TestEvaluateExistenceFailure(t *testing.T) {
 		{"np=none under p=reject: temperror, tempfail", "RFC 9989 §5.3.6", existMsg("v=DMARC1; p=reject; np=none", nil),
 			summary{Result: ResultTempError, Action: ActionTempFail, Enforce: ActionTempFail, Disposition: DispositionNone}},
 		{"np differs, local temperror handling accept", "RFC 9989 §5.3.6, §5.4", existMsg("v=DMARC1; p=reject; sp=none; np=reject", func(in *Input) { in.Local.OnTempError = TempErrorAccept }),
-			summary{Result: ResultTempError, Action: ActionAccept, Enforce: ActionAccept, Disposition: DispositionNone}},
+			summary{Result: ResultTempError, Action: ActionAccept, Enforce: ActionAccept, Disposition: DispositionNone, Overrides: []Reason{ReasonTempErrorAccepted}}},
 		{"np differs, allowlisted From domain", "RFC 9989 §5.4", existMsg("v=DMARC1; p=reject; sp=none; np=reject", func(in *Input) { in.Local.AllowFrom = []string{"example.com"} }),
-			summary{Result: ResultTempError, Action: ActionAccept, Enforce: ActionAccept, Disposition: DispositionNone, Overrides: []OverrideType{OverrideLocalPolicy}}},
+			summary{Result: ResultTempError, Action: ActionAccept, Enforce: ActionAccept, Disposition: DispositionNone, Overrides: []Reason{ReasonAllowFrom}}},
 		{"np differs, monitor mode", "RFC 9989 §5.3.6", existMsg("v=DMARC1; p=reject; sp=none; np=reject", func(in *Input) { in.Local.Mode = ModeMonitor }),
-			summary{Result: ResultTempError, Action: ActionAccept, Enforce: ActionTempFail, Disposition: DispositionNone}},
+			summary{Result: ResultTempError, Action: ActionAccept, Enforce: ActionTempFail, Disposition: DispositionNone, Overrides: []Reason{ReasonMonitorMode}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -16,7 +16,7 @@ const (
 	FromOK          FromProblem = ""
 	FromMissing     FromProblem = "missing"     // no From field at all
 	FromNoMailbox   FromProblem = "no-mailbox"  // From fields without any mailbox (an empty group)
-	FromUnparseable FromProblem = "unparseable" // a From field that is not RFC 5322 (https://datatracker.ietf.org/doc/html/rfc5322) syntax
+	FromUnparseable FromProblem = "unparseable" // a From field that is not RFC 5322 syntax
 )
 
 // Limits of ParseFrom: input over them is unparseable.
@@ -35,10 +35,10 @@ type Mailbox struct {
 	// Field is the index of the From field it came from.
 	Field int
 	// DisplayName is the phrase before the angle address, its words joined
-	// by one space, quoted strings unquoted. RFC 2047 (https://datatracker.ietf.org/doc/html/rfc2047) encoded words are left
+	// by one space, quoted strings unquoted. RFC 2047 encoded words are left
 	// encoded: they are display text and never an address.
 	DisplayName string
-	// Group is the name of the RFC 6854 (https://datatracker.ietf.org/doc/html/rfc6854) group holding the mailbox, if any.
+	// Group is the name of the RFC 6854 group holding the mailbox, if any.
 	Group string
 	// LocalPart is the local part without quotes or escapes.
 	LocalPart string
@@ -65,14 +65,14 @@ type Author struct {
 // ParseFrom parses the values of all the From header fields of a message
 // (each value as it follows "From:", folding included) strictly, by the
 // grammar of RFC 5322 §3.4 and §3.6.2 with its obsolete syntax (§4.4), the
-// group syntax RFC 6854 allows in From, and UTF-8 (RFC 6532 (https://datatracker.ietf.org/doc/html/rfc6532)). It never
+// group syntax RFC 6854 allows in From, and UTF-8 (RFC 6532). It never
 // guesses: a field that does not parse makes the whole result
 // FromUnparseable, and a domain is returned only from a mailbox of the
 // input, never from a display name, comment, quoted local part or route.
 func ParseFrom(fields []string) Author {
 	a := Author{Fields: len(fields)}
 	if len(fields) == 0 {
-		a.Problem = FromMissing // RFC 9989 §5.3.1 (https://datatracker.ietf.org/doc/html/rfc9989#section-5.3.1): zero domains → DMARC validation is not possible
+		a.Problem = FromMissing // RFC 9989 §5.3.1: zero domains → DMARC validation is not possible
 		return a
 	}
 	if len(fields) > MaxFromFields {

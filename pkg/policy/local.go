@@ -3,6 +3,9 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"strings"
+
+	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
 
 // Mode is the enforcement mode of the local policy.
@@ -20,9 +23,7 @@ const (
 // RejectHandling is what a failing message under an effective p=reject gets.
 type RejectHandling string
 
-// The reject handlings. RFC 9989 §7.4
-// (https://datatracker.ietf.org/doc/html/rfc9989#section-7.4): receivers
-// "MUST NOT reject incoming messages solely on the basis of a p=reject
+// The reject handlings. RFC 9989 §7.4: receivers "MUST NOT reject incoming messages solely on the basis of a p=reject
 // policy" and, "in the absence of other knowledge and analysis", MUST treat
 // such mail as p=quarantine.
 const (
@@ -55,7 +56,7 @@ type FromOutcome string
 // The From outcomes.
 const (
 	// FromEvaluate applies DMARC to every distinct Author Domain and the
-	// strictest result (RFC 7489 §6.6.1 (https://datatracker.ietf.org/doc/html/rfc7489#section-6.6.1), RFC 9989 §11.5). Only for several
+	// strictest result (RFC 7489 §6.6.1, RFC 9989 §11.5). Only for several
 	// fields or domains.
 	FromEvaluate FromOutcome = "evaluate"
 	// FromReject rejects with dmarc=permerror.
@@ -71,7 +72,7 @@ const (
 // such a message skip DMARC: several fields or domains are evaluated, a
 // missing, empty or unparseable From is rejected.
 type FromPolicy struct {
-	// MultipleFields: more than one From field (RFC 5322 §3.6 (https://datatracker.ietf.org/doc/html/rfc5322#section-3.6) allows one).
+	// MultipleFields: more than one From field (RFC 5322 §3.6 allows one).
 	// Default FromEvaluate.
 	MultipleFields FromOutcome
 	// MultipleDomains: mailboxes from more than one Author Domain (RFC 9989
@@ -96,7 +97,7 @@ type FromPolicy struct {
 }
 
 // TrustedForwarders are the forwarders whose mail is delivered even when it
-// fails DMARC (RFC 9990 (https://datatracker.ietf.org/doc/html/rfc9990) override reason trusted_forwarder).
+// fails DMARC (RFC 9990 override reason trusted_forwarder).
 type TrustedForwarders struct {
 	// Networks are the forwarders' client addresses.
 	Networks []netip.Prefix
@@ -116,8 +117,11 @@ type LocalPolicy struct {
 	// OnTempError: default TempErrorTempFail.
 	OnTempError TempErrorHandling
 	// AllowFrom lists Author Domains (and their subdomains) whose failing
-	// mail is delivered (override reason local_policy).
+	// mail is delivered (ReasonAllowFrom).
 	AllowFrom []string
+	// AllowNetworks are client networks whose mail is evaluated but never
+	// enforced (ReasonAllowNetwork), like monitor mode for those clients.
+	AllowNetworks []netip.Prefix
 	// Forwarders are trusted forwarders.
 	Forwarders TrustedForwarders
 	// IgnorePct disables pct= sampling. RFC 9989 made pct historic (its
@@ -180,27 +184,12 @@ func normalizeAll(in []string) []string {
 	return out
 }
 
-// Validate reports the first invalid field of l (after defaults), for the
-// configuration loader.
+// Validate reports the first invalid field of l (after defaults).
 func (l LocalPolicy) Validate() error {
 	l = l.WithDefaults()
-	switch {
-	case l.Mode != ModeEnforce && l.Mode != ModeMonitor:
-		return fmt.Errorf("policy: mode %q: want enforce or monitor", l.Mode)
-	case l.OnReject != RejectReject && l.OnReject != RejectQuarantine && l.OnReject != RejectUnlessIndirect:
-		return fmt.Errorf("policy: reject handling %q: want reject, quarantine or reject-unless-indirect", l.OnReject)
-	case l.OnTempError != TempErrorTempFail && l.OnTempError != TempErrorAccept:
-		return fmt.Errorf("policy: temperror handling %q: want tempfail or accept", l.OnTempError)
-	}
-	f := l.From
-	for name, o := range map[string]FromOutcome{"multiple_fields": f.MultipleFields, "multiple_domains": f.MultipleDomains} {
-		if !validOutcome(o, true) {
-			return fmt.Errorf("policy: from %s %q: want evaluate, reject, quarantine or accept", name, o)
-		}
-	}
-	for name, o := range map[string]FromOutcome{"too_many_domains": f.TooManyDomains, "no_mailbox": f.NoMailbox, "missing": f.Missing, "unparseable": f.Unparseable} {
-		if !validOutcome(o, false) {
-			return fmt.Errorf("policy: from %s %q: want reject, quarantine or accept", name, o)
+	for _, err := range []error{l.Mode.Valid(), l.OnReject.Valid(), l.OnTempError.Valid(), l.From.Validate()} {
+		if err != nil {
+			return fmt.Errorf("policy: %w", err)
 		}
 	}
 	for _, d := range append(append([]string(nil), l.AllowFrom...), l.Forwarders.DKIMDomains...) {
@@ -211,14 +200,109 @@ func (l LocalPolicy) Validate() error {
 	return nil
 }
 
-func validOutcome(o FromOutcome, evaluateOK bool) bool {
-	switch o {
-	case FromReject, FromQuarantine, FromAccept:
-		return true
-	case FromEvaluate:
-		return evaluateOK
+// Validate reports the first invalid field of f, named by its
+// configuration key (multiple_fields, ..., max_domains): several fields or
+// domains may be evaluated, the other conditions only decided.
+func (f FromPolicy) Validate() error {
+	for _, o := range []struct {
+		key        string
+		v          FromOutcome
+		evaluateOK bool
+	}{
+		{"multiple_fields", f.MultipleFields, true},
+		{"multiple_domains", f.MultipleDomains, true},
+		{"too_many_domains", f.TooManyDomains, false},
+		{"no_mailbox", f.NoMailbox, false},
+		{"missing", f.Missing, false},
+		{"unparseable", f.Unparseable, false},
+	} {
+		allowed := []FromOutcome{FromReject, FromQuarantine, FromAccept}
+		if o.evaluateOK {
+			allowed = append([]FromOutcome{FromEvaluate}, allowed...)
+		}
+		if err := oneOf(o.v, allowed...); err != nil {
+			return fmt.Errorf("%s: %w", o.key, err)
+		}
 	}
-	return false
+	if f.MaxDomains < 1 || f.MaxDomains > maxFromDomains {
+		return fmt.Errorf("max_domains: %d is outside 1..%d", f.MaxDomains, maxFromDomains)
+	}
+	return nil
+}
+
+// maxFromDomains bounds FromPolicy.MaxDomains (RFC 9989 §11.5: bounded work
+// on hostile input).
+const maxFromDomains = 50
+
+// Valid reports whether m is a known mode.
+func (m Mode) Valid() error { return oneOf(m, ModeEnforce, ModeMonitor) }
+
+// UnmarshalText accepts the known modes only (configuration files).
+func (m *Mode) UnmarshalText(b []byte) error { return unmarshalEnum(m, b) }
+
+// MarshalText writes the mode.
+func (m Mode) MarshalText() ([]byte, error) { return []byte(m), nil }
+
+// Valid reports whether h is a known reject handling.
+func (h RejectHandling) Valid() error {
+	return oneOf(h, RejectReject, RejectQuarantine, RejectUnlessIndirect)
+}
+
+// UnmarshalText accepts the known reject handlings only.
+func (h *RejectHandling) UnmarshalText(b []byte) error { return unmarshalEnum(h, b) }
+
+// MarshalText writes the reject handling.
+func (h RejectHandling) MarshalText() ([]byte, error) { return []byte(h), nil }
+
+// Valid reports whether h is a known temperror handling.
+func (h TempErrorHandling) Valid() error { return oneOf(h, TempErrorTempFail, TempErrorAccept) }
+
+// UnmarshalText accepts the known temperror handlings only.
+func (h *TempErrorHandling) UnmarshalText(b []byte) error { return unmarshalEnum(h, b) }
+
+// MarshalText writes the temperror handling.
+func (h TempErrorHandling) MarshalText() ([]byte, error) { return []byte(h), nil }
+
+// Valid reports whether o is a known From outcome (FromPolicy.Validate
+// says which outcome each condition allows).
+func (o FromOutcome) Valid() error {
+	return oneOf(o, FromEvaluate, FromReject, FromQuarantine, FromAccept)
+}
+
+// UnmarshalText accepts the known From outcomes only.
+func (o *FromOutcome) UnmarshalText(b []byte) error { return unmarshalEnum(o, b) }
+
+// MarshalText writes the From outcome.
+func (o FromOutcome) MarshalText() ([]byte, error) { return []byte(o), nil }
+
+// enum is a string type of this package with a fixed set of values.
+type enum interface {
+	~string
+	Valid() error
+}
+
+// unmarshalEnum sets *p to b when b is one of its values.
+func unmarshalEnum[T enum](p *T, b []byte) error {
+	v := T(b)
+	if err := v.Valid(); err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}
+
+// oneOf returns an error naming the allowed values unless v is one of them.
+func oneOf[T ~string](v T, allowed ...T) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
+		names[i] = string(a)
+	}
+	return fmt.Errorf("unknown value %q (want %s)", string(v), strings.Join(names, ", "))
 }
 
 // allowlisted reports whether the Author Domain is covered by AllowFrom.
@@ -232,28 +316,43 @@ func (l *LocalPolicy) allowlisted(domain string) (string, bool) {
 }
 
 // trustedForwarder says whether the message came from a trusted forwarder,
-// and why.
-func (l *LocalPolicy) trustedForwarder(in *Input) (string, bool) {
-	if in.SourceIP.IsValid() {
-		ip := in.SourceIP.Unmap()
-		for _, n := range l.Forwarders.Networks {
-			if n.Contains(ip) {
-				return "client " + ip.String() + " in " + n.String(), true
-			}
-		}
+// as the override to record.
+func (l *LocalPolicy) trustedForwarder(in *Input) (Override, bool) {
+	if n, ok := inNetworks(l.Forwarders.Networks, in.SourceIP); ok {
+		return Override{Reason: ReasonTrustedForwarderNetwork, Comment: "client " + in.SourceIP.Unmap().String() + " in " + n.String()}, true
 	}
 	for _, s := range in.DKIM {
-		if s.Result != "pass" {
+		if s.Result != verify.ResultPass {
 			continue
 		}
 		d := normalizeOrKeep(s.Domain)
 		for _, f := range l.Forwarders.DKIMDomains {
 			if d == f {
-				return "valid DKIM signature d=" + d, true
+				return Override{Reason: ReasonTrustedForwarderDKIM, Comment: "valid DKIM signature d=" + d}, true
 			}
 		}
 	}
-	return "", false
+	return Override{}, false
+}
+
+// allowedNetwork returns the AllowNetworks prefix ip is in.
+func (l *LocalPolicy) allowedNetwork(ip netip.Addr) (netip.Prefix, bool) {
+	return inNetworks(l.AllowNetworks, ip)
+}
+
+// inNetworks returns the first of ns that holds ip (IPv4-mapped IPv6
+// addresses as IPv4).
+func inNetworks(ns []netip.Prefix, ip netip.Addr) (netip.Prefix, bool) {
+	if !ip.IsValid() {
+		return netip.Prefix{}, false
+	}
+	ip = ip.Unmap()
+	for _, n := range ns {
+		if n.Contains(ip) {
+			return n, true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 // outcomeRank orders From outcomes from the most lenient to the strictest.

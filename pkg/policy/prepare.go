@@ -12,9 +12,9 @@ import (
 // it runs Discover for each Author Domain of in.From that Evaluate will
 // evaluate (the first FromPolicy.MaxDomains, none when the From outcome
 // skips evaluation) and that has no entry in in.Discoveries yet (the milter
-// normally started those at the From: header), then looks up the Organizational Domain of each SPF or DKIM
-// identifier that relaxed alignment under the tree walk needs (RFC 9989
-// §4.10.2, https://datatracker.ietf.org/doc/html/rfc9989#section-4.10.2: "It may be necessary to perform multiple DNS Tree Walks"). All
+// normally started those at the From: header), then looks up the
+// Organizational Domain of each SPF or DKIM identifier that relaxed
+// alignment under the tree walk needs (RFC 9989 §4.10.2: "It may be necessary to perform multiple DNS Tree Walks"). All
 // queries go through r under ctx; failures are recorded, not returned, and
 // make Evaluate give temperror where they matter.
 func Prepare(ctx context.Context, r Resolver, in *Input, opts Options) {

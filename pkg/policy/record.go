@@ -8,9 +8,8 @@ import (
 )
 
 // Disposition is a Domain Owner Assessment Policy value (the p, sp and np
-// tags) and the handling a receiver applies: RFC 9989 §4.7
-// (https://datatracker.ietf.org/doc/html/rfc9989#section-4.7), the
-// DispositionType of RFC 9990 (https://datatracker.ietf.org/doc/html/rfc9990).
+// tags) and the handling a receiver applies: RFC 9989 §4.7, the
+// DispositionType of RFC 9990.
 type Disposition string
 
 // The dispositions. DispositionUnset marks an absent tag in a Record.
@@ -67,7 +66,7 @@ const MaxRecordLen = 8192
 
 // Record is a parsed DMARC Policy Record. Absent tags hold their Unset value
 // (or a false Has* flag); the methods give the effective values with the
-// defaults of RFC 9989 §4.7 and RFC 7489 §6.3 (https://datatracker.ietf.org/doc/html/rfc7489#section-6.3).
+// defaults of RFC 9989 §4.7 and RFC 7489 §6.3.
 //
 // Tags whose value is not valid are not stored; their names are listed in
 // Invalid, in the order met, and String writes them back with their raw
@@ -286,7 +285,7 @@ func isReportSize(s string) bool {
 	return true
 }
 
-// validURI accepts an absolute URI: an RFC 3986 §3.1 (https://datatracker.ietf.org/doc/html/rfc3986#section-3.1) scheme, ':', and a
+// validURI accepts an absolute URI: an RFC 3986 §3.1 scheme, ':', and a
 // non-empty rest of printable characters with well-formed percent-encoding,
 // without white space, commas or '!' (RFC 9989 §4.8: they MUST be encoded).
 func validURI(u string) bool {

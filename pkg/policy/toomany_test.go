@@ -41,7 +41,7 @@ func TestEvaluateTooManyDomains(t *testing.T) {
 			[]string{"none.example", "quar.example"}},
 		{evalCase{"quarantine: the evaluated domains pass, still quarantined", "RFC 9989 §11.5", tooMany(FromQuarantine, func(in *Input) {
 			in.DKIM = []verify.DKIMResult{dkim(verify.ResultPass, "none.example"), dkim(verify.ResultPass, "quar.example")}
-		}), summary{Result: ResultPass, Action: ActionQuarantine, Enforce: ActionQuarantine, Problem: FromTooManyDomains, Tag: TagP, Requested: DispositionNone, Disposition: DispositionNone, DKIM: []string{"none.example"}}},
+		}), summary{Result: ResultPass, Action: ActionQuarantine, Enforce: ActionQuarantine, Problem: FromTooManyDomains, Tag: TagP, Requested: DispositionNone, Disposition: DispositionQuarantine, Overrides: []Reason{ReasonFromQuarantine}, DKIM: []string{"none.example"}}},
 			[]string{"none.example", "quar.example"}},
 		{evalCase{"quarantine: a stricter evaluated action wins", "RFC 7489 §6.6.1 (strictest)", tooMany(FromQuarantine, func(in *Input) {
 			in.Discoveries["quar.example"] = mkDisc("quar.example", "quar.example", "quar.example", "v=DMARC1; p=reject")
@@ -55,7 +55,7 @@ func TestEvaluateTooManyDomains(t *testing.T) {
 		}), summary{Result: ResultFail, Action: ActionTempFail, Enforce: ActionTempFail, Problem: FromTooManyDomains, Disposition: DispositionNone}}, // fail (none.example) outranks temperror in Result
 			[]string{"none.example", "quar.example"}},
 		{evalCase{"quarantine, monitor mode", "RFC 9989 §11.5", tooMany(FromQuarantine, func(in *Input) { in.Local.Mode = ModeMonitor }),
-			summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionQuarantine, Problem: FromTooManyDomains, Tag: TagP, Requested: DispositionQuarantine, Disposition: DispositionQuarantine}},
+			summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionQuarantine, Problem: FromTooManyDomains, Tag: TagP, Requested: DispositionQuarantine, Disposition: DispositionNone, Overrides: []Reason{ReasonMonitorMode}}},
 			[]string{"none.example", "quar.example"}},
 		{evalCase{"reject (default): permerror, nothing evaluated", "RFC 9989 §11.5", tooMany("", nil),
 			summary{Result: ResultPermError, Action: ActionReject, Enforce: ActionReject, Problem: FromTooManyDomains}},

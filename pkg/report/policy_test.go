@@ -28,7 +28,7 @@ func recordFromPolicy(r policy.ReportRow) report.Record {
 	for _, o := range r.Reasons {
 		// RFC 9990 has no sampled_out: RFC9990 writes it as "other".
 		rec.Row.PolicyEvaluated.Reasons = append(rec.Row.PolicyEvaluated.Reasons,
-			report.Reason{Type: report.ReasonType(o.Type), Comment: o.Comment}.RFC9990())
+			report.Reason{Type: report.ReasonType(o.Type()), Comment: o.Comment}.RFC9990())
 	}
 	for _, d := range r.DKIMResults {
 		rec.AuthResults.DKIM = append(rec.AuthResults.DKIM, report.DKIMAuth{
@@ -65,18 +65,19 @@ func TestPolicyRowsAreWritable(t *testing.T) {
 		ADKIM: policy.AlignStrict, ASPF: policy.AlignRelaxed, DiscoveryMethod: policy.MethodPSL, FO: "1", Testing: true,
 	}
 	var rows []policy.ReportRow
-	overrides := []policy.OverrideType{policy.OverrideLocalPolicy, policy.OverrideTrustedForwarder, policy.OverrideMailingList,
-		policy.OverrideSampledOut, policy.OverridePolicyTestMode, policy.OverrideOther}
+	overrides := []policy.Reason{policy.ReasonTestMode, policy.ReasonSampledOut, policy.ReasonAllowFrom, policy.ReasonAllowNetwork,
+		policy.ReasonMonitorMode, policy.ReasonTrustedForwarderNetwork, policy.ReasonTrustedForwarderDKIM, policy.ReasonListHeaders,
+		policy.ReasonRejectAsQuarantine, policy.ReasonTempErrorAccepted, policy.ReasonFromQuarantine}
 	dkim := []verify.Result{verify.ResultNone, verify.ResultPass, verify.ResultFail, verify.ResultPolicy,
 		verify.ResultNeutral, verify.ResultTempError, verify.ResultPermError}
 	spf := []verify.Result{verify.ResultNone, verify.ResultPass, verify.ResultFail, verify.ResultSoftFail,
 		verify.ResultNeutral, verify.ResultPolicy, verify.ResultTempError, verify.ResultPermError}
-	disps := []string{"none", "pass", "quarantine", "reject"}
+	disps := []policy.ReportDisposition{policy.ReportNone, policy.ReportPass, policy.ReportQuarantine, policy.ReportReject}
 	for i, o := range overrides {
 		r := policy.ReportRow{
 			PolicyPublished: pp, SourceIP: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}),
-			Disposition: disps[i%len(disps)], DKIM: "fail", SPF: "pass",
-			Reasons:    []policy.Override{{Type: o, Comment: "c"}},
+			Disposition: disps[i%len(disps)], DKIM: policy.AlignedFail, SPF: policy.AlignedPass,
+			Reasons:    []policy.Override{{Reason: o, Comment: "c"}},
 			HeaderFrom: "example.com", EnvelopeFrom: "",
 			SPFResult: &policy.SPFAuth{Domain: "helo.example", Scope: verify.ScopeMailFrom, Result: spf[i%len(spf)]},
 		}
@@ -87,7 +88,7 @@ func TestPolicyRowsAreWritable(t *testing.T) {
 	}
 	for i, s := range spf {
 		rows = append(rows, policy.ReportRow{
-			PolicyPublished: pp, SourceIP: netip.MustParseAddr("2001:db8::1"), Disposition: "none", DKIM: "pass", SPF: "fail",
+			PolicyPublished: pp, SourceIP: netip.MustParseAddr("2001:db8::1"), Disposition: policy.ReportNone, DKIM: policy.AlignedPass, SPF: policy.AlignedFail,
 			HeaderFrom: "example.com", EnvelopeFrom: "example.net", EnvelopeTo: "example.org",
 			SPFResult: &policy.SPFAuth{Domain: "example.net", Scope: verify.ScopeMailFrom, Result: s, HumanResult: string(rune('a' + i))},
 		})

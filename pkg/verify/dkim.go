@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dmarc-milter/dmarc-milter/pkg/pending"
 )
 
 // TXTResolver is the DNS that DKIM key lookups need. *net.Resolver and the
@@ -24,13 +26,9 @@ const (
 	// DefaultDKIMMaxHeaderBytes bounds the header block kept for
 	// verification.
 	DefaultDKIMMaxHeaderBytes = 1 << 20
-	// DefaultDKIMMaxLineBreakRun is kept for compatibility; see
-	// DKIMConfig.MaxLineBreakRun (no longer used).
-	DefaultDKIMMaxLineBreakRun = 256 << 10
 	// BPrefixLen is the length of DKIMResult.BPrefix when that is enough to
 	// tell the message's signatures apart (RFC 6008 §4: header.b holds at
 	// least the first eight characters of b=).
-	// https://datatracker.ietf.org/doc/html/rfc6008#section-4
 	BPrefixLen = 8
 )
 
@@ -43,11 +41,6 @@ type DKIMConfig struct {
 	// header is larger is not verified: each signature seen gives neutral.
 	// Default (0): DefaultDKIMMaxHeaderBytes.
 	MaxHeaderBytes int
-	// MaxLineBreakRun is no longer used and may be left zero. It bounded a
-	// run of blank lines inside the body when the body went to go-msgauth,
-	// which held such a run in memory; the verifier now holds a run of
-	// blank lines as a count, so a body of any shape costs constant memory.
-	MaxLineBreakRun int
 }
 
 // Errors of the DKIMVerifier.
@@ -75,9 +68,6 @@ const (
 // DKIMVerifier verifies the DKIM signatures (RFC 6376, RFC 8301, RFC 8463)
 // of one message while it streams through, in the order of the milter
 // events:
-// https://datatracker.ietf.org/doc/html/rfc6376
-// https://datatracker.ietf.org/doc/html/rfc8301
-// https://datatracker.ietf.org/doc/html/rfc8463
 //
 //	v := verify.NewDKIMVerifier(resolver, cfg)
 //	v.Header(name, value)       // each header field, in message order
@@ -110,10 +100,10 @@ type DKIMVerifier struct {
 
 	// Set by EndOfHeaders when there is something to verify.
 	bodies   [numCanons]*bodyHasher
-	jobs     []keyJob // owned by the lookup goroutine until keysDone
-	sigJob   []int    // index in jobs of each signature's key, or -1
-	keysDone chan any
-	panicked any // a panic recovered in Header or Write
+	jobs     []keyJob           // owned by the lookup goroutine until keys is answered
+	sigJob   []int              // index in jobs of each signature's key, or -1
+	keys     pending.Check[any] // nil when the lookups finished, or a panic's value
+	panicked any                // a panic recovered in Header or Write
 
 	mu        sync.Mutex         // guards cancel, which Abort reads from any goroutine
 	cancel    context.CancelFunc // ends the key lookups
@@ -242,8 +232,7 @@ func (v *DKIMVerifier) EndOfHeaders(ctx context.Context) error {
 		default:
 		}
 		v.mu.Unlock()
-		v.keysDone = make(chan any, 1)
-		go fetchKeys(vctx, v.res, v.jobs, v.keysDone)
+		go fetchKeys(vctx, v.res, v.jobs, v.keys.Start())
 	}
 	return nil
 }
@@ -329,19 +318,16 @@ func (v *DKIMVerifier) Finish(ctx context.Context) (res []DKIMResult, err error)
 		}
 	}
 	keysOK := true
-	if v.keysDone != nil {
-		var p any
-		select {
-		case p = <-v.keysDone:
-		default:
+	if v.keys.Started() {
+		p, ok := v.keys.Wait(ctx.Done, v.abortedChan)
+		if !ok {
 			select {
-			case p = <-v.keysDone:
-			case <-ctx.Done():
-				v.Abort()
-				keysOK = false
 			case <-v.aborted:
 				return nil, ErrDKIMOrder
+			default:
 			}
+			v.Abort() // the deadline passed: stop the lookups
+			keysOK = false
 		}
 		v.cancel()
 		if p != nil {
@@ -354,6 +340,8 @@ func (v *DKIMVerifier) Finish(ctx context.Context) (res []DKIMResult, err error)
 	}
 	return v.results(&sums, late), nil
 }
+
+func (v *DKIMVerifier) abortedChan() <-chan struct{} { return v.aborted }
 
 // Abort stops the verification and frees its goroutine; the results are
 // dropped. It may be called at any time, from any goroutine, more than once.

@@ -29,7 +29,6 @@ type Resolver interface {
 var _ spf.DNSResolver = Resolver(nil)
 
 // The SPF processing limits of RFC 7208 §4.6.4.
-// https://datatracker.ietf.org/doc/html/rfc7208#section-4.6.4
 const (
 	// DefaultSPFLookupLimit is the number of DNS-querying terms (include, a,
 	// mx, ptr, exists, redirect) one check may evaluate.
@@ -95,7 +94,6 @@ func (c *SPFChecker) CheckMailFrom(ctx context.Context, ip net.IP, helo, mailFro
 	if mailFrom == "" {
 		// RFC 7208 §2.4: with a null reverse-path, the "MAIL FROM" identity is
 		// postmaster@<HELO identity>.
-		// https://datatracker.ietf.org/doc/html/rfc7208#section-2.4
 		r := SPFResult{Scope: ScopeMailFrom, Domain: heloDomain(helo)}
 		if !validSPFDomain(r.Domain) {
 			r.Result = ResultNone

@@ -13,7 +13,7 @@ import (
 // spfResolver sits between blitiri.com.ar/go/spf and the real resolver. It
 // adds two rules of RFC 7208 that the library does not apply:
 //
-//   - §4.6 (https://datatracker.ietf.org/doc/html/rfc7208#section-4.6): a
+//   - §4.6: a
 //     record with a syntax error anywhere gives permerror, even when
 //     a term before the error would have matched. The library only finds an
 //     error when it reaches the term. Every TXT query the library makes is
@@ -121,7 +121,6 @@ func spfQueryName(name string) (string, error) {
 	// RFC 7208 §4.8: "if the expanded domain name exceeds 253 characters …,
 	// the left side is truncated to fit, by removing successive domain labels
 	// (and their following dots)".
-	// https://datatracker.ietf.org/doc/html/rfc7208#section-4.8
 	for len(name) > 253 {
 		i := strings.IndexByte(name, '.')
 		if i < 0 {
@@ -464,7 +463,6 @@ func checkMacroBody(b string, exp bool) error {
 	case "c", "r", "t":
 		if !exp {
 			// RFC 7208 §7.1: "The following macro letters are allowed only in "exp" text: c, r, t"
-			// https://datatracker.ietf.org/doc/html/rfc7208#section-7.1
 			return fmt.Errorf("macro letter %q is only allowed in exp text", b[:1])
 		}
 	default:

@@ -11,65 +11,7 @@ import (
 	"time"
 
 	milter "github.com/emersion/go-milter"
-
-	"github.com/dmarc-milter/dmarc-milter/internal/config"
 )
-
-// panicAt makes the engine panic at the named hook point when the message
-// carries the header "X-Panic: <point>".
-func panicAt(points ...string) func(*Engine) {
-	return func(e *Engine) {
-		e.hook = func(p string) {
-			for _, want := range points {
-				if p == want {
-					panic("test panic at " + p)
-				}
-			}
-		}
-	}
-}
-
-// TestSessionPanicRecovery: a panic in a callback or in a goroutine we
-// started gives the on_error answer for that message, and the same
-// connection then carries the next message normally.
-func TestSessionPanicRecovery(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name    string
-		onError config.ErrorAction
-		point   string
-		raw     string
-		want    milter.ActionCode
-	}{
-		{"callback tempfail", config.ErrorTempFail, "header:X-Panic", message("pass.example", "X-Panic: now"), milter.ActReplyCode},
-		{"callback accept", config.ErrorAccept, "header:X-Panic", message("pass.example", "X-Panic: now"), milter.ActAccept},
-		{"goroutine tempfail", config.ErrorTempFail, "spf", message("pass.example"), milter.ActReplyCode},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			h := newHarness(t, func(c *config.Config) { c.OnError = tc.onError }, panicAt(tc.point))
-			s := h.session("192.0.2.10")
-			r := h.send(s, msg{ip: "192.0.2.10", mailFrom: "a@pass.example", raw: tc.raw})
-			if r.act == nil || r.act.Code != tc.want {
-				t.Fatalf("got %+v, want %c", r.act, tc.want)
-			}
-			if tc.want == milter.ActReplyCode && (r.act.SMTPCode != 451 || !strings.HasPrefix(r.act.SMTPText, "4.3.0 ")) {
-				t.Errorf("reply %d %q, want the error_reply", r.act.SMTPCode, r.act.SMTPText)
-			}
-			if tc.point == "spf" {
-				return // every message panics in SPF
-			}
-			// The connection survives and the next message is evaluated.
-			r = h.send(s, msg{mailFrom: "a@reject.example", raw: message("reject.example")})
-			if r.act.Code != milter.ActReplyCode || r.act.SMTPCode != 550 {
-				t.Fatalf("next message: %+v", r.act)
-			}
-			if !strings.Contains(h.logs.String(), "panic in milter callback") {
-				t.Errorf("panic not logged:\n%s", h.logs)
-			}
-		})
-	}
-}
 
 // rawPacket writes one milter packet.
 func rawPacket(t *testing.T, c net.Conn, code byte, data []byte) {
@@ -188,5 +130,94 @@ func TestShutdownDeadline(t *testing.T) {
 		if _, err := busy.HeaderEnd(); err == nil {
 			t.Error("connection still usable after the drain deadline")
 		}
+	}
+}
+
+// TestNoReplyDrainInFlight: Shutdown while messages are in flight on
+// connections that read no reply before the end of message (NR flags): the
+// MTA streams the rest of each message without waiting, each gets its
+// verdict at its end (the one bypassed at MAIL FROM too), then its
+// connection closes and Shutdown returns without cutting anything.
+func TestNoReplyDrainInFlight(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	start := func(ip, from string) *rawClient {
+		r := dialRawProto(t, h.addr, postfixProtocol)
+		r.want('C', connectData("client.example", ip), 'c')
+		r.want('H', cstr("mail.client.example"), 'c')
+		r.send('D', macroData('M', "{client_addr}", ip, "j", testAuthservID))
+		r.want('M', cstr("<"+from+">"), 'c')
+		r.want('R', cstr("<bob@mx.test.example>"), 'c')
+		return r
+	}
+	evaluated := start("198.51.100.7", "a@reject.example")
+	bypassed := start("127.0.0.1", "b@reject.example")
+	idle := dialRawProto(t, h.addr, postfixProtocol)
+	idle.want('C', connectData("client.example", "198.51.100.8"), 'c')
+
+	waitConns := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); h.srv.ActiveConnections() != n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d connections, want %d", h.srv.ActiveConnections(), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitConns(3)
+	// The MTA does not wait for MAIL to be read: wait until both messages
+	// are in flight on our side (a drain before that closes the connection,
+	// as between messages).
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		n := 0
+		h.srv.mu.Lock()
+		for c := range h.srv.conns {
+			if c.ps.InMessage() {
+				n++
+			}
+		}
+		h.srv.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages in flight, want 2", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- h.srv.Shutdown(ctx)
+	}()
+	if !idle.closedByServer(5 * time.Second) {
+		t.Fatal("the idle connection was not closed by the drain")
+	}
+	waitConns(2)
+
+	for _, c := range []struct {
+		r      *rawClient
+		code   byte
+		prefix string
+	}{{evaluated, 'y', "550 5.7.1"}, {bypassed, 'a', ""}} {
+		body := sendHeaders(c.r, []byte(message("reject.example")))
+		c.r.want('N', nil, 'c')
+		c.r.want('B', body, 'c')
+		_, code, data := c.r.eom()
+		if code != c.code || !strings.HasPrefix(data, c.prefix) {
+			t.Errorf("message in flight during the drain: %q %q, want %q %q", code, data, c.code, c.prefix)
+		}
+		if !c.r.closedByServer(5 * time.Second) {
+			t.Error("connection still open after its message ended during the drain")
+		}
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Shutdown = %v, want nil (drained)", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return")
 	}
 }

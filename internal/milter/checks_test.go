@@ -1,54 +1,18 @@
 package milter
 
 import (
-	"context"
 	"maps"
 	"net/netip"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-
-	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 )
-
-// sameName must answer exactly as comparing strings.ToLower of both names
-// (the test the milter made before), ASCII or not.
-func TestSameName(t *testing.T) {
-	for _, c := range []struct {
-		a, b string
-		want bool
-	}{
-		{"From", "from", true},
-		{"FROM", "from", true},
-		{"Fro", "from", false},
-		{"Authentication-Results", "authentication-results", true},
-		{"Liſt-Id", "list-id", false},          // strings.EqualFold would say true
-		{"\u212Aey", "key", true},              // Kelvin sign lower-cases to k
-		{"X-Quarantine", "x-quarantinE", true}, // either side may have upper case
-		{"", "", true},
-	} {
-		if got := sameName(c.a, c.b); got != c.want {
-			t.Errorf("sameName(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
-		}
-	}
-}
-
-func FuzzSameName(f *testing.F) {
-	f.Add("From", "from")
-	f.Add("Liſt-Id", "list-id")
-	f.Add("\u212Aey", "key")
-	f.Fuzz(func(t *testing.T, a, b string) {
-		if got, want := sameName(a, b), strings.ToLower(a) == strings.ToLower(b); got != want {
-			t.Fatalf("sameName(%q, %q) = %v, strings.ToLower says %v", a, b, got, want)
-		}
-	})
-}
 
 // TestInlineChecksMatchBackground: the decisions of messages whose SPF and
 // DMARC answers come inline from the cache are those of the same messages
@@ -134,44 +98,4 @@ func goroutineID() int64 {
 		return -1
 	}
 	return id
-}
-
-// FuzzSameNameASCII: the variant with known ASCII-ness answers as
-// strings.ToLower does too (İ lower-cases to i, the Kelvin sign to k).
-func FuzzSameNameASCII(f *testing.F) {
-	f.Add("L\u0130st-Id", "list-id")
-	f.Add("\u212Aey", "key")
-	f.Add("From", "FROM")
-	f.Fuzz(func(t *testing.T, a, b string) {
-		if got, want := sameNameASCII(a, isASCII(a), b, isASCII(b)), strings.ToLower(a) == strings.ToLower(b); got != want {
-			t.Fatalf("sameNameASCII(%q, %q) = %v, strings.ToLower says %v", a, b, got, want)
-		}
-	})
-}
-
-// TestTraceOnlyWhenWanted: the steps are recorded for log_level = "debug"
-// (the session logs them) and for the evaluate subcommand, and not
-// formatted at all otherwise.
-func TestTraceOnlyWhenWanted(t *testing.T) {
-	t.Parallel()
-	e := benchEngineT(t)
-	env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), Helo: "mail.client.example", MailFrom: "a@reject.example", MTAHost: testAuthservID}
-	raw := []byte(message("reject.example"))
-	fields, body := SplitMessage(raw)
-	if d := runTx(e, env, fields, body); len(d.Trace) != 0 {
-		t.Errorf("log_level info: %d trace lines, want none", len(d.Trace))
-	}
-	if d := e.EvaluateMessage(context.Background(), env, raw); len(d.Trace) == 0 {
-		t.Error("evaluate: no trace")
-	}
-	debug := *e.cfg
-	debug.LogLevel = "debug"
-	de, err := NewEngine(&debug, e.res, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := runTx(de, env, fields, body)
-	if !slices.ContainsFunc(d.Trace, func(l string) bool { return strings.HasPrefix(l, "spf mfrom: fail") }) {
-		t.Errorf("log_level debug: trace %q has no SPF step", d.Trace)
-	}
 }

@@ -42,7 +42,12 @@ func benchEngineT(b testing.TB) *Engine {
 
 // runTx runs one message through a Transaction as the session does.
 func runTx(e *Engine, env Envelope, fields []HeaderField, body []byte) *Decision {
-	tx := e.Begin(context.Background(), env)
+	return runTxMemo(e, env, nil, fields, body)
+}
+
+// runTxMemo is runTx with the connection's HELO SPF memo.
+func runTxMemo(e *Engine, env Envelope, memo *HeloSPFMemo, fields []HeaderField, body []byte) *Decision {
+	tx := Begin(context.Background(), e, env, memo)
 	defer tx.Close()
 	for _, f := range fields {
 		tx.Header(f.Name, f.Value)

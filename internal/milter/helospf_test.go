@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	milter "github.com/emersion/go-milter"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
@@ -15,10 +16,10 @@ import (
 
 // heloResult runs one message with env through e and returns its HELO
 // result.
-func heloResult(t *testing.T, e *Engine, env Envelope) verify.SPFResult {
+func heloResult(t *testing.T, e *Engine, env Envelope, memo *HeloSPFMemo) verify.SPFResult {
 	t.Helper()
 	fields, body := SplitMessage([]byte(message("pass.example")))
-	d := runTx(e, env, fields, body)
+	d := runTxMemo(e, env, memo, fields, body)
 	if d.HeloSPF == nil {
 		t.Fatalf("no HELO result: %+v", d)
 	}
@@ -49,9 +50,7 @@ func TestHeloSPFMemoDecisions(t *testing.T) {
 			env.MailFrom = c.mailFrom
 			fields, body := SplitMessage([]byte(c.raw))
 			fresh := runTx(e, env, fields, body)
-			env.HeloSPF = &memo
-			reused := runTx(e, env, fields, body)
-			reused.Env.HeloSPF = nil
+			reused := runTxMemo(e, env, &memo, fields, body)
 			fresh.Duration, reused.Duration = 0, 0
 			if d := cmp.Diff(fresh, reused, cmpopts.EquateErrors(), cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})); d != "" {
 				t.Errorf("round %d, %q: decision with the memo differs (-fresh +memo):\n%s", round, c.mailFrom, d)
@@ -73,7 +72,7 @@ func TestHeloSPFMemoReuse(t *testing.T) {
 	other := benchEngineT(t)
 	ip := netip.MustParseAddr("192.0.2.10")
 	env := Envelope{ClientIP: ip, Helo: "mail.client.example", MailFrom: "a@pass.example", MTAHost: testAuthservID}
-	real := heloResult(t, e, env) // warms the cache
+	real := heloResult(t, e, env, nil) // warms the cache
 	if real.Result != verify.ResultPass {
 		t.Fatalf("HELO check: %+v, want pass", real)
 	}
@@ -82,27 +81,27 @@ func TestHeloSPFMemoReuse(t *testing.T) {
 	marked := verify.SPFResult{Result: verify.ResultNeutral, Scope: verify.ScopeHelo, Domain: "mail.client.example", Reason: "from the memo"}
 	cases := []struct {
 		name   string
-		change func(m *HeloSPFMemo, env *Envelope)
+		change func(m **HeloSPFMemo, env *Envelope)
 		reused bool
 	}{
-		{"same connection", func(*HeloSPFMemo, *Envelope) {}, true},
-		{"other client address", func(_ *HeloSPFMemo, env *Envelope) { env.ClientIP = netip.MustParseAddr("192.0.2.11") }, false},
-		{"other HELO name", func(_ *HeloSPFMemo, env *Envelope) { env.Helo = "MAIL.client.example" }, false},
-		{"other engine (reload)", func(m *HeloSPFMemo, _ *Envelope) { m.e = other }, false},
-		{"too old", func(m *HeloSPFMemo, _ *Envelope) { m.at = m.at.Add(-heloSPFMaxAge - time.Second) }, false},
-		{"no memo", func(m *HeloSPFMemo, env *Envelope) { env.HeloSPF = nil }, false},
+		{"same connection", func(**HeloSPFMemo, *Envelope) {}, true},
+		{"other client address", func(_ **HeloSPFMemo, env *Envelope) { env.ClientIP = netip.MustParseAddr("192.0.2.11") }, false},
+		{"other HELO name", func(_ **HeloSPFMemo, env *Envelope) { env.Helo = "MAIL.client.example" }, false},
+		{"other engine (reload)", func(m **HeloSPFMemo, _ *Envelope) { (*m).e = other }, false},
+		{"too old", func(m **HeloSPFMemo, _ *Envelope) { (*m).at = (*m).at.Add(-heloSPFMaxAge - time.Second) }, false},
+		{"no memo", func(m **HeloSPFMemo, _ *Envelope) { *m = nil }, false},
 	}
 	for _, tc := range cases {
 		var memo HeloSPFMemo
 		memo.put(e, ip, "mail.client.example", marked)
 		env := env
-		env.HeloSPF = &memo
-		tc.change(&memo, &env)
-		got := heloResult(t, e, env)
+		mp := &memo
+		tc.change(&mp, &env)
+		got := heloResult(t, e, env, mp)
 		if reused := got.Reason == marked.Reason; reused != tc.reused {
 			t.Errorf("%s: HELO result %+v, reused=%v, want %v", tc.name, got, reused, tc.reused)
 		}
-		if !tc.reused && env.HeloSPF != nil {
+		if !tc.reused && mp != nil {
 			// The fresh (cached) check replaced the stale entry.
 			if m, ok := memo.get(e, env.ClientIP, env.Helo); !ok || m.Result != verify.ResultPass {
 				t.Errorf("%s: memo after a fresh check: %+v, %v", tc.name, m, ok)
@@ -129,14 +128,14 @@ func TestHeloSPFMemoCold(t *testing.T) {
 	t.Parallel()
 	e := benchEngineT(t)
 	var memo HeloSPFMemo
-	env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), Helo: "mail.client.example", MailFrom: "a@pass.example", MTAHost: testAuthservID, HeloSPF: &memo}
-	if r := heloResult(t, e, env); r.Result != verify.ResultPass {
+	env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), Helo: "mail.client.example", MailFrom: "a@pass.example", MTAHost: testAuthservID}
+	if r := heloResult(t, e, env, &memo); r.Result != verify.ResultPass {
 		t.Fatalf("cold HELO check: %+v", r)
 	}
 	if _, ok := memo.get(e, env.ClientIP, env.Helo); ok {
 		t.Error("a result checked in the background was kept")
 	}
-	heloResult(t, e, env)
+	heloResult(t, e, env, &memo)
 	if r, ok := memo.get(e, env.ClientIP, env.Helo); !ok || r.Result != verify.ResultPass {
 		t.Errorf("warm HELO check not kept: %+v, %v", r, ok)
 	}
@@ -160,11 +159,12 @@ func TestHeloSPFMemoChecksOnce(t *testing.T) {
 		}
 		var memo HeloSPFMemo
 		env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), Helo: "mail.client.example", MailFrom: "a@pass.example", MTAHost: testAuthservID}
+		var mp *HeloSPFMemo
 		if withMemo {
-			env.HeloSPF = &memo
+			mp = &memo
 		}
 		for range 5 {
-			if r := heloResult(t, e, env); r.Result != verify.ResultPass {
+			if r := heloResult(t, e, env, mp); r.Result != verify.ResultPass {
 				t.Fatalf("memo=%v: HELO %+v", withMemo, r)
 			}
 		}
@@ -202,11 +202,12 @@ func BenchmarkConnection4Messages(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				var memo HeloSPFMemo
+				var mp *HeloSPFMemo
 				if withMemo {
-					env.HeloSPF = &memo
+					mp = &memo
 				}
 				for range 4 {
-					tx := e.Begin(context.Background(), env)
+					tx := Begin(context.Background(), e, env, mp)
 					for _, f := range fields {
 						tx.Header(f.Name, f.Value)
 					}
@@ -219,5 +220,42 @@ func BenchmarkConnection4Messages(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestSessionReusesHeloSPF: the messages of one milter connection check
+// the HELO identity until a check is made from the cache, then reuse it; a
+// new connection checks again.
+func TestSessionReusesHeloSPF(t *testing.T) {
+	var mu sync.Mutex
+	checks := 0
+	h := newHarness(t, nil, func(e *Engine) {
+		e.hook = func(p string) {
+			if p == "spf helo" {
+				mu.Lock()
+				checks++
+				mu.Unlock()
+			}
+		}
+	})
+	count := func() int { mu.Lock(); defer mu.Unlock(); return checks }
+	s := h.session("192.0.2.10")
+	for i := range 4 {
+		r := h.send(s, msg{mailFrom: "a@pass.example", raw: message("pass.example")})
+		if r.act == nil || r.act.Code != milter.ActAccept && r.act.Code != milter.ActContinue {
+			t.Fatalf("message %d: %+v", i, r.act)
+		}
+	}
+	// Cold, message 1 checks twice (inline, where the cache misses, then in
+	// the background); message 2 checks inline and keeps the result;
+	// messages 3 and 4 reuse it.
+	if n := count(); n != 3 {
+		t.Errorf("%d HELO checks for 4 messages of one connection, want 3", n)
+	}
+	s2 := h.session("192.0.2.10")
+	h.send(s2, msg{mailFrom: "a@pass.example", raw: message("pass.example")})
+	h.send(s2, msg{mailFrom: "a@pass.example", raw: message("pass.example")})
+	if n := count(); n != 4 {
+		t.Errorf("%d HELO checks after a second connection of 2 messages, want 4 (one new check)", n)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dmarc-milter/dmarc-milter/internal/authres"
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
+	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 )
 
 // parseAR parses our inserted Authentication-Results and returns
@@ -198,7 +199,7 @@ func TestSessionTempError(t *testing.T) {
 	})
 	t.Run("accept", func(t *testing.T) {
 		t.Parallel()
-		h := newHarness(t, func(c *config.Config) { c.Actions.TempError = config.TempErrorAccept })
+		h := newHarness(t, func(c *config.Config) { c.Actions.TempError = policy.TempErrorAccept })
 		s := h.session("198.51.100.7")
 		r := h.send(s, msg{mailFrom: "x@temp.example", raw: message("temp.example")})
 		if r.act.Code != milter.ActAccept {
@@ -213,7 +214,7 @@ func TestSessionTempError(t *testing.T) {
 func TestSessionMonitorMode(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(c *config.Config) {
-		c.Mode = config.ModeMonitor
+		c.Mode = policy.ModeMonitor
 		c.Actions.QuarantineMethod = config.QuarantineBoth
 	})
 	s := h.session("198.51.100.7")

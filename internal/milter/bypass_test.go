@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/milterproto"
 )
@@ -53,7 +52,7 @@ func TestBypassReleasesTransaction(t *testing.T) {
 	srvSide, mtaSide := net.Pipe()
 	defer mtaSide.Close()
 	live := newLiveCtx()
-	c := &connection{srv: h.srv, ctx: live, cancel: func() {}}
+	c := &connection{engine: &h.srv.engine, log: h.srv.log, ctx: live, cancel: func() {}}
 	c.ps = milterproto.NewSession(srvSide, &c.opts)
 	defer c.ps.Close()
 	c.clientIP = netip.MustParseAddr("127.0.0.1") // trusted by default
@@ -142,94 +141,5 @@ func TestNoReplyBypassVerdictAtEOM(t *testing.T) {
 	}
 	if m := queueIDAttr.FindStringSubmatch(lines[0]); m == nil || m[1] != "QBYPASS1" || !strings.Contains(lines[0], "bypass=trusted-network") {
 		t.Errorf("verdict line %q, want queue_id=QBYPASS1 and bypass=trusted-network", lines[0])
-	}
-}
-
-// TestNoReplyDrainInFlight: Shutdown while messages are in flight on
-// connections that read no reply before the end of message (NR flags): the
-// MTA streams the rest of each message without waiting, each gets its
-// verdict at its end (the one bypassed at MAIL FROM too), then its
-// connection closes and Shutdown returns without cutting anything.
-func TestNoReplyDrainInFlight(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, nil)
-	start := func(ip, from string) *rawClient {
-		r := dialRawProto(t, h.addr, postfixProtocol)
-		r.want('C', connectData("client.example", ip), 'c')
-		r.want('H', cstr("mail.client.example"), 'c')
-		r.send('D', macroData('M', "{client_addr}", ip, "j", testAuthservID))
-		r.want('M', cstr("<"+from+">"), 'c')
-		r.want('R', cstr("<bob@mx.test.example>"), 'c')
-		return r
-	}
-	evaluated := start("198.51.100.7", "a@reject.example")
-	bypassed := start("127.0.0.1", "b@reject.example")
-	idle := dialRawProto(t, h.addr, postfixProtocol)
-	idle.want('C', connectData("client.example", "198.51.100.8"), 'c')
-
-	waitConns := func(n int) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); h.srv.ActiveConnections() != n; {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d connections, want %d", h.srv.ActiveConnections(), n)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	waitConns(3)
-	// The MTA does not wait for MAIL to be read: wait until both messages
-	// are in flight on our side (a drain before that closes the connection,
-	// as between messages).
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		n := 0
-		h.srv.mu.Lock()
-		for c := range h.srv.conns {
-			if c.ps.InMessage() {
-				n++
-			}
-		}
-		h.srv.mu.Unlock()
-		if n == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d messages in flight, want 2", n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		done <- h.srv.Shutdown(ctx)
-	}()
-	if !idle.closedByServer(5 * time.Second) {
-		t.Fatal("the idle connection was not closed by the drain")
-	}
-	waitConns(2)
-
-	for _, c := range []struct {
-		r      *rawClient
-		code   byte
-		prefix string
-	}{{evaluated, 'y', "550 5.7.1"}, {bypassed, 'a', ""}} {
-		body := sendHeaders(c.r, []byte(message("reject.example")))
-		c.r.want('N', nil, 'c')
-		c.r.want('B', body, 'c')
-		_, code, data := c.r.eom()
-		if code != c.code || !strings.HasPrefix(data, c.prefix) {
-			t.Errorf("message in flight during the drain: %q %q, want %q %q", code, data, c.code, c.prefix)
-		}
-		if !c.r.closedByServer(5 * time.Second) {
-			t.Error("connection still open after its message ended during the drain")
-		}
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Shutdown = %v, want nil (drained)", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Shutdown did not return")
 	}
 }

@@ -28,7 +28,7 @@ type Expired struct {
 
 // expireBatch bounds one delete: each batch is its own short transaction, so
 // that expiring a large backlog never holds the write lock for long.
-const expireBatch = 5000
+var expireBatch int64 = 5000
 
 // Expire deletes the data older than the retention, in bounded batches.
 func (s *Store) Expire(ctx context.Context, now time.Time, r Retention) (Expired, error) {

@@ -6,8 +6,11 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -160,17 +163,12 @@ func (s *Store) RecordRows(ctx context.Context, rows []Row) (RecordResult, error
 		if err != nil {
 			return err
 		}
-		stmt, err := tx.PrepareContext(ctx, upsertRowSQL)
-		if err != nil {
+		if err := upsertRows(ctx, tx, batch, ids); err != nil {
 			return err
 		}
-		defer stmt.Close()
 		lateCount := map[lossKey]int64{}
 		for _, p := range batch {
 			g := groupKey{policy: p.policyKey, begin: unix(p.row.Begin), end: unix(p.row.End)}
-			if err := upsertRow(ctx, stmt, p, ids[p.policyKey]); err != nil {
-				return err
-			}
 			if late[g] {
 				res.LateRows++
 				res.LateMessages += p.row.Count
@@ -226,11 +224,13 @@ func cmpKey(a, b [32]byte) int {
 }
 
 // batchGroups resolves the batch's policy ids and tells which of its groups
-// are already reported. Policies inserted here are noted in newPolicies for
-// caching after commit.
+// are already reported, with one query for the whole batch (a batch spans one
+// or two periods, and reports exist only for closed ones, so the answer is
+// short). Policies inserted here are noted in newPolicies for caching after
+// commit.
 func (s *Store) batchGroups(ctx context.Context, tx *sql.Tx, batch []pendingRow, newPolicies map[[32]byte]int64) (map[[32]byte]int64, map[groupKey]bool, error) {
 	ids := map[[32]byte]int64{}
-	late := map[groupKey]bool{}
+	minEnd, maxEnd := int64(math.MaxInt64), int64(math.MinInt64)
 	for _, p := range batch {
 		if _, ok := ids[p.policyKey]; !ok {
 			id, err := s.policyID(ctx, tx, p.row.Policy)
@@ -240,15 +240,32 @@ func (s *Store) batchGroups(ctx context.Context, tx *sql.Tx, batch []pendingRow,
 			ids[p.policyKey] = id
 			newPolicies[p.policyKey] = id
 		}
-		g := groupKey{policy: p.policyKey, begin: unix(p.row.Begin), end: unix(p.row.End)}
-		if _, ok := late[g]; ok {
-			continue
-		}
-		reported, err := groupReported(ctx, tx, ids[p.policyKey], g.begin, g.end)
-		if err != nil {
+		minEnd, maxEnd = min(minEnd, unix(p.row.End)), max(maxEnd, unix(p.row.End))
+	}
+	type dbGroup struct{ policy, begin, end int64 }
+	reported := map[dbGroup]bool{}
+	rs, err := tx.QueryContext(ctx, `SELECT policy_id, period_begin, period_end FROM reports
+WHERE period_end >= $1 AND period_end <= $2`, minEnd, maxEnd)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var g dbGroup
+		if err := rs.Scan(&g.policy, &g.begin, &g.end); err != nil {
 			return nil, nil, err
 		}
-		late[g] = reported
+		reported[g] = true
+	}
+	if err := rs.Err(); err != nil {
+		return nil, nil, err
+	}
+	late := map[groupKey]bool{}
+	for _, p := range batch {
+		begin, end := unix(p.row.Begin), unix(p.row.End)
+		if reported[dbGroup{ids[p.policyKey], begin, end}] {
+			late[groupKey{policy: p.policyKey, begin: begin, end: end}] = true
+		}
 	}
 	return ids, late, nil
 }
@@ -266,25 +283,64 @@ SELECT (SELECT count(*) FROM reports WHERE policy_id = $1 AND period_begin = $2 
 	return n > 0, err
 }
 
-// upsertRowSQL adds a row or its count. The unique index covers only open
-// rows (report_ref IS NULL): a row already sealed into a report is never
-// changed, and a late equal row starts a new open row beside it.
-const upsertRowSQL = `
-INSERT INTO agg_rows (row_key, policy_id, period_begin, period_end, source_ip, header_from,
-	envelope_from, envelope_to, disposition, dkim_aligned, spf_aligned, reasons, dkim, spf, count)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-ON CONFLICT (row_key) WHERE report_ref IS NULL DO UPDATE SET count = agg_rows.count + excluded.count`
+// upsertChunk is the number of rows one upsert statement carries: 15
+// parameters each, well within both engines' limits (SQLite 32766,
+// PostgreSQL 65535), and one round trip instead of 200.
+const upsertChunk = 200
 
-func upsertRow(ctx context.Context, stmt *sql.Stmt, p pendingRow, policyID int64) error {
-	r := &p.row
-	reasons, dkim, spf, err := encodeLists(r)
-	if err != nil {
-		return err
+// upsertRows adds the batch's rows or their counts, a chunk per statement.
+// The unique index covers only open rows (report_ref IS NULL): a row already
+// sealed into a report is never changed, and a late equal row starts a new
+// open row beside it. The batch holds no two equal rows (mergeRows), which
+// PostgreSQL requires of one INSERT ... ON CONFLICT DO UPDATE.
+func upsertRows(ctx context.Context, tx *sql.Tx, batch []pendingRow, ids map[[32]byte]int64) error {
+	for len(batch) > 0 {
+		n := min(len(batch), upsertChunk)
+		args := make([]any, 0, n*15)
+		for _, p := range batch[:n] {
+			r := &p.row
+			reasons, dkim, spf, err := encodeLists(r)
+			if err != nil {
+				return err
+			}
+			args = append(args, p.key[:], ids[p.policyKey], unix(r.Begin), unix(r.End), r.SourceIP.String(),
+				r.HeaderFrom, r.EnvelopeFrom, r.EnvelopeTo, r.Disposition, r.DKIMAligned, r.SPFAligned,
+				reasons, dkim, spf, r.Count)
+		}
+		if _, err := tx.ExecContext(ctx, upsertRowsSQL(n), args...); err != nil {
+			return err
+		}
+		batch = batch[n:]
 	}
-	_, err = stmt.ExecContext(ctx, p.key[:], policyID, unix(r.Begin), unix(r.End), r.SourceIP.String(),
-		r.HeaderFrom, r.EnvelopeFrom, r.EnvelopeTo, r.Disposition, r.DKIMAligned, r.SPFAligned,
-		reasons, dkim, spf, r.Count)
-	return err
+	return nil
+}
+
+// upsertSQL caches the statement text by its number of rows.
+var upsertSQL sync.Map
+
+func upsertRowsSQL(n int) string {
+	if q, ok := upsertSQL.Load(n); ok {
+		return q.(string)
+	}
+	var b strings.Builder
+	b.WriteString(`INSERT INTO agg_rows (row_key, policy_id, period_begin, period_end, source_ip, header_from,
+	envelope_from, envelope_to, disposition, dkim_aligned, spf_aligned, reasons, dkim, spf, count) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(")
+		for j := range 15 {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "$%d", i*15+j+1)
+		}
+		b.WriteString(")")
+	}
+	b.WriteString(` ON CONFLICT (row_key) WHERE report_ref IS NULL DO UPDATE SET count = agg_rows.count + excluded.count`)
+	q, _ := upsertSQL.LoadOrStore(n, b.String())
+	return q.(string)
 }
 
 // encodeLists encodes the row's lists as JSON text: read back only by this

@@ -177,3 +177,36 @@ func TestRecordConcurrent(t *testing.T) {
 
 // cmpAddr compares netip.Addr values (their fields are unexported).
 var cmpAddr = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+
+// TestRecordLargeBatch: a batch of more distinct rows than one statement
+// carries, recorded twice.
+func TestRecordLargeBatch(t *testing.T) {
+	forEngines(t, func(t *testing.T, url string) {
+		s := open(t, url, nil)
+		var rows []Row
+		for i := range 2*upsertChunk + 37 {
+			rows = append(rows, row("example.com", fmt.Sprintf("10.0.%d.%d", i/256, i%256), int64(i+1)))
+		}
+		for range 2 {
+			if res := record(t, s, rows...); res.Rows != len(rows) {
+				t.Fatalf("RecordRows: %+v", res)
+			}
+		}
+		got, err := s.GroupRows(context.Background(), group("example.com"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(rows) {
+			t.Fatalf("%d rows, want %d", len(got), len(rows))
+		}
+		byIP := map[netip.Addr]int64{}
+		for _, r := range got {
+			byIP[r.SourceIP] = r.Count
+		}
+		for _, r := range rows {
+			if byIP[r.SourceIP] != 2*r.Count {
+				t.Errorf("%s: count %d, want %d", r.SourceIP, byIP[r.SourceIP], 2*r.Count)
+			}
+		}
+	})
+}

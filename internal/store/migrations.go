@@ -51,8 +51,8 @@ CREATE TABLE agg_rows (
 	report_ref BIGINT
 );
 CREATE UNIQUE INDEX agg_rows_open ON agg_rows (row_key) WHERE report_ref IS NULL;
-CREATE INDEX agg_rows_group ON agg_rows (policy_id, period_begin, period_end);
-CREATE INDEX agg_rows_period ON agg_rows (period_begin);
+CREATE INDEX agg_rows_group ON agg_rows (policy_id, period_begin, period_end, report_ref);
+CREATE INDEX agg_rows_period ON agg_rows (period_end);
 CREATE INDEX agg_rows_report ON agg_rows (report_ref) WHERE report_ref IS NOT NULL;
 
 CREATE TABLE counters (

@@ -129,12 +129,14 @@ func (s *Store) DueGroups(ctx context.Context, w Window) ([]Group, error) {
 	rs, err := s.db.QueryContext(ctx, `
 SELECT p.domain, p.p, p.sp, p.np, p.adkim, p.aspf, p.fo, p.testing, p.discovery_method, g.period_begin, g.period_end
 FROM (
-	SELECT DISTINCT r.policy_id, r.period_begin, r.period_end FROM agg_rows r
-	WHERE r.report_ref IS NULL AND r.period_end <= $1 AND r.period_end > $2
-	AND NOT EXISTS (SELECT 1 FROM reports x WHERE x.policy_id = r.policy_id
-		AND x.period_begin = r.period_begin AND x.period_end = r.period_end)
-	AND NOT EXISTS (SELECT 1 FROM agg_rows z WHERE z.policy_id = r.policy_id
-		AND z.period_begin = r.period_begin AND z.period_end = r.period_end AND z.report_ref IS NOT NULL)
+	SELECT o.policy_id, o.period_begin, o.period_end FROM (
+		SELECT policy_id, period_begin, period_end FROM agg_rows
+		WHERE report_ref IS NULL AND period_end <= $1 AND period_end > $2
+		GROUP BY policy_id, period_begin, period_end) o
+	WHERE NOT EXISTS (SELECT 1 FROM reports x WHERE x.policy_id = o.policy_id
+		AND x.period_begin = o.period_begin AND x.period_end = o.period_end)
+	AND NOT EXISTS (SELECT 1 FROM agg_rows z WHERE z.policy_id = o.policy_id
+		AND z.period_begin = o.period_begin AND z.period_end = o.period_end AND z.report_ref IS NOT NULL)
 	UNION
 	SELECT x.policy_id, x.period_begin, x.period_end FROM reports x
 	WHERE x.state <> 'done' AND x.lease_until <= $3

@@ -35,10 +35,12 @@ func TestClaimExactlyOnce(t *testing.T) {
 		var mu sync.Mutex
 		wins := map[string][]string{}
 		var wg sync.WaitGroup
+		start := make(chan struct{})
 		for i, s := range claimers {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				<-start
 				holder := fmt.Sprintf("mx%d", i)
 				for j := range groups {
 					// One claimer goes forwards, the other backwards,
@@ -61,6 +63,7 @@ func TestClaimExactlyOnce(t *testing.T) {
 				}
 			}()
 		}
+		close(start)
 		wg.Wait()
 		perHolder := map[string]int{}
 		for _, g := range groups {

@@ -163,7 +163,7 @@ func (s *Store) RecordRows(ctx context.Context, rows []Row) (RecordResult, error
 		if err != nil {
 			return err
 		}
-		if err := upsertRows(ctx, tx, batch, ids); err != nil {
+		if err := s.upsertRows(ctx, tx, batch, ids); err != nil {
 			return err
 		}
 		lateCount := map[lossKey]int64{}
@@ -293,7 +293,7 @@ const upsertChunk = 200
 // sealed into a report is never changed, and a late equal row starts a new
 // open row beside it. The batch holds no two equal rows (mergeRows), which
 // PostgreSQL requires of one INSERT ... ON CONFLICT DO UPDATE.
-func upsertRows(ctx context.Context, tx *sql.Tx, batch []pendingRow, ids map[[32]byte]int64) error {
+func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, batch []pendingRow, ids map[[32]byte]int64) error {
 	for len(batch) > 0 {
 		n := min(len(batch), upsertChunk)
 		args := make([]any, 0, n*15)
@@ -307,7 +307,7 @@ func upsertRows(ctx context.Context, tx *sql.Tx, batch []pendingRow, ids map[[32
 				r.HeaderFrom, r.EnvelopeFrom, r.EnvelopeTo, r.Disposition, r.DKIMAligned, r.SPFAligned,
 				reasons, dkim, spf, r.Count)
 		}
-		if _, err := tx.ExecContext(ctx, upsertRowsSQL(n), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, upsertRowsSQL(s.engine, n), args...); err != nil {
 			return err
 		}
 		batch = batch[n:]
@@ -315,11 +315,19 @@ func upsertRows(ctx context.Context, tx *sql.Tx, batch []pendingRow, ids map[[32
 	return nil
 }
 
-// upsertSQL caches the statement text by its number of rows.
+// upsertSQL caches the statement text by engine and number of rows.
 var upsertSQL sync.Map
 
-func upsertRowsSQL(n int) string {
-	if q, ok := upsertSQL.Load(n); ok {
+type upsertShape struct {
+	engine Engine
+	rows   int
+}
+
+// upsertRowsSQL is the upsert of n rows. SQLite gets anonymous "?"
+// parameters: it resolves each "$N" by a linear search of the names seen so
+// far, which for 3000 parameters cost more than the insert.
+func upsertRowsSQL(e Engine, n int) string {
+	if q, ok := upsertSQL.Load(upsertShape{e, n}); ok {
 		return q.(string)
 	}
 	var b strings.Builder
@@ -334,12 +342,16 @@ func upsertRowsSQL(n int) string {
 			if j > 0 {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(&b, "$%d", i*15+j+1)
+			if e == SQLite {
+				b.WriteString("?")
+			} else {
+				fmt.Fprintf(&b, "$%d", i*15+j+1)
+			}
 		}
 		b.WriteString(")")
 	}
 	b.WriteString(` ON CONFLICT (row_key) WHERE report_ref IS NULL DO UPDATE SET count = agg_rows.count + excluded.count`)
-	q, _ := upsertSQL.LoadOrStore(n, b.String())
+	q, _ := upsertSQL.LoadOrStore(upsertShape{e, n}, b.String())
 	return q.(string)
 }
 

@@ -32,8 +32,8 @@ type DomainStatus struct {
 	Suppressed []Suppression
 }
 
-// Status sums up every domain with data in the periods that begin at or after
-// since, by domain.
+// Status sums up every domain with data in the periods that end after since
+// (rows) or begin at or after it (counters and reports), by domain.
 func (s *Store) Status(ctx context.Context, since time.Time) ([]DomainStatus, error) {
 	st := statusSet{by: map[string]*DomainStatus{}}
 	steps := []func(context.Context, *statusSet, int64) error{s.statusRows, s.statusLosses, s.statusReports, s.statusSuppressed}
@@ -78,7 +78,7 @@ func (s *Store) each(ctx context.Context, query string, args []any, scan func(*s
 
 func (s *Store) statusRows(ctx context.Context, st *statusSet, since int64) error {
 	return s.each(ctx, `SELECT p.domain, count(*), sum(r.count) FROM agg_rows r JOIN policies p ON p.id = r.policy_id
-WHERE r.period_begin >= $1 GROUP BY p.domain`, []any{since}, func(rs *sql.Rows) error {
+WHERE r.period_end > $1 GROUP BY p.domain`, []any{since}, func(rs *sql.Rows) error {
 		var domain string
 		var n, m int64
 		if err := rs.Scan(&domain, &n, &m); err != nil {

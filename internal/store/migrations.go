@@ -12,7 +12,8 @@ import (
 // database is the number of steps applied to it. Append new steps at the end
 // (received reports, dashboard settings); never edit or reorder an applied
 // one. A step is plain SQL with two engine words filled in: {id} (an integer
-// primary key the database numbers) and {bytes} (a binary column).
+// primary key the database numbers) and {bytes} (a binary column). Statements
+// are split at ";", so a step holds no semicolon inside a literal.
 var migrations = []string{
 	// 1: aggregate rows, counters, reports and their deliveries, suppressions.
 	`

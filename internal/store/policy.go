@@ -40,14 +40,18 @@ func (s *Store) policyID(ctx context.Context, tx *sql.Tx, p Policy) (int64, erro
 	if ok {
 		return id, nil
 	}
-	// DO UPDATE (a no-op) rather than DO NOTHING, so that RETURNING
-	// yields the id of an existing row too.
-	err := tx.QueryRowContext(ctx, `
+	// DO NOTHING takes no lock on an existing row (two batches resolving
+	// the same policies in different orders cannot deadlock); it waits for
+	// a concurrent insert of the same key to end, after which the SELECT
+	// (a new snapshot) sees the row.
+	_, err := tx.ExecContext(ctx, `
 INSERT INTO policies (policy_key, domain, p, sp, np, adkim, aspf, fo, testing, discovery_method)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-ON CONFLICT (policy_key) DO UPDATE SET domain = excluded.domain
-RETURNING id`,
-		k[:], p.Domain, p.P, p.SP, p.NP, p.ADKIM, p.ASPF, p.FO, p.Testing, p.DiscoveryMethod).Scan(&id)
+ON CONFLICT (policy_key) DO NOTHING`,
+		k[:], p.Domain, p.P, p.SP, p.NP, p.ADKIM, p.ASPF, p.FO, p.Testing, p.DiscoveryMethod)
+	if err == nil {
+		err = tx.QueryRowContext(ctx, `SELECT id FROM policies WHERE policy_key = $1`, k[:]).Scan(&id)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("store: policy: %w", err)
 	}

@@ -3,10 +3,12 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 )
 
@@ -43,4 +45,12 @@ func (s *Store) forUpdate() string {
 	}
 	// SQLite: the transaction already holds the database's write lock.
 	return ""
+}
+
+// pgRetryable tells whether err is PostgreSQL aborting a transaction that
+// would succeed when run again: a deadlock victim (40P01) or a serialization
+// failure (40001).
+func pgRetryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }

@@ -308,3 +308,64 @@ var cmpEmpty = cmp.Comparer(func(a, b []string) bool {
 	}
 	return true
 })
+
+// TestRecordWhileClaiming: recorders keep writing into a group while its
+// report is claimed. No message is lost (the sealed rows and the late rows add
+// up to what was recorded) and the report's rows do not change after the
+// claim.
+func TestRecordWhileClaiming(t *testing.T) {
+	const recorders, batches = 2, 30
+	forEngines(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		clk := newClock(day0.Add(25 * time.Hour))
+		claimer := open(t, url, clk)
+		record(t, claimer, row("example.com", "192.0.2.250", 1))
+		var wg sync.WaitGroup
+		var total sync.Map
+		for w := range recorders {
+			s := open(t, url, clk)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var n int64
+				for b := range batches {
+					var rows []Row
+					for i := range 20 {
+						rows = append(rows, row("example.com", fmt.Sprintf("192.0.2.%d", (i*7+b+w)%40), 1))
+					}
+					if _, err := s.RecordRows(ctx, rows); err != nil {
+						t.Error(err)
+						return
+					}
+					n += int64(len(rows))
+				}
+				total.Store(w, n)
+			}()
+		}
+		time.Sleep(20 * time.Millisecond)
+		c, err := claimer.ClaimReport(ctx, group("example.com"), "mx", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := func(rows []Row, err error) (n int64) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rows {
+				n += r.Count
+			}
+			return n
+		}
+		atClaim := sum(claimer.ReportRows(ctx, c))
+		wg.Wait()
+		want := int64(1)
+		total.Range(func(_, v any) bool { want += v.(int64); return true })
+		if got := sum(claimer.GroupRows(ctx, group("example.com"))); got != want {
+			t.Errorf("group holds %d messages, %d recorded", got, want)
+		}
+		if after := sum(claimer.ReportRows(ctx, c)); after != atClaim {
+			t.Errorf("report rows changed after the claim: %d messages, then %d", atClaim, after)
+		}
+		t.Logf("%d of %d messages in the report, the rest late", atClaim, want)
+	})
+}

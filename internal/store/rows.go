@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"slices"
@@ -229,18 +230,22 @@ func cmpKey(a, b [32]byte) int {
 // short). Policies inserted here are noted in newPolicies for caching after
 // commit.
 func (s *Store) batchGroups(ctx context.Context, tx *sql.Tx, batch []pendingRow, newPolicies map[[32]byte]int64) (map[[32]byte]int64, map[groupKey]bool, error) {
-	ids := map[[32]byte]int64{}
+	// Policies in key order: two batches inserting the same new policies
+	// wait for each other in one order and cannot deadlock.
+	policies := map[[32]byte]Policy{}
 	minEnd, maxEnd := int64(math.MaxInt64), int64(math.MinInt64)
 	for _, p := range batch {
-		if _, ok := ids[p.policyKey]; !ok {
-			id, err := s.policyID(ctx, tx, p.row.Policy)
-			if err != nil {
-				return nil, nil, err
-			}
-			ids[p.policyKey] = id
-			newPolicies[p.policyKey] = id
-		}
+		policies[p.policyKey] = p.row.Policy
 		minEnd, maxEnd = min(minEnd, unix(p.row.End)), max(maxEnd, unix(p.row.End))
+	}
+	ids := map[[32]byte]int64{}
+	for _, k := range slices.SortedFunc(maps.Keys(policies), cmpKey) {
+		id, err := s.policyID(ctx, tx, policies[k])
+		if err != nil {
+			return nil, nil, err
+		}
+		ids[k] = id
+		newPolicies[k] = id
 	}
 	type dbGroup struct{ policy, begin, end int64 }
 	reported := map[dbGroup]bool{}

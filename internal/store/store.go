@@ -155,17 +155,29 @@ func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
 // inTx runs fn in one transaction (BEGIN IMMEDIATE on SQLite: the write lock
 // is taken at the start, so two writers never deadlock upgrading a read lock)
-// and commits it, or rolls it back when fn fails.
+// and commits it, or rolls it back when fn fails. On PostgreSQL, a transaction
+// chosen as a deadlock victim or failing serialization is run again (twice at
+// most): fn must be safe to repeat.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := s.tryTx(ctx, fn)
+		if err == nil || attempt == 3 || !pgRetryable(err) {
+			return s.wrap(err)
+		}
+		s.log.Debug("store transaction retried", "attempt", attempt, "err", err)
+	}
+}
+
+func (s *Store) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return s.wrap(err)
+		return err
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		return s.wrap(err)
+		return err
 	}
-	return s.wrap(tx.Commit())
+	return tx.Commit()
 }
 
 // wrap classifies engine errors (a corrupt SQLite file) into our sentinels.

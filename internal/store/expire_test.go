@@ -38,7 +38,8 @@ func TestExpire(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.SaveBuilt(ctx, c, Built{ReportID: "r", Filename: "f"}); err != nil {
+		if err := s.SaveBuilt(ctx, c, Built{ReportID: "r", Filename: "f",
+			Deliveries: []Delivery{{Address: "x@d1.example", State: DeliverySuppressed}}}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.ClaimReport(ctx, group("building.example"), "mx", time.Hour); err != nil {
@@ -63,6 +64,11 @@ func TestExpire(t *testing.T) {
 		}
 		if len(left) != 2 || left["d0.example"] != 1 || left["building.example"] != 1 {
 			t.Errorf("rows left by domain: %v, want the recent d0 row and building.example's", left)
+		}
+		// The report's delivery records went with it.
+		var deliveries int
+		if err := s.db.QueryRow(`SELECT count(*) FROM deliveries`).Scan(&deliveries); err != nil || deliveries != 0 {
+			t.Errorf("%d delivery records left (%v), want 0", deliveries, err)
 		}
 		// Zero retention keeps everything.
 		if ex, err := s.Expire(ctx, clk.Now().Add(1000*24*time.Hour), Retention{}); err != nil || ex != (Expired{}) {

@@ -49,6 +49,9 @@ type Server struct {
 	asPG  bool // run the programs as the postgres user (we are root)
 	admin *sql.DB
 	seq   atomic.Int64
+	// watchdog stops the server if the test binary dies without Stop (a
+	// panic, a timeout, kill -9).
+	watchdog *exec.Cmd
 }
 
 var (
@@ -176,11 +179,34 @@ func (s *Server) start() error {
 		return fmt.Errorf("pgtest: connect: %w", err)
 	}
 	s.admin = db
+	return s.startWatchdog()
+}
+
+// startWatchdog starts a shell that outlives a dying test binary: once our
+// process is gone it stops the server and removes its directory. It runs as
+// the server's user, and polls /proc (a signal test would fail across users).
+func (s *Server) startWatchdog() error {
+	script := fmt.Sprintf(`while [ -d /proc/%d ]; do sleep 1; done; %q -D %q -m immediate -w stop >/dev/null 2>&1; rm -rf %q`,
+		os.Getpid(), filepath.Join(s.bin, "pg_ctl"), filepath.Join(s.dir, "data"), s.dir)
+	c := s.cmd("/bin/sh", "-c", script)
+	c.Path, c.Args = "/bin/sh", []string{"/bin/sh", "-c", script}
+	if c.SysProcAttr == nil {
+		c.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	c.SysProcAttr.Setpgid = true // not killed with the test's process group
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("pgtest: watchdog: %w", err)
+	}
+	s.watchdog = c
 	return nil
 }
 
 // Stop stops the server and removes its directory.
 func (s *Server) Stop() {
+	if s.watchdog != nil {
+		s.watchdog.Process.Kill()
+		s.watchdog.Wait()
+	}
 	if s.admin != nil {
 		s.admin.Close()
 	}

@@ -2,7 +2,12 @@ package pgtest
 
 import (
 	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -41,4 +46,37 @@ func open(t *testing.T, conn string) *sql.DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// TestWatchdog: a test binary that dies without stopping its server (here
+// os.Exit in the middle of a test) leaves no server behind.
+func TestWatchdog(t *testing.T) {
+	if os.Getenv("PGTEST_DIE") == "1" {
+		fmt.Println("DIR", Require(t).Dir())
+		os.Exit(3)
+	}
+	Require(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWatchdog$")
+	cmd.Env = append(os.Environ(), "PGTEST_DIE=1")
+	out, _ := cmd.Output()
+	var dir string
+	for _, line := range strings.Split(string(out), "\n") {
+		if d, ok := strings.CutPrefix(line, "DIR "); ok {
+			dir = d
+		}
+	}
+	if dir == "" {
+		t.Fatalf("the child printed no server directory:\n%s", out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := os.Stat(dir)
+		if os.IsNotExist(err) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server directory %s still there 30 s after its test binary died", dir)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

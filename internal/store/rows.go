@@ -498,3 +498,28 @@ func (s *Store) lookupPolicy(ctx context.Context, p Policy) (int64, bool, error)
 	s.rememberPolicy(k, id)
 	return id, true, nil
 }
+
+// Groups lists the groups with rows whose period begins in [since, until),
+// reported or not, oldest first: what `report build` previews.
+func (s *Store) Groups(ctx context.Context, since, until time.Time) ([]Group, error) {
+	var out []Group
+	err := s.each(ctx, `SELECT p.domain, p.p, p.sp, p.np, p.adkim, p.aspf, p.fo, p.testing, p.discovery_method,
+	g.period_begin, g.period_end
+FROM (SELECT policy_id, period_begin, period_end FROM agg_rows
+	WHERE period_end > $1 AND period_begin >= $1 AND period_begin < $2
+	GROUP BY policy_id, period_begin, period_end) g
+JOIN policies p ON p.id = g.policy_id
+ORDER BY g.period_begin, g.period_end, p.domain, p.p, p.sp, p.np, p.adkim, p.aspf, p.fo, p.testing, p.discovery_method`, []any{unix(since), unix(until)}, func(rs *sql.Rows) error {
+		var g Group
+		var b, e int64
+		p := &g.Policy
+		if err := rs.Scan(&p.Domain, &p.P, &p.SP, &p.NP, &p.ADKIM, &p.ASPF, &p.FO, &p.Testing,
+			&p.DiscoveryMethod, &b, &e); err != nil {
+			return err
+		}
+		g.Begin, g.End = fromUnix(b), fromUnix(e)
+		out = append(out, g)
+		return nil
+	})
+	return out, s.wrap(err)
+}

@@ -210,3 +210,28 @@ func TestRecordLargeBatch(t *testing.T) {
 		}
 	})
 }
+
+// TestGroups: the groups of a range, one per policy configuration and
+// period.
+func TestGroups(t *testing.T) {
+	forEngines(t, func(t *testing.T, url string) {
+		s := open(t, url, nil)
+		next := row("b.example", "192.0.2.1", 1)
+		next.Begin, next.End = next.Begin.Add(24*time.Hour), next.End.Add(24*time.Hour)
+		monitor := row("b.example", "192.0.2.1", 1)
+		monitor.Policy.P = "none"
+		record(t, s, row("b.example", "192.0.2.1", 1), row("b.example", "192.0.2.2", 1), monitor,
+			row("a.example", "192.0.2.1", 1), next)
+		got, err := s.Groups(context.Background(), day0, day0.Add(24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []Group{group("a.example"), {Policy: monitor.Policy, Begin: monitor.Begin, End: monitor.End}, group("b.example")}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("groups (-want +got):\n%s", diff)
+		}
+		if got, _ := s.Groups(context.Background(), day0, day0.Add(48*time.Hour)); len(got) != 4 {
+			t.Errorf("two days: %d groups, want 4", len(got))
+		}
+	})
+}

@@ -152,7 +152,7 @@ type groupKey struct {
 // An invalid row fails the whole batch with ErrInvalid.
 func (s *Store) RecordRows(ctx context.Context, rows []Row) (RecordResult, error) {
 	batch, err := mergeRows(rows)
-	if err != nil {
+	if err != nil || len(batch) == 0 {
 		return RecordResult{}, err
 	}
 	res := RecordResult{Rows: len(batch)}

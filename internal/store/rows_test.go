@@ -122,6 +122,9 @@ func TestRecordInvalid(t *testing.T) {
 			}
 		})
 	}
+	if res, err := s.RecordRows(context.Background(), nil); err != nil || res != (RecordResult{}) {
+		t.Errorf("empty batch: %+v, %v", res, err)
+	}
 	rows, err := s.GroupRows(context.Background(), group("example.com"))
 	if err != nil || len(rows) != 0 {
 		t.Errorf("after failed batches: %d rows, %v; want none", len(rows), err)

@@ -1,0 +1,6 @@
+//go:build !unix
+
+package store
+
+// chownRootFile: file ownership is a Unix matter.
+func chownRootFile(string) error { return nil }

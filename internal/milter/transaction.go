@@ -43,6 +43,14 @@ type Transaction struct {
 	eoh        bool
 	dkim       *verify.DKIMVerifier
 	dkimCancel context.CancelFunc
+	// arc validates the ARC chain; it is made at the first ARC field, and
+	// held keeps the fields before it (references to the strings the DKIM
+	// verifier keeps anyway) so that it can be given the whole header: a
+	// message without ARC fields never makes one.
+	arc       *verify.ARCVerifier
+	arcCancel context.CancelFunc
+	held      []HeaderField
+	heldBuf   *[]HeaderField // held's pooled backing slice
 
 	spfMail, spfHelo pending.Check[verify.SPFResult]
 	discoveries      []discovery // one per Author Domain whose discovery was started
@@ -114,6 +122,9 @@ func (t *Transaction) Close() {
 	if t.dkim != nil {
 		t.dkim.Abort()
 	}
+	if t.arc != nil {
+		t.arc.Abort()
+	}
 }
 
 // SetQueueID records the MTA's queue id (macro i), which Postfix assigns at
@@ -162,6 +173,7 @@ func (t *Transaction) Header(name, value string) {
 		t.listHeader = true // RFC 2919, RFC 2369: a mailing list, an indirect flow
 	}
 	_ = t.dkim.Header(name, value) // only ErrDKIMOrder, impossible here
+	t.arcHeader(name, value, ascii)
 	if sameNameASCII(name, ascii, "from", true) {
 		t.fromFields = append(t.fromFields, value)
 		if len(t.fromFields) == 1 {
@@ -184,6 +196,7 @@ func (t *Transaction) EndOfHeaders() {
 	if t.dkim == nil || t.bypass == BypassAuthenticated {
 		return
 	}
+	t.startARC()
 	if t.dkim.Signatures() == 0 {
 		_ = t.dkim.EndOfHeaders(t.ctx) // no key lookups: no deadline needed
 		return
@@ -204,6 +217,9 @@ func (t *Transaction) BodyChunk(p []byte) {
 		return
 	}
 	_, _ = t.dkim.Write(p) // an error means verification stopped; Finish reports it
+	if t.arc != nil {
+		_, _ = t.arc.Write(p) // likewise
+	}
 }
 
 // tracef records one step for the evaluate subcommand and the debug log.

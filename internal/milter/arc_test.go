@@ -1,0 +1,237 @@
+package milter
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	milter "github.com/emersion/go-milter"
+
+	"github.com/dmarc-milter/dmarc-milter/internal/authres"
+	"github.com/dmarc-milter/dmarc-milter/internal/config"
+	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
+	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
+)
+
+// The list that seals in these tests: its key is testKey, published at
+// arc._domainkey.lists.test.example by addSealerKey.
+const testSealer = "lists.test.example"
+
+func addSealerKey(t *testing.T, add func(lines ...string)) {
+	t.Helper()
+	pub := base64.StdEncoding.EncodeToString(testKey.Public().(ed25519.PublicKey))
+	add(`arc._domainkey.` + testSealer + `. 300 IN TXT "v=DKIM1; k=ed25519; p=` + pub + `"`)
+}
+
+// arcSeal adds one ARC set (RFC 8617 §5.1) by sealer to raw (LF line ends,
+// no ARC set yet: instance 1, cv=none), with the given assessment as the
+// ARC-Authentication-Results payload, relaxed/relaxed, signing h. It is a
+// plain whole-string sealer written for these tests (we do not seal in the
+// product; pkg/verify's tests check the verifier against dkimpy).
+func arcSeal(t *testing.T, raw, aar, h string) string {
+	t.Helper()
+	msg := strings.ReplaceAll(raw, "\n", "\r\n")
+	head, body, _ := strings.Cut(msg, "\r\n\r\n")
+	var fields []string
+	for _, line := range strings.SplitAfter(head+"\r\n", "\r\n") {
+		switch {
+		case line == "":
+		case (line[0] == ' ' || line[0] == '\t') && len(fields) > 0:
+			fields[len(fields)-1] += line
+		default:
+			fields = append(fields, line)
+		}
+	}
+	relaxed := func(f string) string {
+		name, value, _ := strings.Cut(f, ":")
+		value = strings.Join(strings.Fields(strings.ReplaceAll(value, "\r\n", "")), " ")
+		return strings.ToLower(strings.TrimSpace(name)) + ":" + value + "\r\n"
+	}
+	var cb []string
+	for _, l := range strings.Split(body, "\r\n") {
+		cb = append(cb, strings.TrimRight(strings.Join(strings.Fields(l), " "), " "))
+		if l != "" && (l[0] == ' ' || l[0] == '\t') && cb[len(cb)-1] != "" {
+			cb[len(cb)-1] = " " + cb[len(cb)-1]
+		}
+	}
+	canonBody := strings.TrimRight(strings.Join(cb, "\r\n"), "\r\n")
+	if canonBody != "" {
+		canonBody += "\r\n"
+	}
+	bh := sha256.Sum256([]byte(canonBody))
+	sign := func(data string) string {
+		d := sha256.Sum256([]byte(data))
+		return base64.StdEncoding.EncodeToString(ed25519.Sign(testKey, d[:]))
+	}
+	aarField := "ARC-Authentication-Results: i=1; " + aar + "\r\n"
+	all := append([]string{aarField}, fields...)
+	ams := "ARC-Message-Signature: i=1; a=ed25519-sha256; c=relaxed/relaxed; d=" + testSealer +
+		"; s=arc; t=1700000000; h=" + h + "; bh=" + base64.StdEncoding.EncodeToString(bh[:]) + "; b="
+	var in strings.Builder
+	used := map[int]bool{}
+	for _, name := range strings.Split(h, ":") {
+		for k := len(all) - 1; k >= 0; k-- { // RFC 6376 §5.4.2: from the bottom
+			if n, _, _ := strings.Cut(all[k], ":"); !used[k] && strings.EqualFold(strings.TrimSpace(n), name) {
+				used[k] = true
+				in.WriteString(relaxed(all[k]))
+				break
+			}
+		}
+	}
+	in.WriteString(strings.TrimSuffix(relaxed(ams), "\r\n"))
+	amsField := ams + sign(in.String()) + "\r\n"
+	seal := "ARC-Seal: i=1; a=ed25519-sha256; cv=none; d=" + testSealer + "; s=arc; t=1700000000; b="
+	sealed := sign(relaxed(aarField) + relaxed(amsField) + strings.TrimSuffix(relaxed(seal), "\r\n"))
+	out := seal + sealed + "\r\n" + amsField + aarField + strings.Join(fields, "") + "\r\n" + body
+	return strings.ReplaceAll(out, "\r\n", "\n")
+}
+
+// listMessage is a message by alice@reject.example (p=reject, SPF -all)
+// that the list sealed after checking it passed DMARC, as received from
+// the list: DMARC fails here.
+func listMessage(t *testing.T, aar string) string {
+	return arcSeal(t, message("reject.example", "List-Id: <dev.lists.test.example>"),
+		testSealer+"; dkim=pass header.d=reject.example; dmarc=pass header.from=reject.example"+aar, "from:to:subject:date:list-id")
+}
+
+// TestARCConversation drives sealed and unsealed messages through the milter
+// protocol: arc= in our Authentication-Results (RFC 8617 §6) whatever the
+// local policy, and the override only with the sealer trusted.
+func TestARCConversation(t *testing.T) {
+	t.Parallel()
+	trust := func(indirect policy.IndirectHandling) func(*config.Config) {
+		return func(c *config.Config) {
+			c.DMARC.TrustedARCSealers = []string{testSealer}
+			c.Actions.IndirectFlow = indirect
+			c.Actions.RejectPolicy = policy.RejectReject // list headers count for nothing
+		}
+	}
+	untrusted := func(c *config.Config) { c.Actions.RejectPolicy = policy.RejectReject }
+	cases := []struct {
+		name    string
+		mod     func(*config.Config)
+		raw     func(t *testing.T) string
+		act     milter.ActionCode
+		ar      []string // substrings of our A-R (delivered mail)
+		logged  []string // substrings of the verdict line
+		quarant bool
+	}{
+		{name: "trusted sealer, deliver", mod: trust(policy.IndirectDeliver), raw: func(t *testing.T) string { return listMessage(t, "") },
+			act: milter.ActAccept, ar: []string{"arc=pass (i=1 d=" + testSealer + ") header.oldest-pass=0 smtp.remote-ip=192.0.2.99", "dmarc=fail (p=reject dis=none) reason=trusted_forwarder header.from=reject.example policy.dmarc=none"},
+			logged: []string{"arc=pass", "trusted-arc-sealer: trusted ARC sealer " + testSealer + " (i=1) saw dmarc=pass header.from=reject.example"}},
+		{name: "trusted sealer, quarantine", mod: trust(policy.IndirectQuarantine), raw: func(t *testing.T) string { return listMessage(t, "") },
+			act: milter.ActAccept, quarant: true, ar: []string{"arc=pass", "dmarc=fail (p=reject dis=quarantine) reason=trusted_forwarder header.from=reject.example policy.dmarc=quarantine"}},
+		{name: "untrusted sealer: rejected as without ARC", mod: untrusted, raw: func(t *testing.T) string { return listMessage(t, "") },
+			act: milter.ActReplyCode, logged: []string{"arc=pass", "action=reject"}},
+		{name: "trusted sealer, body changed after sealing", mod: trust(policy.IndirectDeliver), raw: func(t *testing.T) string { return listMessage(t, "") + "added\n" },
+			act: milter.ActReplyCode, logged: []string{"arc=fail", "action=reject"}},
+		{name: "trusted sealer, its AAR says dmarc=fail", mod: trust(policy.IndirectDeliver), raw: func(t *testing.T) string {
+			return arcSeal(t, message("reject.example"), testSealer+"; dmarc=fail header.from=reject.example", "from:to:subject:date")
+		}, act: milter.ActReplyCode, logged: []string{"arc=pass", "action=reject"}},
+		{name: "no ARC: arc=none, nothing else changes", mod: trust(policy.IndirectDeliver), raw: func(t *testing.T) string { return message("quar.example") },
+			act: milter.ActAccept, quarant: true, ar: []string{"arc=none;", "dmarc=fail (p=quarantine dis=quarantine) header.from=quar.example policy.dmarc=quarantine"}, logged: []string{`arc=none`}},
+		{name: "a signed field above the ARC set is replayed to the verifier", mod: trust(policy.IndirectDeliver), raw: func(t *testing.T) string {
+			s := arcSeal(t, message("reject.example", "X-Top: 1"), testSealer+"; dmarc=pass header.from=reject.example", "x-top:from:to:subject:date")
+			i := strings.Index(s, "X-Top: 1\n")
+			return "X-Top: 1\n" + s[:i] + s[i+len("X-Top: 1\n"):]
+		}, act: milter.ActAccept, ar: []string{"arc=pass", "policy.dmarc=none"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, c.mod)
+			addSealerKey(t, h.dns.MustAdd)
+			s := h.session("192.0.2.99")
+			r := h.send(s, msg{mailFrom: "dev-bounces@" + testSealer, raw: c.raw(t)})
+			if r.act == nil || r.act.Code != c.act {
+				t.Fatalf("action %+v, want %c\n%s", r.act, c.act, h.logs)
+			}
+			if c.act == milter.ActAccept {
+				checkQuarantine(t, r, false, c.quarant)
+				ars := r.inserted(authres.FieldName)
+				if len(ars) != 1 {
+					t.Fatalf("inserted A-R %q", ars)
+				}
+				got := strings.Join(strings.Fields(ars[0]), " ")
+				for _, w := range c.ar {
+					if !strings.Contains(got, w) {
+						t.Errorf("A-R %q lacks %q", got, w)
+					}
+				}
+				if _, _, err := authres.Parse(ars[0]); err != nil {
+					t.Errorf("our A-R does not parse: %v", err)
+				}
+			}
+			logs := h.logs.String()
+			for _, w := range c.logged {
+				if !strings.Contains(logs, w) {
+					t.Errorf("log lacks %q:\n%s", w, logs)
+				}
+			}
+		})
+	}
+}
+
+// TestARCOnlyWithARCFields: a message without ARC fields makes no ARC
+// verifier and keeps no fields past its header; one with them makes one,
+// and the evaluate trace shows the chain.
+func TestARCOnlyWithARCFields(t *testing.T) {
+	t.Parallel()
+	e, srv := txEngine(t, nil)
+	addSealerKey(t, srv.MustAdd)
+	env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), Helo: "mail.client.example", MailFrom: "a@reject.example", MTAHost: testAuthservID}
+
+	fields, body := SplitMessage([]byte(message("reject.example", "Received: from a by b", "X-Arc: not one", "Arc-Seal-Like: no")))
+	tx := Begin(context.Background(), e, env, nil)
+	for _, f := range fields {
+		tx.Header(f.Name, f.Value)
+	}
+	tx.EndOfHeaders()
+	if tx.arc != nil || tx.held != nil || tx.heldBuf != nil {
+		t.Errorf("no ARC field: verifier %v, held %d fields", tx.arc != nil, len(tx.held))
+	}
+	tx.BodyChunk(body)
+	if d := tx.End(); d.Verdict.ARC.CV != verify.ChainNone {
+		t.Errorf("cv %q, want none", d.Verdict.ARC.CV)
+	}
+	tx.Close()
+
+	raw := []byte("Received: from list by us\n" + listMessage(t, ""))
+	d := EvaluateMessage(context.Background(), e, env, raw)
+	if d.Verdict.ARC.CV != verify.ChainPass {
+		t.Fatalf("cv %q (%s), want pass", d.Verdict.ARC.CV, d.Verdict.ARC.Reason)
+	}
+	for _, w := range []string{"arc: cv=pass", "  i=1 sealer d=" + testSealer + " s=arc a=ed25519-sha256 cv=none",
+		"    assessment by " + testSealer + ": dkim=pass header.d=reject.example; dmarc=pass header.from=reject.example"} {
+		if !slices.ContainsFunc(d.Trace, func(l string) bool { return strings.HasPrefix(l, w) }) {
+			t.Errorf("trace lacks %q:\n%s", w, strings.Join(d.Trace, "\n"))
+		}
+	}
+}
+
+// TestARCManyFieldsBeforeTheChain: more fields than are held before the
+// first ARC field start the verifier anyway; none is dropped, so a
+// signature over a field far above the chain still verifies.
+func TestARCManyFieldsBeforeTheChain(t *testing.T) {
+	t.Parallel()
+	e, srv := txEngine(t, nil)
+	addSealerKey(t, srv.MustAdd)
+	env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), Helo: "mail.client.example", MailFrom: "a@reject.example", MTAHost: testAuthservID}
+	sealed := arcSeal(t, message("reject.example", "X-Top: 1"), testSealer+"; dmarc=pass header.from=reject.example", "x-top:from:to:subject:date")
+	i := strings.Index(sealed, "X-Top: 1\n")
+	var pad strings.Builder
+	for k := range maxHeld + 10 {
+		pad.WriteString("X-Pad: " + strconv.Itoa(k) + "\n")
+	}
+	raw := "X-Top: 1\n" + pad.String() + sealed[:i] + sealed[i+len("X-Top: 1\n"):]
+	d := EvaluateMessage(context.Background(), e, env, []byte(raw))
+	if d.Verdict.ARC.CV != verify.ChainPass {
+		t.Fatalf("cv %q (%s), want pass", d.Verdict.ARC.CV, d.Verdict.ARC.Reason)
+	}
+}

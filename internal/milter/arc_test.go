@@ -235,3 +235,33 @@ func TestARCManyFieldsBeforeTheChain(t *testing.T) {
 		t.Fatalf("cv %q (%s), want pass", d.Verdict.ARC.CV, d.Verdict.ARC.Reason)
 	}
 }
+
+// TestARCResult: the arc resinfo for each chain status (RFC 8617 §6):
+// smtp.remote-ip whenever there was a chain, header.oldest-pass and the
+// newest sealer for a pass, the failure in reason= for a fail.
+func TestARCResult(t *testing.T) {
+	t.Parallel()
+	v4, v6 := netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("::ffff:192.0.2.8")
+	pass := verify.ARCResult{CV: verify.ChainPass, OldestPass: 2, Sets: []verify.ARCSet{{Instance: 1, SealDomain: "a.example"}, {Instance: 2, SealDomain: "b.example"}}}
+	cases := []struct {
+		name string
+		arc  verify.ARCResult
+		ip   netip.Addr
+		want string
+	}{
+		{"not validated", verify.ARCResult{}, v4, "arc=none"},
+		{"none", verify.ARCResult{CV: verify.ChainNone}, v4, "arc=none"},
+		{"pass", pass, v4, "arc=pass (i=2 d=b.example) header.oldest-pass=2 smtp.remote-ip=192.0.2.7"},
+		{"pass, mapped address", pass, v6, "arc=pass (i=2 d=b.example) header.oldest-pass=2 smtp.remote-ip=192.0.2.8"},
+		{"fail", verify.ARCResult{CV: verify.ChainFail, Reason: "ARC-Seal i=1: signature did not verify"}, v4,
+			`arc=fail reason="ARC-Seal i=1: signature did not verify" smtp.remote-ip=192.0.2.7`},
+		{"fail, no client address", verify.ARCResult{CV: verify.ChainFail, Reason: "structure"}, netip.Addr{}, "arc=fail reason=structure"},
+	}
+	for _, c := range cases {
+		d := &Decision{Verdict: &policy.Verdict{ARC: c.arc}, Env: Envelope{ClientIP: c.ip}}
+		got := strings.TrimPrefix(strings.Join(strings.Fields(authres.Format("x", []authres.Result{arcResult(d)})), " "), "x; ")
+		if got != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.name, got, c.want)
+		}
+	}
+}

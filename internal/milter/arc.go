@@ -118,10 +118,17 @@ func (t *Transaction) finishARC(dl *eomDeadline) verify.ARCResult {
 func (t *Transaction) traceARC(r *verify.ARCResult) {
 	t.tracef("arc: cv=%s (%s)", r.CV, r.Reason)
 	if r.CV == verify.ChainPass {
-		t.tracef("  oldest passing ARC-Message-Signature: i=%d (0: all)", r.OldestPass)
+		t.tracef("  oldest passing ARC-Message-Signature: i=%d (0: all of them verify)", r.OldestPass)
 	}
 	if r.Failure != verify.ARCFailNone {
 		t.tracef("  failure: %s at i=%d", r.Failure, r.FailedInstance)
+	}
+	if len(t.e.local.Forwarders.ARCSealers) > 0 {
+		if set, why := t.e.local.TrustedARCSet(r); set != nil {
+			t.tracef("  trusted sealers: the assessment of i=%d (%s) is read", set.Instance, set.SealDomain)
+		} else {
+			t.tracef("  trusted sealers: no assessment is read: %s", why)
+		}
 	}
 	for i := len(r.Sets) - 1; i >= 0; i-- {
 		s := &r.Sets[i]

@@ -85,26 +85,49 @@ func (l *LocalPolicy) trustedARC(in *Input, disc *Discovery) (Override, bool) {
 
 // believedARCSet returns the ARC set whose assessment may be believed and
 // the number of sets in the trusted run it is the oldest of; nil when there
-// is none: no trusted sealer configured, a chain that did not pass (RFC
-// 8617 §5.2: a failed chain is treated as no chain), an untrusted newest
-// sealer, or an AAR that does not parse or carries an authserv-id outside
-// the trusted sealers' domains.
+// is none (see TrustedARCSet).
 func (l *LocalPolicy) believedARCSet(a *verify.ARCResult) (*verify.ARCSet, int) {
-	if len(l.Forwarders.ARCSealers) == 0 || a.CV != verify.ChainPass || len(a.Sets) == 0 {
-		return nil, 0
+	set, run, _ := l.arcRun(a)
+	return set, run
+}
+
+// TrustedARCSet returns the ARC set of a whose assessment the local policy
+// reads (the oldest of the unbroken run of trusted sealers at the top of
+// the chain), or nil and why there is none, for traces. l must have its
+// defaults (WithDefaults).
+func (l LocalPolicy) TrustedARCSet(a *verify.ARCResult) (*verify.ARCSet, string) {
+	set, _, why := l.arcRun(a)
+	return set, why
+}
+
+// arcRun finds the believed set: none when no trusted sealer is
+// configured, the chain did not pass (RFC 8617 §5.2: a failed chain is
+// treated as no chain), the newest sealer is not trusted, or the AAR does
+// not parse or carries an authserv-id outside the trusted sealers'
+// domains.
+func (l *LocalPolicy) arcRun(a *verify.ARCResult) (*verify.ARCSet, int, string) {
+	switch {
+	case len(l.Forwarders.ARCSealers) == 0:
+		return nil, 0, "no trusted ARC sealer configured"
+	case a.CV != verify.ChainPass || len(a.Sets) == 0:
+		return nil, 0, "the chain did not pass"
 	}
 	k := len(a.Sets)
 	for k > 0 && l.trustedSealer(a.Sets[k-1].SealDomain) {
 		k--
 	}
 	if k == len(a.Sets) {
-		return nil, 0 // the newest sealer is not trusted: nothing below it can be believed
+		// Nothing below an untrusted sealer can be believed.
+		return nil, 0, "the newest sealer, " + a.Sets[k-1].SealDomain + ", is not trusted"
 	}
 	set := &a.Sets[k] // the oldest set of the trusted run
-	if set.AARErr != nil || !l.trustedAuthserv(set.AuthservID) {
-		return nil, 0
+	switch {
+	case set.AARErr != nil:
+		return nil, 0, "the assessment of i=" + strconv.Itoa(set.Instance) + " does not parse"
+	case !l.trustedAuthserv(set.AuthservID):
+		return nil, 0, "the assessment of i=" + strconv.Itoa(set.Instance) + " has the untrusted authserv-id " + set.AuthservID
 	}
-	return set, len(a.Sets) - k
+	return set, len(a.Sets) - k, ""
 }
 
 // trustedSealer reports whether d (an ARC-Seal d=) is exactly one of the

@@ -233,3 +233,33 @@ func TestARCLookupsNeeded(t *testing.T) {
 		t.Errorf("failed chain: %q, want none", got)
 	}
 }
+
+// TestTrustedARCSet: which set's assessment is read, or why none is.
+func TestTrustedARCSet(t *testing.T) {
+	const list, evil = "lists.example.org", "evil.example"
+	lp := LocalPolicy{Forwarders: TrustedForwarders{ARCSealers: []string{list}}}.WithDefaults()
+	ok := arcSet(t, list, list, "dmarc=pass header.from=example.com")
+	cases := []struct {
+		name string
+		lp   LocalPolicy
+		arc  verify.ARCResult
+		set  int // instance read; 0: none
+		why  string
+	}{
+		{"read", lp, chain(arcSet(t, evil, evil, "dmarc=none"), ok), 2, ""},
+		{"none configured", LocalPolicy{}, chain(ok), 0, "no trusted ARC sealer configured"},
+		{"failed chain", lp, verify.ARCResult{CV: verify.ChainFail}, 0, "the chain did not pass"},
+		{"untrusted newest", lp, chain(ok, arcSet(t, evil, evil, "dmarc=none")), 0, "the newest sealer, evil.example, is not trusted"},
+		{"untrusted authserv-id", lp, chain(arcSet(t, list, "mx.evil.example", "dmarc=none")), 0, "the assessment of i=1 has the untrusted authserv-id mx.evil.example"},
+	}
+	for _, c := range cases {
+		set, why := c.lp.TrustedARCSet(&c.arc)
+		got := 0
+		if set != nil {
+			got = set.Instance
+		}
+		if got != c.set || why != c.why {
+			t.Errorf("%s: i=%d %q, want i=%d %q", c.name, got, why, c.set, c.why)
+		}
+	}
+}

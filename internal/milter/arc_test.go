@@ -10,11 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	milter "github.com/emersion/go-milter"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/authres"
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
+	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
@@ -264,4 +266,51 @@ func TestARCResult(t *testing.T) {
 			t.Errorf("%s:\n got %s\nwant %s", c.name, got, c.want)
 		}
 	}
+}
+
+// FuzzARCFields feeds hostile ARC fields through a transaction whose
+// engine trusts the sealer they name, with no key to be found: the chain
+// never passes, so nothing is overridden, the verdict is DMARC's own, and
+// our Authentication-Results (with its arc= result) parses back.
+func FuzzARCFields(f *testing.F) {
+	f.Add("i=1; a=rsa-sha256; cv=none; d=lists.test.example; s=arc; b=AAAA", "i=1; a=rsa-sha256; c=relaxed/relaxed; d=lists.test.example; s=arc; h=from; bh=AAAA; b=AAAA", "i=1; lists.test.example; dmarc=pass header.from=reject.example")
+	f.Add("i=51; cv=pass", "i=0", "i=1")
+	f.Add("i=1; cv=fail", "", "i=1; (\"unterminated")
+	res, err := cache.New(cache.Config{Nameservers: []string{"127.0.0.1:9"}, Timeout: 50 * time.Millisecond, Attempts: 1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.AuthservID = testAuthservID
+	cfg.DMARC.TrustedARCSealers = []string{testSealer}
+	cfg.Actions.IndirectFlow = policy.IndirectDeliver
+	cfg.Timeouts.DKIM, cfg.Timeouts.EndOfMessage = 200*time.Millisecond, time.Second
+	e, err := NewEngine(cfg, res, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, seal, ams, aar string) {
+		env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.1"), Helo: "h.example", MailFrom: "a@reject.example", MTAHost: testAuthservID}
+		tx := Begin(context.Background(), e, env, nil)
+		defer tx.Close()
+		tx.Header("ARC-Seal", " "+seal)
+		tx.Header("ARC-Message-Signature", " "+ams)
+		tx.Header("ARC-Authentication-Results", " "+aar)
+		tx.Header("From", " a@reject.example")
+		tx.EndOfHeaders()
+		tx.BodyChunk([]byte("x\r\n"))
+		d := tx.End()
+		if d.Err != nil {
+			t.Fatalf("internal error: %v", d.Err)
+		}
+		if cv := d.Verdict.ARC.CV; cv != verify.ChainFail && cv != verify.ChainNone {
+			t.Fatalf("cv=%q without any key", cv)
+		}
+		if d.Verdict.HasReason(policy.ReasonTrustedARCSealer) {
+			t.Fatalf("overridden by a chain that did not pass: %+v", d.Verdict.Domains)
+		}
+		if _, rs, err := authres.Parse(d.AuthResults); err != nil || !slices.ContainsFunc(rs, func(r authres.Result) bool { return r.Method == "arc" }) {
+			t.Fatalf("A-R %q: %v", d.AuthResults, err)
+		}
+	})
 }

@@ -189,6 +189,10 @@ func TestTrustedARCSealer(t *testing.T) {
 			if !strings.Contains(o.Comment, "trusted ARC sealer "+c.sealerIn+" ") || !strings.Contains(o.Comment, "arc=pass") {
 				t.Errorf("comment %q does not name sealer %s and arc=pass", o.Comment, c.sealerIn)
 			}
+			// The report row carries it as RFC 9990's trusted_forwarder.
+			if rows := v.ReportRows(); len(rows) != 1 || len(rows[0].Reasons) != 1 || rows[0].Reasons[0] != o || rows[0].Reasons[0].Type() != OverrideTrustedForwarder {
+				t.Errorf("report rows %+v", rows)
+			}
 		})
 	}
 }

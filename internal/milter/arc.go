@@ -21,51 +21,61 @@ import (
 // and would pass without it.
 const maxHeld = 1024
 
+// arcState is the ARC work of one message: until the first ARC field, the
+// fields held (references to the strings the DKIM verifier keeps anyway),
+// so that the verifier, made at that field, can be given the whole header;
+// then the verifier and the cancel of its lookups' deadline. A message
+// without ARC fields makes no verifier and hands its arcState back to the
+// pool at the end of its header.
+type arcState struct {
+	held   []HeaderField
+	v      *verify.ARCVerifier
+	cancel context.CancelFunc
+}
+
+var arcPool = sync.Pool{New: func() any { return &arcState{held: make([]HeaderField, 0, 32)} }}
+
 // arcHeader gives one header field to the ARC verifier, made at the first
 // ARC field (RFC 8617 §4.1: ARC-Seal, ARC-Message-Signature,
 // ARC-Authentication-Results, names without regard to case) with the
 // fields held before it. Until then the field is only held.
 // https://datatracker.ietf.org/doc/html/rfc8617#section-4.1
 func (t *Transaction) arcHeader(name, value string, ascii bool) {
-	if t.arc != nil {
-		_ = t.arc.Header(name, value) // only ErrDKIMOrder, impossible here
+	if t.arc == nil {
+		t.arc = arcPool.Get().(*arcState)
+	}
+	a := t.arc
+	if a.v != nil {
+		_ = a.v.Header(name, value) // only ErrDKIMOrder, impossible here
 		return
 	}
-	if !isARCField(name, ascii) && len(t.held) < maxHeld {
-		if t.held == nil {
-			t.heldBuf = heldPool.Get().(*[]HeaderField)
-			t.held = (*t.heldBuf)[:0]
-		}
-		t.held = append(t.held, HeaderField{Name: name, Value: value})
+	if !isARCField(name, ascii) && len(a.held) < maxHeld {
+		a.held = append(a.held, HeaderField{Name: name, Value: value})
 		return
 	}
-	t.arc = verify.NewARCVerifier(t.e.res, verify.ARCConfig{})
-	for _, f := range t.held {
-		_ = t.arc.Header(f.Name, f.Value)
+	a.v = verify.NewARCVerifier(t.e.res, verify.ARCConfig{})
+	for _, f := range a.held {
+		_ = a.v.Header(f.Name, f.Value)
 	}
-	t.releaseHeld()
-	_ = t.arc.Header(name, value)
+	a.held = nil // this arcState stays with the message
+	_ = a.v.Header(name, value)
 }
 
-// heldPool recycles the held slices: every message holds its fields until
-// the end of its header, and most never need them.
-var heldPool = sync.Pool{New: func() any {
-	s := make([]HeaderField, 0, 32)
-	return &s
-}}
-
-// releaseHeld returns the held slice to the pool, cleared so that the pool
-// keeps no message's strings alive; slices grown very large are dropped.
-func (t *Transaction) releaseHeld() {
-	if t.heldBuf == nil {
+// releaseARC hands back the arcState of a message without ARC fields,
+// cleared so that the pool keeps no message's strings alive (a slice grown
+// very large is dropped).
+func (t *Transaction) releaseARC() {
+	a := t.arc
+	if a == nil || a.v != nil {
 		return
 	}
-	if cap(t.held) <= 128 {
-		clear(t.held[:cap(t.held)])
-		*t.heldBuf = t.held[:0]
-		heldPool.Put(t.heldBuf)
+	t.arc = nil
+	if cap(a.held) > 128 {
+		return
 	}
-	t.held, t.heldBuf = nil, nil
+	clear(a.held)
+	a.held = a.held[:0]
+	arcPool.Put(a)
 }
 
 // isARCField reports whether name is one of the three ARC header fields.
@@ -81,25 +91,25 @@ func isARCField(name string, ascii bool) bool {
 // startARC ends the ARC verifier's header: its key lookups start, under
 // the DKIM timeout (ARC keys are DKIM keys, RFC 8617 §4.1.2, §4.1.3).
 func (t *Transaction) startARC() {
-	t.releaseHeld()
+	t.releaseARC()
 	if t.arc == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.e.cfg.Timeouts.DKIM)
-	t.arcCancel = cancel
-	_ = t.arc.EndOfHeaders(ctx) // only ErrDKIMOrder or ErrDKIMAborted; Finish reports them
+	t.arc.cancel = cancel
+	_ = t.arc.v.EndOfHeaders(ctx) // only ErrDKIMOrder or ErrDKIMAborted; Finish reports them
 }
 
-// finishARC ends the body and returns the chain's result: none without ARC
-// fields. An error of ours is the message's internal error; the chain then
-// counts as failed (RFC 8617 §5.2.1).
-func (t *Transaction) finishARC(dl *eomDeadline) verify.ARCResult {
-	if t.arc == nil {
-		return verify.ARCResult{CV: verify.ChainNone}
+// finishARC ends the body and returns the chain's result: nil without ARC
+// fields (cv none). An error of ours is the message's internal error; the
+// chain then counts as failed (RFC 8617 §5.2.1).
+func (t *Transaction) finishARC(dl *eomDeadline) *verify.ARCResult {
+	if t.arc == nil || t.arc.v == nil {
+		return nil
 	}
-	res, err := t.arc.Finish(dl.context())
-	if t.arcCancel != nil {
-		t.arcCancel()
+	res, err := t.arc.v.Finish(dl.context())
+	if t.arc.cancel != nil {
+		t.arc.cancel()
 	}
 	if err != nil {
 		if errors.Is(err, verify.ErrInternal) {
@@ -110,7 +120,7 @@ func (t *Transaction) finishARC(dl *eomDeadline) verify.ARCResult {
 	if t.tracing {
 		t.traceARC(&res)
 	}
-	return res
+	return &res
 }
 
 // traceARC records the chain for the evaluate subcommand: its status, and
@@ -162,15 +172,12 @@ func resultsLine(rs []authres.Result) string {
 // all do), with the newest sealer in a comment.
 // https://datatracker.ietf.org/doc/html/rfc8617#section-6
 func arcResult(d *Decision) authres.Result {
-	a := &d.Verdict.ARC
+	a := d.Verdict.ARC
+	if a == nil || a.CV == "" || a.CV == verify.ChainNone {
+		return authres.Result{Method: "arc", Value: string(verify.ChainNone)}
+	}
 	cv := a.CV
-	if cv == "" {
-		cv = verify.ChainNone
-	}
 	r := authres.Result{Method: "arc", Value: string(cv)}
-	if cv == verify.ChainNone {
-		return r
-	}
 	// RFC 8617 §6: smtp.remote-ip and header.oldest-pass SHOULD be recorded
 	if ip := d.Env.ClientIP; ip.IsValid() {
 		r.Params = append(r.Params, authres.Param{Name: "smtp.remote-ip", Value: ip.Unmap().String()})

@@ -150,7 +150,10 @@ func (d *Decision) LogAttrs() []slog.Attr {
 	var dkims []string
 	var hfrom []string
 	if v := d.Verdict; v != nil {
-		spf, dmarc, arc = string(v.SPF.Result), string(v.Result), string(v.ARC.CV)
+		spf, dmarc, arc = string(v.SPF.Result), string(v.Result), string(verify.ChainNone)
+		if v.ARC != nil {
+			arc = string(v.ARC.CV)
+		}
 		for _, s := range v.DKIM {
 			dkims = append(dkims, string(s.Result))
 		}

@@ -43,14 +43,10 @@ type Transaction struct {
 	eoh        bool
 	dkim       *verify.DKIMVerifier
 	dkimCancel context.CancelFunc
-	// arc validates the ARC chain; it is made at the first ARC field, and
-	// held keeps the fields before it (references to the strings the DKIM
-	// verifier keeps anyway) so that it can be given the whole header: a
-	// message without ARC fields never makes one.
-	arc       *verify.ARCVerifier
-	arcCancel context.CancelFunc
-	held      []HeaderField
-	heldBuf   *[]HeaderField // held's pooled backing slice
+	// arc is the message's ARC work (pooled): the fields held until the
+	// first ARC field, then the ARC verifier. One word, so that the
+	// Transaction stays in its allocation size class.
+	arc *arcState
 
 	spfMail, spfHelo pending.Check[verify.SPFResult]
 	discoveries      []discovery // one per Author Domain whose discovery was started
@@ -122,8 +118,8 @@ func (t *Transaction) Close() {
 	if t.dkim != nil {
 		t.dkim.Abort()
 	}
-	if t.arc != nil {
-		t.arc.Abort()
+	if a := t.arc; a != nil && a.v != nil {
+		a.v.Abort()
 	}
 }
 
@@ -217,8 +213,8 @@ func (t *Transaction) BodyChunk(p []byte) {
 		return
 	}
 	_, _ = t.dkim.Write(p) // an error means verification stopped; Finish reports it
-	if t.arc != nil {
-		_, _ = t.arc.Write(p) // likewise
+	if a := t.arc; a != nil && a.v != nil {
+		_, _ = a.v.Write(p) // likewise
 	}
 }
 

@@ -63,10 +63,11 @@ type Input struct {
 	SPF verify.SPFResult
 	// DKIM are the results of every DKIM-Signature verified.
 	DKIM []verify.DKIMResult
-	// ARC is the validation of the message's ARC chain (CV none when it
-	// has none; the zero value when it was not validated). It matters
-	// only with trusted ARC sealers (LocalPolicy.Forwarders.ARCSealers).
-	ARC verify.ARCResult
+	// ARC is the validation of the message's ARC chain; nil when the
+	// message has no ARC field (cv none), so that such a message carries
+	// nothing. It matters only with trusted ARC sealers
+	// (LocalPolicy.Forwarders.ARCSealers).
+	ARC *verify.ARCResult
 	// Discoveries holds the Discover result of each Author Domain.
 	Discoveries map[string]*Discovery
 	// OrgDomains holds the tree-walk Organizational Domains of the SPF and

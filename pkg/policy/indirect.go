@@ -72,7 +72,7 @@ func (l *LocalPolicy) indirectEvidence(in *Input, disc *Discovery, disp Disposit
 // suspicion).
 // https://datatracker.ietf.org/doc/html/rfc8617#section-7.2.1
 func (l *LocalPolicy) trustedARC(in *Input, disc *Discovery) (Override, bool) {
-	set, run := l.believedARCSet(&in.ARC)
+	set, run := l.believedARCSet(in.ARC)
 	if set == nil {
 		return Override{}, false
 	}
@@ -80,7 +80,7 @@ func (l *LocalPolicy) trustedARC(in *Input, disc *Discovery) (Override, bool) {
 	if !ok {
 		return Override{}, false
 	}
-	return Override{Reason: ReasonTrustedARCSealer, Comment: arcComment(&in.ARC, set, run, what)}, true
+	return Override{Reason: ReasonTrustedARCSealer, Comment: arcComment(in.ARC, set, run, what)}, true
 }
 
 // believedARCSet returns the ARC set whose assessment may be believed and
@@ -93,8 +93,8 @@ func (l *LocalPolicy) believedARCSet(a *verify.ARCResult) (*verify.ARCSet, int) 
 
 // TrustedARCSet returns the ARC set of a whose assessment the local policy
 // reads (the oldest of the unbroken run of trusted sealers at the top of
-// the chain), or nil and why there is none, for traces. l must have its
-// defaults (WithDefaults).
+// the chain), or nil and why there is none, for traces; a is nil for a
+// message without ARC fields. l must have its defaults (WithDefaults).
 func (l LocalPolicy) TrustedARCSet(a *verify.ARCResult) (*verify.ARCSet, string) {
 	set, _, why := l.arcRun(a)
 	return set, why
@@ -109,6 +109,8 @@ func (l *LocalPolicy) arcRun(a *verify.ARCResult) (*verify.ARCSet, int, string) 
 	switch {
 	case len(l.Forwarders.ARCSealers) == 0:
 		return nil, 0, "no trusted ARC sealer configured"
+	case a == nil:
+		return nil, 0, "the message has no ARC chain"
 	case a.CV != verify.ChainPass || len(a.Sets) == 0:
 		return nil, 0, "the chain did not pass"
 	}
@@ -247,7 +249,7 @@ func arcComment(a *verify.ARCResult, set *verify.ARCSet, run int, what string) s
 // Author Domain needs (see orgLookupsNeeded): only when trusted sealers are
 // configured and the chain passed.
 func arcLookupsNeeded(in *Input, l *LocalPolicy, disc *Discovery, need func(id string, mode AlignMode)) {
-	set, _ := l.believedARCSet(&in.ARC)
+	set, _ := l.believedARCSet(in.ARC)
 	if set == nil {
 		return
 	}

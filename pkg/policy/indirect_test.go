@@ -171,13 +171,14 @@ func TestTrustedARCSealer(t *testing.T) {
 			in := msg("example.com", mkDisc("example.com", "example.com", "example.com", rec))
 			in.SPF = verify.SPFResult{Result: verify.ResultPass, Scope: verify.ScopeMailFrom, Domain: "lists.example.org"}
 			in.DKIM = []verify.DKIMResult{dkim(verify.ResultFail, "example.com"), dkim(verify.ResultPass, list)}
-			in.Local, in.ARC, in.OrgDomains = c.local, c.arc(t), c.orgs
+			arc := c.arc(t)
+			in.Local, in.ARC, in.OrgDomains = c.local, &arc, c.orgs
 			v := Evaluate(in)
 			if diff := cmp.Diff(c.want, summarize(v)); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
-			if v.ARC.CV != in.ARC.CV {
-				t.Errorf("verdict ARC cv=%q, input %q", v.ARC.CV, in.ARC.CV)
+			if v.ARC != in.ARC {
+				t.Errorf("verdict ARC %p, input %p", v.ARC, in.ARC)
 			}
 			if c.sealerIn == "" {
 				return
@@ -205,7 +206,8 @@ func TestTrustedARCMultipleAuthors(t *testing.T) {
 	in.From = ParseFrom([]string{"a@example.com, b@example.net"})
 	in.Discoveries["example.net"] = mkDisc("example.net", "example.net", "example.net", "v=DMARC1; p=reject")
 	in.Local = LocalPolicy{Forwarders: TrustedForwarders{ARCSealers: []string{"lists.example.org"}}, Indirect: IndirectDeliver}
-	in.ARC = chain(arcSet(t, "lists.example.org", "lists.example.org", "dmarc=pass header.from=example.com"))
+	arc := chain(arcSet(t, "lists.example.org", "lists.example.org", "dmarc=pass header.from=example.com"))
+	in.ARC = &arc
 	v := Evaluate(in)
 	if v.Action != ActionReject {
 		t.Fatalf("action %s, want reject", v.Action)
@@ -222,7 +224,8 @@ func TestTrustedARCMultipleAuthors(t *testing.T) {
 func TestARCLookupsNeeded(t *testing.T) {
 	disc := mkDisc("example.com", "example.com", "example.com", "v=DMARC1; p=reject")
 	in := msg("example.com", disc)
-	in.ARC = chain(arcSet(t, "lists.example.org", "lists.example.org", "dkim=pass header.i=@news.example.com; spf=pass smtp.mailfrom=b@bounce.example.com; dkim=fail header.d=x.example.com"))
+	arc := chain(arcSet(t, "lists.example.org", "lists.example.org", "dkim=pass header.i=@news.example.com; spf=pass smtp.mailfrom=b@bounce.example.com; dkim=fail header.d=x.example.com"))
+	in.ARC = &arc
 	if got := orgLookupsNeeded(&in, disc); len(got) != 0 {
 		t.Errorf("without trusted sealers: %q, want none", got)
 	}
@@ -244,20 +247,25 @@ func TestTrustedARCSet(t *testing.T) {
 	lp := LocalPolicy{Forwarders: TrustedForwarders{ARCSealers: []string{list}}}.WithDefaults()
 	ok := arcSet(t, list, list, "dmarc=pass header.from=example.com")
 	cases := []struct {
-		name string
-		lp   LocalPolicy
-		arc  verify.ARCResult
-		set  int // instance read; 0: none
-		why  string
+		name   string
+		lp     LocalPolicy
+		arc    verify.ARCResult
+		set    int // instance read; 0: none
+		why    string
+		nilARC bool
 	}{
-		{"read", lp, chain(arcSet(t, evil, evil, "dmarc=none"), ok), 2, ""},
-		{"none configured", LocalPolicy{}, chain(ok), 0, "no trusted ARC sealer configured"},
-		{"failed chain", lp, verify.ARCResult{CV: verify.ChainFail}, 0, "the chain did not pass"},
-		{"untrusted newest", lp, chain(ok, arcSet(t, evil, evil, "dmarc=none")), 0, "the newest sealer, evil.example, is not trusted"},
-		{"untrusted authserv-id", lp, chain(arcSet(t, list, "mx.evil.example", "dmarc=none")), 0, "the assessment of i=1 has the untrusted authserv-id mx.evil.example"},
+		{"read", lp, chain(arcSet(t, evil, evil, "dmarc=none"), ok), 2, "", false},
+		{"none configured", LocalPolicy{}, chain(ok), 0, "no trusted ARC sealer configured", false},
+		{"failed chain", lp, verify.ARCResult{CV: verify.ChainFail}, 0, "the chain did not pass", false},
+		{"no chain", lp, verify.ARCResult{}, 0, "the message has no ARC chain", true},
+		{"untrusted newest", lp, chain(ok, arcSet(t, evil, evil, "dmarc=none")), 0, "the newest sealer, evil.example, is not trusted", false},
+		{"untrusted authserv-id", lp, chain(arcSet(t, list, "mx.evil.example", "dmarc=none")), 0, "the assessment of i=1 has the untrusted authserv-id mx.evil.example", false},
 	}
 	for _, c := range cases {
 		set, why := c.lp.TrustedARCSet(&c.arc)
+		if c.nilARC {
+			set, why = c.lp.TrustedARCSet(nil)
+		}
 		got := 0
 		if set != nil {
 			got = set.Instance

@@ -66,6 +66,17 @@ reject_policy = "reject-unless-indirect"
 quarantine_method = "header"
 temperror = "tempfail"
 `,
+	// Trusts one ARC sealer and delivers what indirect evidence vouches
+	// for; list headers count for nothing (arc_test.go).
+	"arc": `
+[actions]
+reject_policy = "reject"
+indirect_flow = "deliver"
+quarantine_method = "header"
+temperror = "tempfail"
+[dmarc]
+trusted_arc_sealers = ["arclist.example"]
+`,
 }
 
 // daemon is one running dmarc-milter.

@@ -22,6 +22,9 @@ func TestFormatMatchesReference(t *testing.T) {
 		{{Method: "dkim", Value: "pass", Reason: long, Comment: long, Props: map[string]string{"header.d": long, "reason": "from props", "empty": ""}}},
 		{{Method: "dkim", Value: "pass", Props: map[string]string{"header.d": "é.example", "header.b": "a=b", "x": "(c)", "y": "\xff\xfe"}}},
 		{{Method: " spf ", Value: "pass ", Comment: "()"}, {Method: "m", Value: "v", Comment: "\u00a0c\u0085"}},
+		{{Method: "arc", Value: "pass", Comment: "i=2 d=lists.example.org", Props: map[string]string{"smtp.remote-ip": "192.0.2.7", "header.oldest-pass": "0"}},
+			{Method: "arc", Value: "fail", Reason: "ARC-Seal i=1: signature did not verify", Props: map[string]string{"smtp.remote-ip": "2001:db8::25"}},
+			{Method: "arc", Value: "none"}},
 	}
 	for i, rs := range cases {
 		want := referenceFormat("mx.example.org", rs)
@@ -30,6 +33,43 @@ func TestFormatMatchesReference(t *testing.T) {
 		}
 		if got := Format("mx.example.org", asParams(rs)); got != want {
 			t.Errorf("case %d with Params:\n got %q\nwant %q", i, got, want)
+		}
+	}
+}
+
+// TestFormatARC: the arc resinfo of RFC 8617 §6 reads back as written: the
+// chain status, header.oldest-pass, and smtp.remote-ip, an IPv6 address
+// (with its colons) in a quoted string.
+func TestFormatARC(t *testing.T) {
+	rs := []Result{
+		{Method: "arc", Value: "pass", Comment: "i=3 d=lists.example.org", Params: []Param{{Name: "smtp.remote-ip", Value: "2001:db8::25"}, {Name: "header.oldest-pass", Value: "2"}}},
+		{Method: "arc", Value: "fail", Reason: "ARC-Seal i=1: signature did not verify", Params: []Param{{Name: "smtp.remote-ip", Value: "192.0.2.7"}}},
+		{Method: "arc", Value: "none"},
+	}
+	v := Format("mx.example.org", rs)
+	if !strings.Contains(v, `smtp.remote-ip="2001:db8::25"`) || !strings.Contains(v, "header.oldest-pass=2") {
+		t.Errorf("%q", v)
+	}
+	id, got, err := Parse(v)
+	if err != nil || id != "mx.example.org" || len(got) != 3 {
+		t.Fatalf("Parse(%q) = %q, %+v, %v", v, id, got, err)
+	}
+	want := []map[string]string{
+		{"smtp.remote-ip": "2001:db8::25", "header.oldest-pass": "2"},
+		{"smtp.remote-ip": "192.0.2.7"},
+		nil,
+	}
+	for i, r := range got {
+		if r.Method != "arc" || r.Value != rs[i].Value || r.Reason != rs[i].Reason {
+			t.Errorf("result %d: %+v", i, r)
+		}
+		if len(r.Props) != len(want[i]) {
+			t.Errorf("result %d props %v, want %v", i, r.Props, want[i])
+		}
+		for k, w := range want[i] {
+			if r.Props[k] != w {
+				t.Errorf("result %d %s=%q, want %q", i, k, r.Props[k], w)
+			}
 		}
 	}
 }

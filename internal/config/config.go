@@ -125,12 +125,31 @@ type Socket struct {
 // Actions maps DMARC outcomes to milter actions.
 type Actions struct {
 	// RejectPolicy is how a DMARC failure under p=reject is handled:
-	// "reject", "quarantine", or "reject-unless-indirect" (reject, but
-	// quarantine when the message shows signs of an indirect flow: mailing
-	// list headers or a trusted forwarder), following RFC 9989's advice not to
-	// reject solely because of p=reject.
+	// "reject", "quarantine", or "reject-unless-indirect" (reject, unless
+	// the message shows signs of an indirect flow: mailing list headers
+	// count as one only under this setting), following RFC 9989's advice
+	// not to reject solely because of p=reject. What an indirect flow
+	// changes is indirect_flow.
 	// Default: "reject-unless-indirect"
 	RejectPolicy policy.RejectHandling `toml:"reject_policy"`
+
+	// IndirectFlow is what evidence of an indirect flow does to a message
+	// that fails DMARC under p=reject or p=quarantine: "quarantine"
+	// (p=reject is handled as quarantine; p=quarantine stays quarantine) or
+	// "deliver" (delivered as if the policy were none). The evidence is,
+	// in this order: a client in dmarc.trusted_forwarders, a passing DKIM
+	// signature by one of dmarc.trusted_forwarder_dkim_domains, a valid ARC
+	// chain from dmarc.trusted_arc_sealers, and, under reject_policy =
+	// "reject-unless-indirect" and p=reject only, mailing list headers
+	// (List-Id, List-Post). List headers are written by the sender: with
+	// "deliver", a forged List-Id delivers a forged p=reject message, so
+	// pair "deliver" with reject_policy = "reject" or "quarantine" unless
+	// that is acceptable. The override is logged in the verdict line's
+	// reason (trusted-forwarder-network, trusted-forwarder-dkim,
+	// trusted-arc-sealer, list-headers) and reported as trusted_forwarder
+	// or mailing_list.
+	// Default: "quarantine"
+	IndirectFlow policy.IndirectHandling `toml:"indirect_flow"`
 
 	// QuarantineMethod is how p=quarantine (or a downgraded reject) is
 	// applied: "header" (deliver with the marker header and the A-R result
@@ -175,9 +194,9 @@ type DMARC struct {
 	Discovery policy.Method `toml:"discovery"`
 
 	// TrustedForwarders are client networks (CIDR or address) of hosts that
-	// forward mail to us (a list server, an alias host). Their mail is
-	// delivered even when it fails DMARC (reported as the trusted_forwarder
-	// override).
+	// forward mail to us (a list server, an alias host). Their mail, when it
+	// fails DMARC, is handled as actions.indirect_flow says (reported as the
+	// trusted_forwarder override).
 	// Default: []
 	TrustedForwarders []Network `toml:"trusted_forwarders"`
 
@@ -186,6 +205,18 @@ type DMARC struct {
 	// effect as a trusted forwarder's address.
 	// Default: []
 	TrustedForwarderDKIMDomains []string `toml:"trusted_forwarder_dkim_domains"`
+
+	// TrustedARCSealers are ARC sealing domains (the d= of ARC-Seal,
+	// matched exactly) whose assessment is believed (RFC 8617 §7.2.1). A
+	// message failing DMARC is handled as actions.indirect_flow says when
+	// its ARC chain passes, its newest sealers are all in this list, and
+	// the ARC-Authentication-Results of the oldest of them (with an
+	// authserv-id that is one of these domains or a name under one) shows
+	// dmarc=pass for the From: domain, or, without a dmarc result, an SPF
+	// or DKIM pass aligned with it. Empty: ARC is verified and reported in
+	// Authentication-Results (arc=) and changes nothing.
+	// Default: []
+	TrustedARCSealers []string `toml:"trusted_arc_sealers"`
 
 	// IgnorePct disables pct= sampling (RFC 9989 made pct historic; RFC
 	// 7489 §6.6.4 honours it).

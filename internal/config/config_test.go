@@ -110,6 +110,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad from outcome", "[dmarc.from]\nmultiple_fields = \"skip\"\n", `multiple_fields: unknown value "skip"`},
 		{"missing From cannot be evaluated", "[dmarc.from]\nmissing = \"evaluate\"\n", `dmarc.from.missing: unknown value "evaluate" (want reject, quarantine, accept)`},
 		{"max domains", "[dmarc.from]\nmax_domains = 0\n", "dmarc.from.max_domains: 0 is outside 1..50"},
+		{"bad indirect flow", "[actions]\nindirect_flow = \"accept\"\n", `t.toml:2: actions.indirect_flow: unknown value "accept" (want quarantine, deliver)`},
+		{"ARC sealer not a domain", "[dmarc]\ntrusted_arc_sealers = [\"lists example\"]\n", `dmarc.trusted_arc_sealers: "lists example" is not a domain name`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -235,10 +237,12 @@ func TestDefaultLocalPolicy(t *testing.T) {
 [actions]
 reject_policy = "quarantine"
 temperror = "accept"
+indirect_flow = "deliver"
 [dmarc]
 ignore_pct = true
 trusted_forwarders = ["192.0.2.0/24"]
 trusted_forwarder_dkim_domains = ["Lists.Example.org"]
+trusted_arc_sealers = ["ARC.Example.net."]
 [dmarc.from]
 missing = "accept"
 max_domains = 3
@@ -250,10 +254,10 @@ from_domains = ["partner.example"]
 		t.Fatal(err)
 	}
 	want := policy.LocalPolicy{
-		Mode: policy.ModeMonitor, OnReject: policy.RejectQuarantine, OnTempError: policy.TempErrorAccept,
+		Mode: policy.ModeMonitor, OnReject: policy.RejectQuarantine, OnTempError: policy.TempErrorAccept, Indirect: policy.IndirectDeliver,
 		AllowFrom: []string{"partner.example"}, AllowNetworks: []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32")},
 		IgnorePct:  true,
-		Forwarders: policy.TrustedForwarders{Networks: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, DKIMDomains: []string{"lists.example.org"}},
+		Forwarders: policy.TrustedForwarders{Networks: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, DKIMDomains: []string{"lists.example.org"}, ARCSealers: []string{"arc.example.net"}},
 		From: policy.FromPolicy{MultipleFields: policy.FromEvaluate, MultipleDomains: policy.FromEvaluate, TooManyDomains: policy.FromReject,
 			NoMailbox: policy.FromReject, Missing: policy.FromAccept, Unparseable: policy.FromReject, MaxDomains: 3},
 	}

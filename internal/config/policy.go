@@ -13,12 +13,14 @@ func (c *Config) LocalPolicy() policy.LocalPolicy {
 		Mode:          c.Mode,
 		OnReject:      c.Actions.RejectPolicy,
 		OnTempError:   c.Actions.TempError,
+		Indirect:      c.Actions.IndirectFlow,
 		AllowFrom:     c.Allowlist.FromDomains,
 		AllowNetworks: prefixes(c.Allowlist.Networks),
 		IgnorePct:     c.DMARC.IgnorePct,
 		Forwarders: policy.TrustedForwarders{
 			Networks:    prefixes(c.DMARC.TrustedForwarders),
 			DKIMDomains: c.DMARC.TrustedForwarderDKIMDomains,
+			ARCSealers:  c.DMARC.TrustedARCSealers,
 		},
 		From: c.DMARC.From.policy(),
 	}

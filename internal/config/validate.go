@@ -72,6 +72,9 @@ func (a *Actions) validate() error {
 	if err := a.TempError.Valid(); err != nil {
 		return fmt.Errorf("actions.temperror: %w", err)
 	}
+	if err := a.IndirectFlow.Valid(); err != nil {
+		return fmt.Errorf("actions.indirect_flow: %w", err)
+	}
 	if a.QuarantineHeader != "" && !isFieldName(a.QuarantineHeader) {
 		return fmt.Errorf("actions.quarantine_header: %q is not a header field name", a.QuarantineHeader)
 	}
@@ -97,6 +100,7 @@ func (c *Config) validateDomains() error {
 	for key, list := range map[string][]string{
 		"allowlist.from_domains":               c.Allowlist.FromDomains,
 		"dmarc.trusted_forwarder_dkim_domains": c.DMARC.TrustedForwarderDKIMDomains,
+		"dmarc.trusted_arc_sealers":            c.DMARC.TrustedARCSealers,
 	} {
 		for i, d := range list {
 			d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")

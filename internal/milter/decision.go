@@ -146,11 +146,14 @@ func sanitizeText(s string) string {
 
 // LogAttrs are the verdict log line's attributes, with stable keys.
 func (d *Decision) LogAttrs() []slog.Attr {
-	spf, dmarc, pol, disp := "", "", "", ""
+	spf, dmarc, pol, disp, arc := "", "", "", "", ""
 	var dkims []string
 	var hfrom []string
 	if v := d.Verdict; v != nil {
-		spf, dmarc = string(v.SPF.Result), string(v.Result)
+		spf, dmarc, arc = string(v.SPF.Result), string(v.Result), string(verify.ChainNone)
+		if v.ARC != nil {
+			arc = string(v.ARC.CV)
+		}
 		for _, s := range v.DKIM {
 			dkims = append(dkims, string(s.Result))
 		}
@@ -173,6 +176,7 @@ func (d *Decision) LogAttrs() []slog.Attr {
 		slog.String("header_from_domain", strings.Join(hfrom, ",")),
 		slog.String("spf", spf),
 		slog.String("dkim", strings.Join(dkims, ",")),
+		slog.String("arc", arc),
 		slog.String("dmarc", dmarc),
 		slog.String("policy", pol),
 		slog.String("disposition", disp),

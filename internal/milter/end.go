@@ -82,6 +82,7 @@ func (t *Transaction) gather(dl *eomDeadline) (policy.Input, *verify.SPFResult) 
 		}
 	}
 	in.DKIM = t.finishDKIM(dl)
+	in.ARC = t.finishARC(dl)
 	for _, d := range in.From.Domains {
 		t.startDiscovery(d)
 	}

@@ -9,11 +9,11 @@ import (
 )
 
 // authResults lists the resinfos of our Authentication-Results field (RFC
-// 8601 §2.7): spf for MAIL FROM and for HELO, each dkim signature, and
-// dmarc per Author Domain.
+// 8601 §2.7): spf for MAIL FROM and for HELO, each dkim signature, arc,
+// and dmarc per Author Domain.
 func authResults(d *Decision) []authres.Result {
 	v := d.Verdict
-	out := make([]authres.Result, 0, 3+len(v.DKIM)+len(v.Domains))
+	out := make([]authres.Result, 0, 4+len(v.DKIM)+len(v.Domains))
 	out = append(out, spfResult(v.SPF))
 	if d.HeloSPF != nil {
 		out = append(out, spfResult(*d.HeloSPF))
@@ -24,6 +24,7 @@ func authResults(d *Decision) []authres.Result {
 	for _, s := range v.DKIM {
 		out = append(out, dkimResult(s))
 	}
+	out = append(out, arcResult(d))
 	return appendDMARCResults(out, d)
 }
 

@@ -43,6 +43,10 @@ type Transaction struct {
 	eoh        bool
 	dkim       *verify.DKIMVerifier
 	dkimCancel context.CancelFunc
+	// arc is the message's ARC work (pooled): the fields held until the
+	// first ARC field, then the ARC verifier. One word, so that the
+	// Transaction stays in its allocation size class.
+	arc *arcState
 
 	spfMail, spfHelo pending.Check[verify.SPFResult]
 	discoveries      []discovery // one per Author Domain whose discovery was started
@@ -114,6 +118,9 @@ func (t *Transaction) Close() {
 	if t.dkim != nil {
 		t.dkim.Abort()
 	}
+	if a := t.arc; a != nil && a.v != nil {
+		a.v.Abort()
+	}
 }
 
 // SetQueueID records the MTA's queue id (macro i), which Postfix assigns at
@@ -162,6 +169,7 @@ func (t *Transaction) Header(name, value string) {
 		t.listHeader = true // RFC 2919, RFC 2369: a mailing list, an indirect flow
 	}
 	_ = t.dkim.Header(name, value) // only ErrDKIMOrder, impossible here
+	t.arcHeader(name, value, ascii)
 	if sameNameASCII(name, ascii, "from", true) {
 		t.fromFields = append(t.fromFields, value)
 		if len(t.fromFields) == 1 {
@@ -184,6 +192,7 @@ func (t *Transaction) EndOfHeaders() {
 	if t.dkim == nil || t.bypass == BypassAuthenticated {
 		return
 	}
+	t.startARC()
 	if t.dkim.Signatures() == 0 {
 		_ = t.dkim.EndOfHeaders(t.ctx) // no key lookups: no deadline needed
 		return
@@ -204,6 +213,9 @@ func (t *Transaction) BodyChunk(p []byte) {
 		return
 	}
 	_, _ = t.dkim.Write(p) // an error means verification stopped; Finish reports it
+	if a := t.arc; a != nil && a.v != nil {
+		_, _ = a.v.Write(p) // likewise
+	}
 }
 
 // tracef records one step for the evaluate subcommand and the debug log.

@@ -63,6 +63,11 @@ type Input struct {
 	SPF verify.SPFResult
 	// DKIM are the results of every DKIM-Signature verified.
 	DKIM []verify.DKIMResult
+	// ARC is the validation of the message's ARC chain; nil when the
+	// message has no ARC field (cv none), so that such a message carries
+	// nothing. It matters only with trusted ARC sealers
+	// (LocalPolicy.Forwarders.ARCSealers).
+	ARC *verify.ARCResult
 	// Discoveries holds the Discover result of each Author Domain.
 	Discoveries map[string]*Discovery
 	// OrgDomains holds the tree-walk Organizational Domains of the SPF and
@@ -85,6 +90,7 @@ func Evaluate(in Input) Verdict {
 		EnvelopeTo:   recipientDomains(in.RcptTo),
 		SPF:          in.SPF,
 		DKIM:         in.DKIM,
+		ARC:          in.ARC,
 	}
 	problem, outcome, domains := fromScope(in.From, lp.From)
 	v.FromProblem = problem
@@ -298,7 +304,7 @@ func evaluateDomain(in *Input, lp *LocalPolicy, author string) DomainVerdict {
 		dv.Action = tempErrorAction(lp, author, &dv)
 		return dv
 	}
-	applyPolicy(in, lp, &dv)
+	applyPolicy(in, lp, disc, &dv)
 	return dv
 }
 
@@ -348,7 +354,7 @@ func tempErrorAction(lp *LocalPolicy, author string, dv *DomainVerdict) Action {
 
 // applyPolicy turns a DMARC fail into a disposition and action: the
 // published policy, lowered by t=y or pct= sampling, then the local policy.
-func applyPolicy(in *Input, lp *LocalPolicy, dv *DomainVerdict) {
+func applyPolicy(in *Input, lp *LocalPolicy, disc *Discovery, dv *DomainVerdict) {
 	disp := dv.Requested
 	if disp == DispositionNone {
 		dv.Action = ActionAccept // RFC 9989 §5.4: p=none MUST NOT modify existing mail handling processes
@@ -365,7 +371,7 @@ func applyPolicy(in *Input, lp *LocalPolicy, dv *DomainVerdict) {
 			dv.Overrides = append(dv.Overrides, Override{Reason: ReasonSampledOut, Comment: "pct=" + strconv.Itoa(rec.Percent())})
 		}
 	}
-	disp = localOverrides(in, lp, dv, disp)
+	disp = localOverrides(in, lp, disc, dv, disp)
 	dv.Disposition = disp
 	dv.Action = dispositionAction(disp)
 }
@@ -382,8 +388,9 @@ func sampled(r Rand, pct int) bool {
 
 // localOverrides applies the receiver's own policy to a failing message
 // (RFC 9989 §5.4: final handling is a matter of local policy; deviations
-// SHOULD be reported as PolicyOverride).
-func localOverrides(in *Input, lp *LocalPolicy, dv *DomainVerdict, disp Disposition) Disposition {
+// SHOULD be reported as PolicyOverride): the allowlist, then evidence of
+// an indirect flow, handled as lp.Indirect says, then the reject handling.
+func localOverrides(in *Input, lp *LocalPolicy, disc *Discovery, dv *DomainVerdict, disp Disposition) Disposition {
 	if disp == DispositionNone {
 		return disp
 	}
@@ -391,21 +398,21 @@ func localOverrides(in *Input, lp *LocalPolicy, dv *DomainVerdict, disp Disposit
 		dv.Overrides = append(dv.Overrides, Override{Reason: ReasonAllowFrom, Comment: "allowlisted From domain " + a})
 		return DispositionNone
 	}
-	if o, ok := lp.trustedForwarder(in); ok {
-		dv.Overrides = append(dv.Overrides, o)
-		return DispositionNone
+	if o, ok := lp.indirectEvidence(in, disc, disp); ok {
+		switch {
+		case lp.Indirect == IndirectDeliver:
+			dv.Overrides = append(dv.Overrides, o)
+			return DispositionNone
+		case disp == DispositionReject:
+			// RFC 9989 §7.4: MUST NOT reject solely on the basis of p=reject
+			dv.Overrides = append(dv.Overrides, o)
+			return DispositionQuarantine
+		}
+		return disp // quarantined as requested: the evidence changes nothing
 	}
-	if disp != DispositionReject {
-		return disp
-	}
-	switch {
-	case lp.OnReject == RejectQuarantine:
+	if disp == DispositionReject && lp.OnReject == RejectQuarantine {
 		// RFC 9989 §7.4: in the absence of other knowledge, MUST treat such failing mail as p=quarantine
 		dv.Overrides = append(dv.Overrides, Override{Reason: ReasonRejectAsQuarantine, Comment: "p=reject handled as quarantine"})
-		return DispositionQuarantine
-	case lp.OnReject == RejectUnlessIndirect && in.MailingList:
-		// RFC 9989 §7.4: rejecting mail relayed by a mailing list harms the list; quarantine it
-		dv.Overrides = append(dv.Overrides, Override{Reason: ReasonListHeaders, Comment: "list headers present"})
 		return DispositionQuarantine
 	}
 	return disp

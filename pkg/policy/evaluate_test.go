@@ -213,12 +213,19 @@ var evalCases = []evalCase{
 		summary{Result: ResultFail, Action: ActionQuarantine, Enforce: ActionQuarantine, Tag: TagP, Requested: DispositionReject, Disposition: DispositionQuarantine, Overrides: []Reason{ReasonListHeaders}}},
 	{"reject mode ignores list headers", "RFC 9989 §7.4 (operator's choice)", rejectMsg(func(in *Input) { in.MailingList, in.Local.OnReject = true, RejectReject }),
 		summary{Result: ResultFail, Action: ActionReject, Enforce: ActionReject, Tag: TagP, Requested: DispositionReject, Disposition: DispositionReject}},
+	{"trusted forwarder by CIDR, default handling: quarantine", "RFC 9989 §7.4", rejectMsg(func(in *Input) {
+		in.Local.Forwarders.Networks = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/28")}
+	}), summary{Result: ResultFail, Action: ActionQuarantine, Enforce: ActionQuarantine, Tag: TagP, Requested: DispositionReject, Disposition: DispositionQuarantine, Overrides: []Reason{ReasonTrustedForwarderNetwork}}},
+	{"deliver: list headers deliver too", "RFC 9989 §7.4 (one setting for all evidence)", rejectMsg(func(in *Input) { in.MailingList, in.Local.Indirect = true, IndirectDeliver }),
+		summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionAccept, Tag: TagP, Requested: DispositionReject, Disposition: DispositionNone, Overrides: []Reason{ReasonListHeaders}}},
 	{"trusted forwarder by CIDR", "RFC 9989 §5.4 (trusted_forwarder)", rejectMsg(func(in *Input) {
 		in.Local.Forwarders.Networks = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/28")}
+		in.Local.Indirect = IndirectDeliver
 	}), summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionAccept, Tag: TagP, Requested: DispositionReject, Disposition: DispositionNone, Overrides: []Reason{ReasonTrustedForwarderNetwork}}},
 	{"trusted forwarder by DKIM d=", "RFC 9989 §5.4 (trusted_forwarder)", rejectMsg(func(in *Input) {
 		in.Local.Forwarders.DKIMDomains = []string{"Lists.Example.ORG"}
 		in.DKIM = []verify.DKIMResult{dkim(verify.ResultPass, "lists.example.org")}
+		in.Local.Indirect = IndirectDeliver
 	}), summary{Result: ResultFail, Action: ActionAccept, Enforce: ActionAccept, Tag: TagP, Requested: DispositionReject, Disposition: DispositionNone, Overrides: []Reason{ReasonTrustedForwarderDKIM}}},
 	{"forwarder d= must verify", "RFC 9989 §4.4.1", rejectMsg(func(in *Input) {
 		in.Local.Forwarders.DKIMDomains = []string{"lists.example.org"}

@@ -34,9 +34,10 @@ const (
 	// knowledge).
 	RejectQuarantine RejectHandling = "quarantine"
 	// RejectUnlessIndirect (the default) rejects unless the message shows
-	// signs of an indirect flow: list headers give quarantine
-	// (mailing_list). A trusted forwarder, which is local knowledge,
-	// overrides every policy (trusted_forwarder).
+	// signs of an indirect flow: list headers count as evidence
+	// (mailing_list), beside the trusted forwarders and ARC sealers that
+	// count under every handling (trusted_forwarder); what the evidence
+	// does is LocalPolicy.Indirect.
 	RejectUnlessIndirect RejectHandling = "reject-unless-indirect"
 )
 
@@ -96,14 +97,20 @@ type FromPolicy struct {
 	MaxDomains int
 }
 
-// TrustedForwarders are the forwarders whose mail is delivered even when it
-// fails DMARC (RFC 9990 override reason trusted_forwarder).
+// TrustedForwarders are the forwarders whose mail, when it fails DMARC, is
+// handled as LocalPolicy.Indirect says (RFC 9990 override reason
+// trusted_forwarder).
 type TrustedForwarders struct {
 	// Networks are the forwarders' client addresses.
 	Networks []netip.Prefix
 	// DKIMDomains are signing domains (d=) of forwarders; a passing
 	// signature with exactly this d= marks the message.
 	DKIMDomains []string
+	// ARCSealers are ARC sealing domains (ARC-Seal d=, exactly): a chain
+	// that passed, whose newest sealers are all trusted and whose oldest
+	// trusted set's assessment shows the message passed DMARC for the
+	// Author Domain there, marks the message (ReasonTrustedARCSealer).
+	ARCSealers []string
 }
 
 // LocalPolicy is the receiver's own policy on top of DMARC, as data: the
@@ -124,6 +131,9 @@ type LocalPolicy struct {
 	AllowNetworks []netip.Prefix
 	// Forwarders are trusted forwarders.
 	Forwarders TrustedForwarders
+	// Indirect is what evidence of an indirect flow does: default
+	// IndirectQuarantine.
+	Indirect IndirectHandling
 	// IgnorePct disables pct= sampling. RFC 9989 made pct historic (its
 	// Appendix A.6 and C.5.2); by default it is still honoured, as RFC 7489
 	// §6.6.4 requires and as domain owners publishing it expect.
@@ -149,6 +159,9 @@ func (l LocalPolicy) WithDefaults() LocalPolicy {
 	if l.OnTempError == "" {
 		l.OnTempError = TempErrorTempFail
 	}
+	if l.Indirect == "" {
+		l.Indirect = IndirectQuarantine
+	}
 	f := &l.From
 	def(&f.MultipleFields, FromEvaluate)
 	def(&f.MultipleDomains, FromEvaluate)
@@ -161,6 +174,7 @@ func (l LocalPolicy) WithDefaults() LocalPolicy {
 	}
 	l.AllowFrom = normalizeAll(l.AllowFrom)
 	l.Forwarders.DKIMDomains = normalizeAll(l.Forwarders.DKIMDomains)
+	l.Forwarders.ARCSealers = normalizeAll(l.Forwarders.ARCSealers)
 	return l
 }
 
@@ -187,12 +201,12 @@ func normalizeAll(in []string) []string {
 // Validate reports the first invalid field of l (after defaults).
 func (l LocalPolicy) Validate() error {
 	l = l.WithDefaults()
-	for _, err := range []error{l.Mode.Valid(), l.OnReject.Valid(), l.OnTempError.Valid(), l.From.Validate()} {
+	for _, err := range []error{l.Mode.Valid(), l.OnReject.Valid(), l.OnTempError.Valid(), l.Indirect.Valid(), l.From.Validate()} {
 		if err != nil {
 			return fmt.Errorf("policy: %w", err)
 		}
 	}
-	for _, d := range append(append([]string(nil), l.AllowFrom...), l.Forwarders.DKIMDomains...) {
+	for _, d := range append(append(append([]string(nil), l.AllowFrom...), l.Forwarders.DKIMDomains...), l.Forwarders.ARCSealers...) {
 		if _, err := NormalizeDomain(d); err != nil {
 			return fmt.Errorf("policy: domain %q: %w", d, err)
 		}

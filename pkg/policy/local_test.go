@@ -17,6 +17,8 @@ func TestLocalPolicyValidate(t *testing.T) {
 		{From: FromPolicy{Missing: FromEvaluate}},
 		{From: FromPolicy{MultipleDomains: "skip"}},
 		{AllowFrom: []string{"not a domain"}},
+		{Indirect: "accept"},
+		{Forwarders: TrustedForwarders{ARCSealers: []string{"not a domain"}}},
 	}
 	for _, lp := range bad {
 		if err := lp.Validate(); err == nil {
@@ -24,7 +26,7 @@ func TestLocalPolicyValidate(t *testing.T) {
 		}
 	}
 	d := LocalPolicy{}.WithDefaults()
-	want := LocalPolicy{Mode: ModeEnforce, OnReject: RejectUnlessIndirect, OnTempError: TempErrorTempFail,
+	want := LocalPolicy{Mode: ModeEnforce, OnReject: RejectUnlessIndirect, OnTempError: TempErrorTempFail, Indirect: IndirectQuarantine,
 		From: FromPolicy{MultipleFields: FromEvaluate, MultipleDomains: FromEvaluate, TooManyDomains: FromReject,
 			NoMailbox: FromReject, Missing: FromReject, Unparseable: FromReject, MaxDomains: 5}}
 	if diff := cmp.Diff(want, d); diff != "" {

@@ -38,8 +38,13 @@ const (
 	ReasonTrustedForwarderNetwork Reason = "trusted-forwarder-network"
 	// ReasonTrustedForwarderDKIM: a trusted forwarder's signature passed.
 	ReasonTrustedForwarderDKIM Reason = "trusted-forwarder-dkim"
-	// ReasonListHeaders: p=reject handled as quarantine because the
-	// message has list headers, a sign of an indirect flow (RFC 9989 §7.4).
+	// ReasonTrustedARCSealer: the ARC chain passed and a trusted sealer's
+	// assessment shows the message passed DMARC where it entered the
+	// sealer (RFC 8617 §7.2.1).
+	ReasonTrustedARCSealer Reason = "trusted-arc-sealer"
+	// ReasonListHeaders: the message has list headers, a sign of an
+	// indirect flow (RFC 9989 §7.4), under p=reject and
+	// RejectUnlessIndirect.
 	ReasonListHeaders Reason = "list-headers"
 	// ReasonRejectAsQuarantine: p=reject handled as quarantine because the
 	// local policy says so (RFC 9989 §7.4, LocalPolicy.OnReject).
@@ -62,7 +67,7 @@ func (r Reason) OverrideType() OverrideType {
 	switch r {
 	case ReasonTestMode:
 		return OverridePolicyTestMode
-	case ReasonTrustedForwarderNetwork, ReasonTrustedForwarderDKIM:
+	case ReasonTrustedForwarderNetwork, ReasonTrustedForwarderDKIM, ReasonTrustedARCSealer:
 		return OverrideTrustedForwarder
 	case ReasonListHeaders:
 		return OverrideMailingList

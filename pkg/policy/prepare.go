@@ -119,5 +119,9 @@ func orgLookupsNeeded(in *Input, disc *Discovery) []string {
 			need(normalizeOrKeep(s.Domain), disc.Record.DKIMAlignment())
 		}
 	}
+	if len(in.Local.Forwarders.ARCSealers) > 0 {
+		lp := in.Local.WithDefaults()
+		arcLookupsNeeded(in, &lp, disc, need)
+	}
 	return out
 }

@@ -113,6 +113,7 @@ type Verdict struct {
 	EnvelopeTo   []string // distinct recipient domains
 	SPF          verify.SPFResult
 	DKIM         []verify.DKIMResult
+	ARC          *verify.ARCResult // nil: no ARC field (cv none)
 }
 
 // More From conditions (besides the FromProblem values of ParseFrom) that a

@@ -22,6 +22,7 @@ func TestReasonOverrideType(t *testing.T) {
 		ReasonMonitorMode:             OverrideLocalPolicy,
 		ReasonTrustedForwarderNetwork: OverrideTrustedForwarder,
 		ReasonTrustedForwarderDKIM:    OverrideTrustedForwarder,
+		ReasonTrustedARCSealer:        OverrideTrustedForwarder,
 		ReasonListHeaders:             OverrideMailingList,
 		ReasonRejectAsQuarantine:      OverrideLocalPolicy,
 		ReasonTempErrorAccepted:       OverrideLocalPolicy,

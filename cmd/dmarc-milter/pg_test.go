@@ -292,3 +292,65 @@ schedule = "external"
 		t.Errorf("no loss logged at SIGTERM:\n%s", d.logText())
 	}
 }
+
+// TestBinaryKill9: kill -9 loses at most the rows of the last flush
+// interval (they were only in memory). The test sends a steady stream,
+// kills the daemon, and compares the store with what was answered; the
+// figures are logged for docs/reports.md.
+func TestBinaryKill9(t *testing.T) {
+	srv := dnstest.New(t, `$TTL 300
+_dmarc.one.example. IN TXT "v=DMARC1; p=reject"
+`)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.toml")
+	const flush = time.Second
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`listen = "inet:127.0.0.1:0"
+[dns]
+nameservers = [%q]
+[store]
+url = "sqlite:%s/r.db"
+[report]
+enabled = true
+from = "dmarc@ours.example"
+schedule = "external"
+flush_interval = %q
+`, srv.Addr, dir, flush.String())), 0o600)
+	d := startDaemon(t, "serve", "--config", cfg)
+	addr := d.waitFor(t, `msg="dmarc-milter started".* addr=(\S+)`)[1]
+	var answered []time.Time
+	stop := time.Now().Add(3500 * time.Millisecond)
+	for time.Now().Before(stop) {
+		if err := sendForged(t, addr, "one.example", 5); err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			answered = append(answered, time.Now())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	killed := time.Now()
+	d.cmd.Process.Kill()
+	d.cmd.Wait()
+	var out, errb bytes.Buffer
+	if code := run([]string{"report", "status", "--config", cfg, "--json"}, &out, &errb); code != exitOK {
+		t.Fatalf("report status: %s", errb.String())
+	}
+	var st []domainStatusJSON
+	json.Unmarshal(out.Bytes(), &st)
+	var stored int64
+	for _, s := range st {
+		stored += s.Messages
+	}
+	lost := int64(len(answered)) - stored
+	window := 0
+	for _, a := range answered {
+		if killed.Sub(a) <= flush+500*time.Millisecond {
+			window++
+		}
+	}
+	t.Logf("kill -9: %d messages answered, %d stored, %d lost; %d answered in the last flush interval (%v) + 0.5 s",
+		len(answered), stored, lost, window, flush)
+	if lost < 0 || lost > int64(window) {
+		t.Errorf("lost %d messages, more than the %d of the last flush interval", lost, window)
+	}
+}

@@ -87,7 +87,7 @@ type Recorder struct {
 	done chan struct{}
 
 	mu       sync.Mutex
-	rows     map[string]*store.Row
+	rows     map[string]*store.Row // by appendRowKey
 	counters map[counterKey]int64
 	losses   map[lossKey]int64
 	dropped  int64 // messages dropped since the last log line
@@ -138,48 +138,50 @@ func (r *Recorder) Record(d *milter.Decision) {
 	begin, end := Period(r.o.Now(), r.o.Interval)
 	ck := counterKey{begin: begin.Unix(), end: end.Unix()}
 	ck.domain, ck.result, ck.action, ck.outcome = outcomeOf(d)
-	var rows []store.Row
+	var rows []policy.ReportRow
 	if d.Verdict != nil && d.Action != policy.ActionTempFail && !r.ours(d) {
-		rows = r.rowsOf(d.Verdict, begin, end)
+		rows = d.Verdict.ReportRows()
 	}
+	var buf [512]byte
+	var prev []byte
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.counters[ck]; ok || len(r.counters) < r.o.QueueSize {
 		r.counters[ck]++
 	}
+	off := 0
 	for i := range rows {
-		k := rowKey(&rows[i])
-		if q, ok := r.rows[k]; ok {
+		k := appendRowKey(buf[off:off], &rows[i], ck.begin, r.o.IncludeEnvelopeTo)
+		if len(k) <= len(buf)-off {
+			off += len(k)
+		}
+		// Without envelope_to, the rows of one Author Domain for several
+		// recipient domains (consecutive in ReportRows) are one row: a
+		// count is a number of messages.
+		if string(k) == string(prev) {
+			continue
+		}
+		prev = k
+		if q, ok := r.rows[string(k)]; ok {
 			q.Count++
 			continue
 		}
+		row := r.storeRowOf(&rows[i], begin, end)
 		if len(r.rows) >= r.o.QueueSize {
-			r.dropLocked(&rows[i])
+			r.dropLocked(&row)
 			continue
 		}
-		r.rows[k] = &rows[i]
+		r.rows[string(k)] = &row
 	}
 }
 
-// rowsOf is the message's rows: one per policy domain, and per recipient
-// domain when those are reported. Without recipient domains the per-recipient
-// rows collapse into one, so that a count stays a number of messages.
-func (r *Recorder) rowsOf(v *policy.Verdict, begin, end time.Time) []store.Row {
-	var rows []store.Row
-	seen := map[string]bool{}
-	for _, pr := range v.ReportRows() {
-		if !r.o.IncludeEnvelopeTo {
-			pr.EnvelopeTo = ""
-		}
-		row := storeRow(pr, begin, end)
-		k := rowKey(&row)
-		if seen[k] {
-			continue
-		}
-		seen[k] = true
-		rows = append(rows, row)
+// storeRowOf is the store's row of one report row.
+func (r *Recorder) storeRowOf(pr *policy.ReportRow, begin, end time.Time) store.Row {
+	row := storeRow(*pr, begin, end)
+	if !r.o.IncludeEnvelopeTo {
+		row.EnvelopeTo = ""
 	}
-	return rows
+	return row
 }
 
 // ours reports whether the message comes from or goes to one of our

@@ -218,3 +218,21 @@ func TestRecorderCorruptStore(t *testing.T) {
 	defer cancel()
 	rec.Close(ctx)
 }
+
+// BenchmarkRecord is the recorder's cost on the reply path: one message's
+// rows and counter into the queue (a row already queued, the usual case).
+func BenchmarkRecord(b *testing.B) {
+	t := &testing.T{}
+	d := goldenSet[0].decide(t)
+	rec := NewRecorder(RecorderOptions{Open: func(context.Context) (Sink, error) { return nil, errDown },
+		Interval: 24 * time.Hour, QueueSize: 1000, FlushInterval: time.Hour})
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		defer cancel()
+		rec.Close(ctx)
+	}()
+	b.ReportAllocs()
+	for b.Loop() {
+		rec.Record(d)
+	}
+}

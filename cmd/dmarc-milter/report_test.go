@@ -185,3 +185,23 @@ func TestReportUsage(t *testing.T) {
 		t.Error("parseTime(yesterday) succeeded")
 	}
 }
+
+// FuzzParseTime: the --since/--until parser never panics, and what it
+// accepts is UTC and round-trips through RFC 3339.
+func FuzzParseTime(f *testing.F) {
+	for _, s := range []string{"2026-12-06", "2026-12-06T01:00:00+01:00", "2026-12-06T00:00:00Z", "", "yesterday", "2026-13-40", "9999-12-31T23:59:59-23:59"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tm, err := parseTime(s)
+		if err != nil {
+			return
+		}
+		if tm.Location() != time.UTC {
+			t.Errorf("parseTime(%q) = %v, not UTC", s, tm)
+		}
+		if back, err := time.Parse(time.RFC3339, tm.Format(time.RFC3339)); err == nil && !back.Equal(tm.Truncate(time.Second)) {
+			t.Errorf("parseTime(%q) = %v does not round-trip", s, tm)
+		}
+	})
+}

@@ -7,7 +7,8 @@
 # the median CPU per message and EOM latency of each, and their ratio.
 #
 # Environment: WORK [mktemp -d], DNS_ADDR [127.0.0.1:5354], CONC [8],
-# COUNT [30000], DURATION [20s], REPEAT [5]. Runs must last seconds: the CPU
+# COUNT [30000], DURATION [20s], REPEAT [5], RATE [0: as fast as possible;
+# e.g. 500 for the latency below saturation]. Runs must last seconds: the CPU
 # figure comes from clock ticks of 10 ms.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ CONC=${CONC:-8}
 COUNT=${COUNT:-30000}
 DURATION=${DURATION:-20s}
 REPEAT=${REPEAT:-5}
+RATE=${RATE:-0}
 export PATH=$PATH:/usr/local/go/bin
 cd "$ROOT"
 
@@ -52,7 +54,7 @@ done
 for i in $(seq "$REPEAT"); do
 	for mode in off on; do
 		"$WORK/milterbench" run --dns-listen "$DNS_ADDR" --milter "unix:$WORK/$mode.sock" --label "$mode" \
-			--concurrency "$CONC" --count "$COUNT" --duration "$DURATION" --warmup 100 |
+			--concurrency "$CONC" --count "$COUNT" --duration "$DURATION" --warmup 100 --rate "$RATE" |
 			grep '^RESULT ' | tee -a "$WORK/runs.txt"
 	done
 done

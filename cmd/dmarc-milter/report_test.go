@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,9 +93,10 @@ _dmarc.example.com. IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@example.com"
 	for range 3 {
 		forged(t, addr)
 	}
-	os.WriteFile(cfg, []byte(body+"interval = \"1h\"\n"), 0o600)
+	os.WriteFile(cfg, []byte(body+"interval = \"1h\"\norg_name = \"Reloaded\"\n"), 0o600)
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	d.waitFor(t, `takes effect at the next restart" key=report.interval`)
+	d.waitFor(t, `msg="report settings applied" schedule=external`)
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	d.waitFor(t, `msg="report rows written" rows=1 messages=3`)
 	d.waitFor(t, `msg=stopped`)
@@ -204,4 +206,34 @@ func FuzzParseTime(f *testing.F) {
 			t.Errorf("parseTime(%q) = %v does not round-trip", s, tm)
 		}
 	})
+}
+
+// TestBinaryCorruptStore: a corrupt SQLite file is a clear error at start,
+// and mail still flows.
+func TestBinaryCorruptStore(t *testing.T) {
+	srv := dnstest.New(t, `$TTL 300
+_dmarc.example.com. IN TXT "v=DMARC1; p=reject"
+`)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "bad.db")
+	os.WriteFile(db, bytes.Repeat([]byte("this is not an SQLite database. "), 200), 0o600)
+	cfg := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`listen = "inet:127.0.0.1:0"
+[timeouts]
+drain = "1s"
+[dns]
+nameservers = [%q]
+[store]
+url = "sqlite:%s"
+[report]
+enabled = true
+from = "dmarc@ours.example"
+schedule = "external"
+`, srv.Addr, db)), 0o600)
+	d := startDaemon(t, "serve", "--config", cfg)
+	d.waitFor(t, `level=ERROR msg="report store not available; rows are queued in memory until it answers" err=".*corrupt or not a database`)
+	addr := d.waitFor(t, `msg="dmarc-milter started".* addr=(\S+)`)[1]
+	forged(t, addr)
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	waitStopped(t, d)
 }

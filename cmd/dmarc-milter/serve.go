@@ -187,6 +187,7 @@ func (d *daemon) reload() {
 			if cfg.Report.Schedule == config.ScheduleDaemon {
 				d.startSender(cfg, res)
 			}
+			d.log.Info("report settings applied", "schedule", cfg.Report.Schedule)
 		}
 	}
 	d.srv.SetEngine(eng)

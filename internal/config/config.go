@@ -280,9 +280,9 @@ type Report struct {
 	// Default: "2160h0m0s"
 	KeepSentReports time.Duration `toml:"keep_sent_reports"`
 
-	// QueueSize bounds the rows waiting in memory for the store; when it
-	// is full (the store slow or down), further rows are counted as dropped.
-	// Changing it needs a restart.
+	// QueueSize bounds the distinct rows waiting in memory for the store
+	// (under 1 KB each); when it is full (the store slow or down), further
+	// rows are counted as dropped. Changing it needs a restart.
 	// Default: 100000
 	QueueSize int `toml:"queue_size"`
 

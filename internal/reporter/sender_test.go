@@ -246,3 +246,24 @@ func exactlyOnce(t *testing.T, url string) {
 		}
 	}
 }
+
+// TestSenderDoNotReport: a domain on do_not_report gets no report; its
+// report is made (the rows are sealed, nothing is due again) with no
+// destination, and its subdomains are covered too.
+func TestSenderDoNotReport(t *testing.T) {
+	b := newSenderBed(t, "")
+	b.record(t, 2)
+	b.clk.set(day(2026, 12, 7, 1))
+	s := b.sender(t, "a")
+	s.o.DoNotReport = []string{"com"}
+	sum, err := s.RunOnce(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Built != 1 || sum.Skipped != 1 || sum.Sent != 0 || b.sink.total() != 0 {
+		t.Errorf("%+v, %d sent; want the report built and sent nowhere", sum, b.sink.total())
+	}
+	if sum, _ := s.RunOnce(context.Background()); sum.Due != 0 {
+		t.Errorf("due again: %+v", sum)
+	}
+}

@@ -10,7 +10,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build run test deps check fmt-check fmt vet unit fuzz fuzz-smoke bench loadbench compare soak check-rfc clean
+.PHONY: all build run test deps check fmt-check fmt vet unit fuzz fuzz-smoke bench loadbench compare reportcost soak check-rfc clean
 
 all: build
 
@@ -62,6 +62,10 @@ loadbench:
 ## compare: side by side with OpenDKIM+OpenDMARC (root; installs the peers; about 7 min; not in CI).
 compare:
 	bench/compare.sh
+
+## reportcost: CPU per message with report recording on vs off, alternated (about 6 min; not in CI).
+reportcost:
+	bench/reportcost.sh
 
 ## soak: 32 concurrent sessions for DURATION (default 10m; not in CI).
 soak:

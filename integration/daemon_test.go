@@ -83,6 +83,7 @@ trusted_arc_sealers = ["arclist.example"]
 type daemon struct {
 	bin, config, listen, nameserver string
 	log                             string
+	env                             []string // added to the environment
 	cmd                             *exec.Cmd
 	done                            chan struct{}
 }
@@ -113,7 +114,7 @@ func (d *daemon) start(t *testing.T) {
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	// A -race binary sleeps 1 s at exit by default; a race still makes it
 	// exit with status 66, which stop reports.
-	d.cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=50")
+	d.cmd.Env = append(append(os.Environ(), "GORACE=atexit_sleep_ms=50"), d.env...)
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -26,6 +26,9 @@ type world struct {
 	dc   *dovecot
 	pf   *postfix
 	d    map[string]*daemon // milter name → running daemon
+	bin  string             // the daemon's binary
+	// milters are the milter sockets of the smtpd listeners, by name.
+	milters map[string]string
 }
 
 // TestPostfix starts the bed once and runs every scenario against it.
@@ -57,12 +60,14 @@ func TestPostfix(t *testing.T) {
 		"dead": fmt.Sprintf("inet:127.0.0.1:%d", freePort(t)),
 	}
 	startStubUnix(t, filepath.Join(w.dir, "postfix", "queue", "dmarc-milter", "milter.sock"), authservID)
-	for _, name := range []string{"header", "hold", "restart", "arc"} {
+	// "report": the reporting daemon, started by its scenario.
+	for _, name := range []string{"header", "hold", "restart", "arc", "report"} {
 		milters[name] = fmt.Sprintf("inet:127.0.0.1:%d", freePort(t))
 	}
+	w.bin, w.milters = bin, milters
 	w.dc = startDovecot(t, w.root, w.dir, authservID)
 	var services []smtpService
-	for _, name := range []string{"stub", "stub-unix", "dead", "header", "hold", "restart", "arc"} {
+	for _, name := range []string{"stub", "stub-unix", "dead", "header", "hold", "restart", "arc", "report"} {
 		services = append(services, smtpService{name: name, milter: milters[name]})
 	}
 	w.pf = startPostfix(t, w.root, w.dir, w.dc.lmtp, services)

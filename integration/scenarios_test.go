@@ -36,6 +36,7 @@ var scenarios = []scenario{
 	{"daemon-stopped-tempfail-then-flows", scDaemonStopped},
 	{"mailing-list-p-reject-quarantined", scMailingList},
 	{"arc-trusted-sealer-delivered", scARC},
+	{"aggregate-report-round-trip", scReportRoundTrip},
 }
 
 // client simulates a remote MTA at ip with a HELO name.

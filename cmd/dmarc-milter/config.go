@@ -116,6 +116,10 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "config: dns: %v\n", err)
 		return exitConfig
 	}
+	if err := checkReporting(c); err != nil {
+		fmt.Fprintf(stderr, "config: %v\n", err)
+		return exitConfig
+	}
 	src := f.config
 	if src == "" {
 		src = "built-in defaults"

@@ -14,10 +14,12 @@ import (
 	"reflect"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
 	"github.com/dmarc-milter/dmarc-milter/internal/metrics"
 	"github.com/dmarc-milter/dmarc-milter/internal/milter"
+	"github.com/dmarc-milter/dmarc-milter/internal/reporter"
 	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
 )
 
@@ -32,6 +34,13 @@ type daemon struct {
 	srv     *milter.Server
 	// failed receives the error that ended the milter listener.
 	failed chan error
+	// Reporting (nil when report.enabled is false): the store, the
+	// recorder fed by the milter, and the sender's run.
+	now          func() time.Time
+	opener       *storeOpener
+	rec          *reporter.Recorder
+	senderCancel context.CancelFunc
+	senderDone   chan struct{}
 }
 
 func cmdServe(args []string, stderr io.Writer) int {
@@ -76,6 +85,9 @@ func (d *daemon) start(cfg *config.Config) error {
 	d.metrics.SetDNSStats(res.Stats)
 	eng, err := milter.NewEngine(cfg, res, d.metrics)
 	if err != nil {
+		return err
+	}
+	if err := d.startReporting(cfg, eng); err != nil {
 		return err
 	}
 	d.srv = milter.NewServer(eng, d.log)
@@ -134,6 +146,7 @@ wait:
 	if err := d.srv.Shutdown(ctx); err != nil {
 		d.log.Warn("drain deadline passed; remaining connections closed")
 	}
+	d.stopReporting(ctx)
 	d.metrics.Close()
 	d.log.Info("stopped")
 	return code
@@ -167,6 +180,16 @@ func (d *daemon) reload() {
 	for _, k := range restartOnly(d.cfg, cfg) {
 		d.log.Warn("setting changed; it takes effect at the next restart", "key", k)
 	}
+	if d.rec != nil {
+		eng.SetRecorder(d.rec)
+		if !reflect.DeepEqual(cfg.Report, d.cfg.Report) && cfg.Report.Enabled {
+			d.stopSender()
+			if cfg.Report.Schedule == config.ScheduleDaemon {
+				d.startSender(cfg, res)
+			}
+			d.log.Info("report settings applied", "schedule", cfg.Report.Schedule)
+		}
+	}
 	d.srv.SetEngine(eng)
 	d.cfg, d.res = cfg, res
 	d.level.Set(logLevel(cfg.LogLevel))
@@ -187,6 +210,26 @@ func restartOnly(old, cur *config.Config) []string {
 	}
 	if old.Metrics != cur.Metrics {
 		keys = append(keys, "metrics")
+	}
+	// The store and the recorder's queue are made at start.
+	if old.Store != cur.Store {
+		keys = append(keys, "store.url")
+	}
+	o, c := old.Report, cur.Report
+	for _, k := range []struct {
+		name    string
+		changed bool
+	}{
+		{"report.enabled", o.Enabled != c.Enabled},
+		{"report.interval", o.Interval != c.Interval},
+		{"report.include_envelope_to", o.IncludeEnvelopeTo != c.IncludeEnvelopeTo},
+		{"report.own_addresses", !reflect.DeepEqual(o.OwnAddresses, c.OwnAddresses) || o.From != c.From},
+		{"report.queue_size", o.QueueSize != c.QueueSize},
+		{"report.flush_interval", o.FlushInterval != c.FlushInterval},
+	} {
+		if k.changed {
+			keys = append(keys, k.name)
+		}
 	}
 	return keys
 }
@@ -254,4 +297,87 @@ func notify(state string) {
 	}
 	defer c.Close()
 	_, _ = c.Write([]byte(state))
+}
+
+// startReporting starts the recorder (and, with schedule "daemon", the
+// sender) when report.enabled; otherwise nothing touches the disk.
+func (d *daemon) startReporting(cfg *config.Config, eng *milter.Engine) error {
+	now, err := clock()
+	if err != nil {
+		return err
+	}
+	d.now = now
+	if !cfg.NeedsStore() {
+		return nil
+	}
+	d.opener = &storeOpener{url: cfg.StoreURL(), log: d.log, now: now}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := d.opener.get(ctx); err != nil {
+		// Mail must flow: the recorder queues and retries.
+		d.log.Error("report store not available; rows are queued in memory until it answers", "err", err.Error())
+	}
+	d.rec = reporter.NewRecorder(recorderOptions(cfg, d.opener, d.log, d.metrics, now))
+	eng.SetRecorder(d.rec)
+	if cfg.Report.Schedule == config.ScheduleDaemon {
+		d.startSender(cfg, d.res)
+	}
+	d.log.Info("aggregate reports enabled", "store", redactURL(cfg.StoreURL()), "schedule", cfg.Report.Schedule,
+		"interval", cfg.Report.Interval, "from", cfg.Report.From)
+	return nil
+}
+
+// senderTick is how often the daemon looks for reports due.
+const senderTick = time.Minute
+
+// startSender runs the sender until stopSender.
+func (d *daemon) startSender(cfg *config.Config, res *cache.Resolver) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	d.senderCancel, d.senderDone = cancel, done
+	go func() {
+		defer close(done)
+		defer func() {
+			if v := recover(); v != nil {
+				d.log.Error("report sender panic; reports stop until restart", "panic", fmt.Sprint(v))
+			}
+		}()
+		for ctx.Err() == nil {
+			st, err := d.opener.get(ctx)
+			if err == nil {
+				var s *reporter.Sender
+				if s, err = newSender(cfg, st, res, d.log, d.metrics, d.now, false); err == nil {
+					s.Run(ctx, senderTick)
+					return
+				}
+			}
+			d.log.Error("report sender cannot start; retrying in a minute", "err", err.Error())
+			select {
+			case <-ctx.Done():
+			case <-time.After(senderTick):
+			}
+		}
+	}()
+}
+
+func (d *daemon) stopSender() {
+	if d.senderCancel != nil {
+		d.senderCancel()
+		<-d.senderDone
+		d.senderCancel, d.senderDone = nil, nil
+	}
+}
+
+// stopReporting stops the sender and drains the recorder's queue into the
+// store (SIGTERM loses nothing that the store accepts before ctx ends).
+func (d *daemon) stopReporting(ctx context.Context) {
+	d.stopSender()
+	if d.rec == nil {
+		return
+	}
+	rows, msgs := d.rec.Queued()
+	if err := d.rec.Close(ctx); err == nil {
+		d.log.Info("report rows written", "rows", rows, "messages", msgs)
+	}
+	d.opener.close()
 }

@@ -90,6 +90,206 @@ type Config struct {
 
 	// Runtime tunes the Go runtime's memory management.
 	Runtime Runtime `toml:"runtime"`
+
+	// Store is the database that keeps the aggregate-report rows, the
+	// outcome counters and the state of the reports sent. It is opened only
+	// when a setting needs it (report.enabled); otherwise the daemon writes
+	// nothing to disk.
+	Store Store `toml:"store"`
+
+	// Report configures DMARC aggregate reports (RFC 9990): recording every
+	// evaluated message and sending the daily reports to the domain owners.
+	// See docs/reports.md.
+	Report Report `toml:"report"`
+}
+
+// Store names the report store.
+type Store struct {
+	// URL is "sqlite:PATH" (one file, for a single host) or
+	// "postgres://USER@HOST/DB" (a PostgreSQL database that several MX hosts
+	// share; key=value connection strings work too). Empty means the SQLite
+	// file dmarc-milter.db in $STATE_DIRECTORY (set by systemd's
+	// StateDirectory=), else /var/lib/dmarc-milter/dmarc-milter.db.
+	// Default: ""
+	URL string `toml:"url"`
+}
+
+// Report configures aggregate reporting.
+type Report struct {
+	// Enabled records every evaluated message into the store and (with
+	// schedule "daemon") sends the reports. Changing it needs a restart.
+	// Default: false
+	Enabled bool `toml:"enabled"`
+
+	// OrgName is the report's org_name: the name of the organization
+	// sending the reports. Empty means the domain of from.
+	// Default: ""
+	OrgName string `toml:"org_name"`
+
+	// Email is the report's email element: where a domain owner can write
+	// about the reports. Empty means from.
+	// Default: ""
+	Email string `toml:"email"`
+
+	// ExtraContactInfo is the report's optional extra_contact_info (a URL
+	// or a phone number, for example).
+	// Default: ""
+	ExtraContactInfo string `toml:"extra_contact_info"`
+
+	// From is the address the reports are sent from (header From and
+	// envelope sender); its domain is the report's receiver in the file
+	// name and Subject. Required when enabled. Mail to this address is not
+	// recorded.
+	// Default: ""
+	From string `toml:"from"`
+
+	// OwnAddresses are further addresses of ours that receive report mail
+	// (the report intake, the bounce address of from): mail to them, and
+	// mail from them, is not recorded.
+	// Default: []
+	OwnAddresses []string `toml:"own_addresses"`
+
+	// Interval is the reporting period, aligned to 00:00 UTC: "1h", "2h",
+	// "3h", "4h", "6h", "8h", "12h" or "24h".
+	// Default: "24h0m0s"
+	Interval time.Duration `toml:"interval"`
+
+	// Grace is how long after a period's end its reports wait: at least
+	// the flush interval of every host recording into the store, plus the
+	// clock skew between them.
+	// Default: "15m0s"
+	Grace time.Duration `toml:"grace"`
+
+	// MaxAge: periods that ended longer ago than this are never reported
+	// (a reporter switched on after a long pause sends no old data).
+	// Default: "72h0m0s"
+	MaxAge time.Duration `toml:"max_age"`
+
+	// Schedule says who sends the reports: "daemon" (serve sends them) or
+	// "external" (a timer runs `dmarc-milter report send`; serve only
+	// records).
+	// Default: "daemon"
+	Schedule string `toml:"schedule"`
+
+	// SendWindow spreads the sends of one period over this time after it
+	// closes (end + grace), so that a large receiver does not burst
+	// thousands of messages into its relay at once. Each report gets a
+	// stable delay within the window.
+	// Default: "4h0m0s"
+	SendWindow time.Duration `toml:"send_window"`
+
+	// IncludeEnvelopeTo reports the recipient domains (envelope_to), which
+	// tells third parties which of our domains receive mail.
+	// Default: false
+	IncludeEnvelopeTo bool `toml:"include_envelope_to"`
+
+	// MaxReportSize bounds the XML of one report in bytes; records beyond
+	// it (the lowest counts) are left out, and the report says so in its
+	// error element.
+	// Default: 10485760
+	MaxReportSize int `toml:"max_report_size"`
+
+	// MaxReportRows bounds the records of one report, in the same way.
+	// Default: 50000
+	MaxReportRows int `toml:"max_report_rows"`
+
+	// DoNotReport are policy domains (and their subdomains) that get no
+	// reports; their rows are still recorded.
+	// Default: []
+	DoNotReport []string `toml:"do_not_report"`
+
+	// Relay is where reports are sent: "smtp://HOST[:PORT]" (port 25,
+	// STARTTLS when offered) or "smtps://HOST[:PORT]" (implicit TLS, port
+	// 465).
+	// Default: "smtp://localhost:25"
+	Relay string `toml:"relay"`
+
+	// RelayUser enables SMTP AUTH PLAIN (over TLS only) with this user
+	// name; the password is read from password_file.
+	// Default: ""
+	RelayUser string `toml:"relay_user"`
+
+	// PasswordFile holds the relay password (first line). It must not be
+	// readable by other users; the password never goes into this file.
+	// Default: ""
+	PasswordFile string `toml:"password_file"`
+
+	// StartTLS is "opportunistic" (use STARTTLS when the relay offers it)
+	// or "required" (never send without TLS) for smtp:// relays.
+	// Default: "opportunistic"
+	StartTLS string `toml:"starttls"`
+
+	// TLSVerify is "auto" (verify the relay's certificate for smtps://,
+	// required STARTTLS and AUTH), "yes" or "no".
+	// Default: "auto"
+	TLSVerify string `toml:"tls_verify"`
+
+	// CAFile is a PEM file of the certificates that verify the relay,
+	// instead of the system's roots.
+	// Default: ""
+	CAFile string `toml:"ca_file"`
+
+	// HeloName is the EHLO name given to the relay. Empty means the host
+	// name.
+	// Default: ""
+	HeloName string `toml:"helo_name"`
+
+	// DKIMKeyFile is a PEM private key (RSA of 1024 bits or more, or
+	// Ed25519) that signs the report messages, so that they pass DMARC at
+	// their receivers (RFC 9990 §3.5.2). Empty sends them unsigned (the
+	// relay may sign them).
+	// Default: ""
+	DKIMKeyFile string `toml:"dkim_key_file"`
+
+	// DKIMSelector is the selector (s=) of the key, published at
+	// SELECTOR._domainkey.DOMAIN.
+	// Default: ""
+	DKIMSelector string `toml:"dkim_selector"`
+
+	// DKIMDomain is the signing domain (d=). Empty means the domain of
+	// from; it must be in from's Organizational Domain.
+	// Default: ""
+	DKIMDomain string `toml:"dkim_domain"`
+
+	// RetryFor is how long temporary send failures (4xx, connection
+	// errors) are retried, with a backoff that doubles from retry_initial;
+	// after it the destination has failed for good.
+	// Default: "24h0m0s"
+	RetryFor time.Duration `toml:"retry_for"`
+
+	// RetryInitial is the first retry delay.
+	// Default: "5m0s"
+	RetryInitial time.Duration `toml:"retry_initial"`
+
+	// SuppressFor puts a destination that refused a report permanently
+	// (5xx) on the suppression list for this long.
+	// Default: "168h0m0s"
+	SuppressFor time.Duration `toml:"suppress_for"`
+
+	// KeepRows is how long the aggregate rows are kept after their
+	// period ended. 0 keeps them for ever.
+	// Default: "720h0m0s"
+	KeepRows time.Duration `toml:"keep_rows"`
+
+	// KeepCounters is how long the outcome and loss counters are kept.
+	// Default: "8760h0m0s"
+	KeepCounters time.Duration `toml:"keep_counters"`
+
+	// KeepSentReports is how long the records of finished reports (their
+	// identity and delivery state) are kept.
+	// Default: "2160h0m0s"
+	KeepSentReports time.Duration `toml:"keep_sent_reports"`
+
+	// QueueSize bounds the distinct rows waiting in memory for the store
+	// (under 1 KB each); when it is full (the store slow or down), further
+	// rows are counted as dropped. Changing it needs a restart.
+	// Default: 100000
+	QueueSize int `toml:"queue_size"`
+
+	// FlushInterval is how often the recorder writes its queue to the
+	// store; a crash (kill -9) loses at most this much recording.
+	// Default: "2s"
+	FlushInterval time.Duration `toml:"flush_interval"`
 }
 
 // Runtime tunes the Go garbage collector. The environment variables GOGC and

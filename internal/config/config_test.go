@@ -112,6 +112,18 @@ func TestParseErrors(t *testing.T) {
 		{"max domains", "[dmarc.from]\nmax_domains = 0\n", "dmarc.from.max_domains: 0 is outside 1..50"},
 		{"bad indirect flow", "[actions]\nindirect_flow = \"accept\"\n", `t.toml:2: actions.indirect_flow: unknown value "accept" (want quarantine, deliver)`},
 		{"ARC sealer not a domain", "[dmarc]\ntrusted_arc_sealers = [\"lists example\"]\n", `dmarc.trusted_arc_sealers: "lists example" is not a domain name`},
+		{"report without from", "[report]\nenabled = true\n", "report.from: required"},
+		{"report bad from", "[report]\nfrom = \"dmarc\"\n", "report.from:"},
+		{"report interval", "[report]\ninterval = \"5h\"\n", "report.interval: 5h0m0s"},
+		{"report schedule", "[report]\nschedule = \"cron\"\n", "report.schedule"},
+		{"report relay", "[report]\nrelay = \"localhost:25\"\n", "report.relay"},
+		{"report starttls", "[report]\nstarttls = \"maybe\"\n", "report.starttls"},
+		{"report dkim half", "[report]\ndkim_key_file = \"/k.pem\"\n", "dkim_selector go together"},
+		{"report grace below flush", "[report]\ngrace = \"1s\"\nflush_interval = \"5s\"\n", "report.grace"},
+		{"report do not report", "[report]\ndo_not_report = [\"a b\"]\n", "report.do_not_report"},
+		{"report queue", "[report]\nqueue_size = 0\n", "queue_size"},
+		{"store url", "[store]\nurl = \"mysql://x\"\n", "store.url"},
+		{"store sqlite empty", "[store]\nurl = \"sqlite:\"\n", "store.url"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -263,5 +275,26 @@ from_domains = ["partner.example"]
 	}
 	if diff := cmp.Diff(want, c.LocalPolicy(), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
 		t.Errorf("LocalPolicy (-want +got):\n%s", diff)
+	}
+}
+
+// TestStoreURL: the default store is the SQLite file in systemd's state
+// directory, else in /var/lib/dmarc-milter; store.url wins.
+func TestStoreURL(t *testing.T) {
+	c := Default()
+	t.Setenv("STATE_DIRECTORY", "/run/state/a:/run/state/b")
+	if got := c.StoreURL(); got != "sqlite:/run/state/a/dmarc-milter.db" {
+		t.Errorf("with STATE_DIRECTORY: %q", got)
+	}
+	t.Setenv("STATE_DIRECTORY", "")
+	if got := c.StoreURL(); got != "sqlite:/var/lib/dmarc-milter/dmarc-milter.db" {
+		t.Errorf("without STATE_DIRECTORY: %q", got)
+	}
+	c.Store.URL = "postgres://dmarc@db/dmarc"
+	if got := c.StoreURL(); got != c.Store.URL {
+		t.Errorf("store.url: %q", got)
+	}
+	if c.NeedsStore() {
+		t.Error("the default configuration needs a store")
 	}
 }

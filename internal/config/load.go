@@ -70,6 +70,28 @@ func Default() *Config {
 			Drain:        30 * time.Second,
 		},
 		Runtime: Runtime{GCPercent: 400, MemoryLimitMB: 512},
+		Report: Report{
+			OwnAddresses:    []string{},
+			Interval:        24 * time.Hour,
+			Grace:           15 * time.Minute,
+			MaxAge:          72 * time.Hour,
+			Schedule:        ScheduleDaemon,
+			SendWindow:      4 * time.Hour,
+			MaxReportSize:   10 << 20,
+			MaxReportRows:   50000,
+			DoNotReport:     []string{},
+			Relay:           "smtp://localhost:25",
+			StartTLS:        "opportunistic",
+			TLSVerify:       "auto",
+			RetryFor:        24 * time.Hour,
+			RetryInitial:    5 * time.Minute,
+			SuppressFor:     7 * 24 * time.Hour,
+			KeepRows:        30 * 24 * time.Hour,
+			KeepCounters:    365 * 24 * time.Hour,
+			KeepSentReports: 90 * 24 * time.Hour,
+			QueueSize:       100000,
+			FlushInterval:   2 * time.Second,
+		},
 	}
 }
 

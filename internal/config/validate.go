@@ -28,6 +28,8 @@ func (c *Config) Validate() error {
 		c.Timeouts.validate,
 		c.validateMetrics,
 		c.Runtime.validate,
+		c.validateStore,
+		c.validateReport,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {

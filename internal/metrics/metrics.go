@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/milter"
+	"github.com/dmarc-milter/dmarc-milter/internal/reporter"
 	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
 )
@@ -38,6 +39,9 @@ type Metrics struct {
 	panics     *prometheus.CounterVec
 	reloads    *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
+	reportRows *prometheus.CounterVec
+	storeErrs  *prometheus.CounterVec
+	reports    *prometheus.CounterVec
 
 	mu       sync.Mutex
 	dnsStats func() cache.Stats
@@ -45,7 +49,10 @@ type Metrics struct {
 	srv      *http.Server
 }
 
-var _ milter.Metrics = (*Metrics)(nil)
+var (
+	_ milter.Metrics   = (*Metrics)(nil)
+	_ reporter.Metrics = (*Metrics)(nil)
+)
 
 // New creates the collectors on a new registry.
 func New(version string) *Metrics {
@@ -69,10 +76,16 @@ func New(version string) *Metrics {
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: "messages", Name: "duration_seconds",
 		Help:    "Time from MAIL FROM to the end-of-message decision, by action.",
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20, 30}}, []string{"action"})
+	m.reportRows = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "report", Name: "rows_total",
+		Help: "Messages in aggregate-report rows, by fate: recorded (written to the store), late (written after their period was reported), dropped (never reached the store)."}, []string{"fate"})
+	m.storeErrs = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "store", Name: "errors_total",
+		Help: "Failed report-store operations, by operation."}, []string{"op"})
+	m.reports = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "report", Name: "reports_total",
+		Help: "Aggregate reports by outcome: built; per destination sent, retry, failed, suppressed; skipped (no destination)."}, []string{"outcome"})
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
 		Help: "Build information; the value is 1."}, []string{"version"})
 	build.WithLabelValues(version).Set(1)
-	m.Registry.MustRegister(m.messages, m.would, m.bypasses, m.temperrors, m.spf, m.dkim, m.panics, m.reloads, m.duration, build,
+	m.Registry.MustRegister(m.reportRows, m.storeErrs, m.reports, m.messages, m.would, m.bypasses, m.temperrors, m.spf, m.dkim, m.panics, m.reloads, m.duration, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&dnsCollector{m: m}, &connCollector{m: m})
 	return m
@@ -106,6 +119,24 @@ func (m *Metrics) Message(d *milter.Decision) {
 	}
 	m.duration.WithLabelValues(string(d.Action)).Observe(d.Duration.Seconds())
 }
+
+// RowsRecorded counts messages written into report rows, late of them
+// after their period was reported.
+func (m *Metrics) RowsRecorded(messages, late int64) {
+	m.reportRows.WithLabelValues("recorded").Add(float64(messages))
+	m.reportRows.WithLabelValues("late").Add(float64(late))
+}
+
+// RowsDropped counts messages whose rows never reached the store.
+func (m *Metrics) RowsDropped(messages int64) {
+	m.reportRows.WithLabelValues("dropped").Add(float64(messages))
+}
+
+// StoreError counts a failed store operation.
+func (m *Metrics) StoreError(op string) { m.storeErrs.WithLabelValues(op).Inc() }
+
+// Report counts a report event by outcome.
+func (m *Metrics) Report(outcome string) { m.reports.WithLabelValues(outcome).Inc() }
 
 // Panic counts a recovered panic.
 func (m *Metrics) Panic(stage string) { m.panics.WithLabelValues(stage).Inc() }

@@ -103,6 +103,9 @@ func TestDocumented(t *testing.T) {
 		Verdict: &policy.Verdict{Result: policy.ResultTempError, DKIM: []verify.DKIMResult{{Result: verify.ResultPass}}}})
 	m.Panic("eom")
 	m.Reload(true)
+	m.RowsRecorded(2, 1)
+	m.StoreError("record")
+	m.Report("sent")
 	mfs, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)

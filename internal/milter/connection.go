@@ -356,9 +356,14 @@ func parseClientAddr(v string) (netip.Addr, bool) {
 	return a.Unmap(), true
 }
 
-// logVerdict writes the one INFO line per message and counts it.
+// logVerdict writes the one INFO line per message, counts it and hands it
+// to the recorder.
 func (c *connection) logVerdict(d *Decision) {
-	c.engine.Load().metrics.Message(d)
+	e := c.engine.Load()
+	e.metrics.Message(d)
+	if e.recorder != nil {
+		e.recorder.Record(d) // the aggregate reports: queued, never waits
+	}
 	c.log.LogAttrs(c.ctx, slog.LevelInfo, "verdict", d.LogAttrs()...)
 	if d.Err != nil {
 		// The verdict line says "internal error"; this one says which.

@@ -338,3 +338,32 @@ func foldHeader(name string, words []string) string {
 	b.WriteString(crlf)
 	return b.String()
 }
+
+// RebuildMessage builds the report message again around a report file
+// built before: gz is the attachment's content as first built and filename
+// its name. A resend thus carries the very same file, file name and
+// Report-ID (RFC 9990 §3.5.2: a resent report keeps them); only the
+// recipients and Date may differ. m.Feedback and m.Limits are ignored: the
+// report is read back from gz (for the Subject and the summary text).
+func RebuildMessage(m Message, filename string, gz []byte) (*Built, error) {
+	f, err := ParseFile(bytes.NewReader(gz), Limits{MaxInputBytes: int64(len(gz)) + 1, MaxXMLBytes: 1 << 30, MaxRecords: 1 << 24})
+	if err != nil {
+		return nil, fmt.Errorf("%w: stored report does not read back: %w", ErrBadMessageInput, err)
+	}
+	if err := checkAddrs(m.From, m.To); err != nil {
+		return nil, err
+	}
+	id := f.Metadata.ReportID
+	if !validUniqueID(id) || !strings.Contains(filename, "!"+id+".") {
+		return nil, fmt.Errorf("%w: file name %q does not carry the Report-ID %q", ErrBadMessageInput, filename, id)
+	}
+	m.Feedback = f
+	b := &Built{
+		Filename:  filename,
+		Subject:   Subject(f.PolicyPublished.Domain, m.Receiver, id),
+		MessageID: "<" + id + "@" + lowerDomain(m.Receiver) + ">",
+		Gzip:      gz,
+	}
+	b.Message = writeMessage(&m, b)
+	return b, nil
+}

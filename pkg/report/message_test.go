@@ -237,3 +237,39 @@ func TestFilename(t *testing.T) {
 		}
 	}
 }
+
+// TestRebuildMessage: a resend built around the stored file carries the
+// same attachment bytes, file name, Subject and Message-ID as the first
+// send (RFC 9990 §3.5.2), to other recipients on another date; a file that
+// does not read back, or a name without its Report-ID, is refused.
+func TestRebuildMessage(t *testing.T) {
+	t.Parallel()
+	first, err := BuildMessage(goldenMessage())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := goldenMessage()
+	m.To = []string{"other@example.com"}
+	m.Date = m.Date.Add(time.Hour)
+	m.Feedback = nil
+	again, err := RebuildMessage(m, first.Filename, first.Gzip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(again.Gzip, first.Gzip) || again.Filename != first.Filename || again.Subject != first.Subject || again.MessageID != first.MessageID {
+		t.Errorf("the rebuilt message differs: %q %q %q", again.Filename, again.Subject, again.MessageID)
+	}
+	if !bytes.Contains(again.Message, []byte("To: other@example.com\r\n")) {
+		t.Error("recipients not those given")
+	}
+	fs, err := ParseMessage(bytes.NewReader(again.Message), Limits{})
+	if err != nil || len(fs) != 1 || fs[0].Metadata.ReportID != goldenFeedback().Metadata.ReportID {
+		t.Errorf("ParseMessage of the rebuilt message: %v", err)
+	}
+	if _, err := RebuildMessage(m, "example.org!example.com!1!2!otherid.xml.gz", first.Gzip); !errors.Is(err, ErrBadMessageInput) {
+		t.Errorf("a file name without the Report-ID: %v", err)
+	}
+	if _, err := RebuildMessage(m, first.Filename, []byte("not gzip")); !errors.Is(err, ErrBadMessageInput) {
+		t.Errorf("a file that does not read back: %v", err)
+	}
+}

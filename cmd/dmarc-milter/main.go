@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strings"
 )
 
@@ -40,28 +39,74 @@ func main() {
 
 // run dispatches the subcommand and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	cmd := "serve"
+	name := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
+		name, args = args[0], args[1:]
 	}
-	switch cmd {
-	case "serve":
-		return cmdServe(args, stderr)
-	case "check-config":
-		return cmdCheckConfig(args, stdout, stderr)
-	case "evaluate":
-		return cmdEvaluate(args, stdout, stderr)
-	case "lookup":
-		return cmdLookup(args, stdout, stderr)
-	case "version":
-		fmt.Fprintf(stdout, "dmarc-milter %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-		return exitOK
-	case "help":
-		fmt.Fprint(stdout, usage)
-		return exitOK
+	if c := findCommand(name); c != nil {
+		return c.run(args, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "dmarc-milter: unknown command %q\n%s", cmd, usage)
+	fmt.Fprintf(stderr, "dmarc-milter: unknown command %q\n%s", name, usage)
 	return exitConfig
+}
+
+// command is one subcommand. The table below is what run dispatches on and
+// what dmarc-milter(8) is generated from (man_test.go), so a command added
+// here, and every flag its flags function registers, is documented.
+type command struct {
+	name string
+	// args is the synopsis after the flags ("DOMAIN", "FILE.eml|-").
+	args string
+	// summary says what the command does, in sentences (the man page's
+	// paragraph for it).
+	summary string
+	// flags registers the command's flags on fs; the command's run builds
+	// its own flag set with the same function, so the two cannot differ
+	// (TestCommandFlagsMatchHelp). nil: the command takes no flags.
+	flags func(fs *flag.FlagSet)
+	run   func(args []string, stdout, stderr io.Writer) int
+}
+
+// commands lists every subcommand in the order of the usage text.
+var commands = []command{
+	{name: "serve", summary: "Runs the milter: listens on the configured socket, evaluates each message " +
+		"Postfix sends and answers with its disposition and Authentication-Results header. It is the default " +
+		"command. SIGHUP reloads the configuration file (an invalid file is refused and the running " +
+		"configuration stays); SIGTERM drains the messages in flight and exits. With systemd it reports " +
+		"readiness over sd_notify.",
+		flags: func(fs *flag.FlagSet) { new(commonFlags).register(fs) },
+		run:   func(args []string, _, stderr io.Writer) int { return cmdServe(args, stderr) }},
+	{name: "check-config", summary: "Reads and validates the configuration, prints one line and exits 0, " +
+		"or prints one message naming the key and line of the error and exits 2.",
+		flags: func(fs *flag.FlagSet) { new(commonFlags).register(fs) },
+		run:   cmdCheckConfig},
+	{name: "evaluate", args: "FILE.eml|-", summary: "Runs one message (a file, or - for standard input) " +
+		"through the daemon's own code path, as Postfix would feed it from the given client, and prints the " +
+		"Authentication-Results header, the disposition and a trace of the decision. DNS is queried live.",
+		flags: func(fs *flag.FlagSet) { new(evaluateFlags).register(fs) },
+		run:   cmdEvaluate},
+	{name: "lookup", args: "DOMAIN", summary: "Checks how DOMAIN publishes DMARC, SPF and DKIM as receivers " +
+		"see it: the DMARC record that applies and how it was found, the SPF record as a tree of includes " +
+		"and redirects with its DNS lookups counted against the limits of RFC 7208, the SPF records of the " +
+		"given subdomains and the DKIM keys of the given selectors. Exits 0 when no check fails, 1 when one " +
+		"fails or DNS did not answer, 2 for usage or configuration errors.",
+		flags: func(fs *flag.FlagSet) { new(lookupFlags).register(fs) },
+		run:   cmdLookup},
+	{name: "version", summary: "Prints the version, the commit it was built from, the Go version and " +
+		"the version of the embedded Public Suffix List data.",
+		run: func(_ []string, stdout, _ io.Writer) int { printVersion(stdout); return exitOK }},
+	{name: "help", summary: "Prints the usage summary.",
+		run: func(_ []string, stdout, _ io.Writer) int { fmt.Fprint(stdout, usage); return exitOK }},
+}
+
+// findCommand returns the named command, or nil.
+func findCommand(name string) *command {
+	for i := range commands {
+		if commands[i].name == name {
+			return &commands[i]
+		}
+	}
+	return nil
 }
 
 const usage = `usage:

@@ -35,7 +35,7 @@ func (p *Page) Section(title string) { p.req("SH", quote(strings.ToUpper(title))
 func (p *Page) Subsection(title string) { p.req("SS", quote(title)) }
 
 // Para writes a paragraph of text: white space, line breaks included, is
-// collapsed, as roff fills the text itself.
+// collapsed, as roff fills the text itself. A `quoted` span is set in bold.
 func (p *Page) Para(text string) {
 	p.req("PP")
 	p.text(text)
@@ -77,8 +77,27 @@ func (p *Page) Synopsis(cmd, args string) {
 	p.line(s)
 }
 
+// text writes filled text; a `quoted` span (the Markdown of the doc
+// comments) is set in bold.
 func (p *Page) text(s string) {
-	p.line(Escape(strings.Join(strings.Fields(s), " ")))
+	p.line(bold(Escape(strings.Join(strings.Fields(s), " "))))
+}
+
+// bold turns each pair of backquotes in escaped text into bold; an
+// unpaired one stays as it is.
+func bold(s string) string {
+	parts := strings.Split(s, "`")
+	if len(parts)%2 == 0 {
+		return s
+	}
+	var b strings.Builder
+	for i, part := range parts {
+		if i%2 == 1 {
+			part = `\fB` + part + `\fR`
+		}
+		b.WriteString(part)
+	}
+	return b.String()
 }
 
 func (p *Page) req(name string, args ...string) {

@@ -47,6 +47,8 @@ func TestPageRendersText(t *testing.T) {
 		p.Para(s)
 	}
 	p.Literal(strings.Join(nasty, "\n"))
+	p.Para("a `bold` word")
+	p.Para("an unpaired ` backquote")
 	p.Subsection(`"sub" .x`)
 	p.Synopsis("dmarc-milter serve", "[--config FILE]")
 	text, warn := groff(t, p.String())
@@ -59,7 +61,7 @@ func TestPageRendersText(t *testing.T) {
 			t.Errorf("rendered page lacks %q:\n%s", want, text)
 		}
 	}
-	for _, s := range []string{`"sub" .x`, "dmarc-milter serve [--config FILE]"} {
+	for _, s := range []string{`"sub" .x`, "a bold word", "an unpaired ` backquote", "dmarc-milter serve [--config FILE]"} {
 		if !strings.Contains(text, s) {
 			t.Errorf("rendered page lacks %q:\n%s", s, text)
 		}

@@ -136,6 +136,16 @@ func testInstalled(t *testing.T, root string) {
 	if got, want := readFile(t, debUnit), readFile(t, filepath.Join(root, "deploy/systemd/dmarc-milter.service")); got != want {
 		t.Errorf("%s differs from deploy/systemd/dmarc-milter.service", debUnit)
 	}
+	// systemd's own check of the unit (it needs no running systemd).
+	if p, err := exec.LookPath("systemd-analyze"); err == nil {
+		if out, err := exec.Command(p, "verify", debUnit).CombinedOutput(); err != nil || len(out) > 0 {
+			t.Errorf("systemd-analyze verify %s: %v\n%s", debUnit, err, out)
+		}
+	}
+	// The unit is enabled (deb-systemd-helper made the link systemd reads at boot).
+	if _, err := os.Stat("/etc/systemd/system/multi-user.target.wants/dmarc-milter.service"); err != nil {
+		t.Errorf("the unit is not enabled: %v", err)
+	}
 	if out, err := exec.Command("/usr/sbin/dmarc-milter", "check-config", "--config", debConfig).CombinedOutput(); err != nil ||
 		!strings.Contains(string(out), "listen unix:"+debSocket) {
 		t.Errorf("check-config of the packaged file: %v: %s", err, out)

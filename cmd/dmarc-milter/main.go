@@ -43,11 +43,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		name, args = args[0], args[1:]
 	}
-	if c := findCommand(name); c != nil {
-		return c.run(args, stdout, stderr)
+	if c := findCommand(commands, name); c != nil {
+		return runCommand(c, "dmarc-milter "+name, args, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "dmarc-milter: unknown command %q\n%s", name, usage)
 	return exitConfig
+}
+
+// runCommand runs c, or, for a group of subcommands, the one named by the
+// first argument. path is the command line so far, for messages.
+func runCommand(c *command, path string, args []string, stdout, stderr io.Writer) int {
+	if len(c.subcommands) == 0 {
+		return c.run(args, stdout, stderr)
+	}
+	var names []string
+	for _, sc := range c.subcommands {
+		names = append(names, sc.name)
+	}
+	if len(args) == 0 || findCommand(c.subcommands, args[0]) == nil {
+		fmt.Fprintf(stderr, "%s: need a subcommand: %s\n", path, strings.Join(names, ", "))
+		return exitConfig
+	}
+	return runCommand(findCommand(c.subcommands, args[0]), path+" "+args[0], args[1:], stdout, stderr)
 }
 
 // command is one subcommand. The table below is what run dispatches on and
@@ -65,6 +82,10 @@ type command struct {
 	// (TestCommandFlagsMatchHelp). nil: the command takes no flags.
 	flags func(fs *flag.FlagSet)
 	run   func(args []string, stdout, stderr io.Writer) int
+	// subcommands make the command a group ("report build", "report
+	// send"): the first argument names one of them, and run and flags are
+	// unused.
+	subcommands []command
 }
 
 // commands lists every subcommand in the order of the usage text.
@@ -99,14 +120,24 @@ var commands = []command{
 		run: func(_ []string, stdout, _ io.Writer) int { fmt.Fprint(stdout, usage); return exitOK }},
 }
 
-// findCommand returns the named command, or nil.
-func findCommand(name string) *command {
-	for i := range commands {
-		if commands[i].name == name {
-			return &commands[i]
+// findCommand returns the named command of table, or nil.
+func findCommand(table []command, name string) *command {
+	for i := range table {
+		if table[i].name == name {
+			return &table[i]
 		}
 	}
 	return nil
+}
+
+// walkCommands calls f for every command of table, depth first in table
+// order (a group before its subcommands), with its full name ("report
+// build").
+func walkCommands(table []command, prefix string, f func(path string, c command)) {
+	for _, c := range table {
+		f(prefix+c.name, c)
+		walkCommands(c.subcommands, prefix+c.name+" ", f)
+	}
 }
 
 const usage = `usage:

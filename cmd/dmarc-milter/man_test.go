@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -33,13 +34,16 @@ func renderManPage() string {
 	p.Section("name")
 	p.Para("dmarc-milter - DMARC milter for Postfix")
 	p.Section("synopsis")
-	for _, c := range commands {
+	walkCommands(commands, "dmarc-milter ", func(path string, c command) {
+		if len(c.subcommands) > 0 {
+			return
+		}
 		args := "[options]"
 		if c.flags == nil {
 			args = ""
 		}
-		p.Synopsis("dmarc-milter "+c.name, strings.TrimSpace(args+" "+c.args))
-	}
+		p.Synopsis(path, strings.TrimSpace(args+" "+c.args))
+	})
 	p.Section("description")
 	p.Para(`dmarc-milter is a milter (the Sendmail mail filter protocol, which Postfix speaks) that checks
 		SPF and DKIM for each message received over SMTP, applies the DMARC policy of the domain in the
@@ -50,8 +54,8 @@ func renderManPage() string {
 	p.Para(`The first argument names the command; without one, serve runs. Options are written
 		--name value or --name=value (one dash works too); an option that may be repeated says so.`)
 	p.Section("commands")
-	for _, c := range commands {
-		p.Subsection(c.name)
+	walkCommands(commands, "", func(path string, c command) {
+		p.Subsection(path)
 		p.Para(c.summary)
 		commandFlags(c).VisitAll(func(f *flag.Flag) {
 			arg, usage := flag.UnquoteUsage(f)
@@ -62,7 +66,7 @@ func renderManPage() string {
 			}
 			p.Tagged("--"+f.Name, arg, usage)
 		})
-	}
+	})
 	p.Section("exit status")
 	p.Tagged("0", "", "Success.")
 	p.Tagged("1", "", "A runtime failure (a socket that cannot be opened, a check of lookup that fails).")
@@ -108,16 +112,16 @@ func TestManPage(t *testing.T) {
 		t.Errorf("%s is stale; run make man (-want +got):\n%s", manPath, d)
 	}
 	text := groffText(t, want)
-	for _, c := range commands {
-		if !strings.Contains(text, "dmarc-milter "+c.name) {
-			t.Errorf("rendered page lacks the command %s", c.name)
+	walkCommands(commands, "dmarc-milter ", func(path string, c command) {
+		if !strings.Contains(text, path) {
+			t.Errorf("rendered page lacks the command %s", path)
 		}
 		commandFlags(c).VisitAll(func(f *flag.Flag) {
 			if !strings.Contains(text, "--"+f.Name) {
-				t.Errorf("rendered page lacks %s --%s", c.name, f.Name)
+				t.Errorf("rendered page lacks %s --%s", path, f.Name)
 			}
 		})
-	}
+	})
 }
 
 // groffText renders a page as plain text; groff's warnings fail the test.
@@ -143,13 +147,16 @@ func groffText(t *testing.T, src string) string {
 // TestCommandFlagsMatchHelp runs every command with -h: the flags it lists
 // are those of the command table, from which the man page is written.
 func TestCommandFlagsMatchHelp(t *testing.T) {
-	for _, c := range commands {
+	walkCommands(commands, "", func(path string, c command) {
 		if c.flags == nil {
-			continue
+			return
+		}
+		if c.summary == "" {
+			t.Errorf("%s has no summary for the man page", path)
 		}
 		var out, errb bytes.Buffer
-		if code := run([]string{c.name, "-h"}, &out, &errb); code != exitOK {
-			t.Errorf("%s -h: exit %d", c.name, code)
+		if code := run(append(strings.Fields(path), "-h"), &out, &errb); code != exitOK {
+			t.Errorf("%s -h: exit %d", path, code)
 		}
 		var want []string
 		commandFlags(c).VisitAll(func(f *flag.Flag) { want = append(want, f.Name) })
@@ -160,8 +167,48 @@ func TestCommandFlagsMatchHelp(t *testing.T) {
 			}
 		}
 		if d := cmp.Diff(want, got); d != "" {
-			t.Errorf("%s: flags of -h differ from the command table (-table +help):\n%s", c.name, d)
+			t.Errorf("%s: flags of -h differ from the command table (-table +help):\n%s", path, d)
 		}
+	})
+}
+
+// TestCommandGroups: a group runs the subcommand its first argument names,
+// and refuses a missing or unknown one with the usage exit status; the man
+// page lists the group and each subcommand with its flags.
+func TestCommandGroups(t *testing.T) {
+	var ran []string
+	sub := func(name string) command {
+		return command{name: name, summary: "Does " + name + ".",
+			flags: func(fs *flag.FlagSet) { fs.Bool(name+"-flag", false, "a flag of "+name) },
+			run: func(args []string, _, _ io.Writer) int {
+				ran = append(ran, name+" "+strings.Join(args, " "))
+				return exitOK
+			}}
+	}
+	group := command{name: "report", summary: "Reports.", subcommands: []command{sub("build"), sub("send")}}
+	var errb bytes.Buffer
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"send", "--x"}, exitOK},
+		{nil, exitConfig},
+		{[]string{"bogus"}, exitConfig},
+	} {
+		if code := runCommand(&group, "dmarc-milter report", tc.args, io.Discard, &errb); code != tc.code {
+			t.Errorf("report %v: exit %d, want %d", tc.args, code, tc.code)
+		}
+	}
+	if d := cmp.Diff([]string{"send --x"}, ran); d != "" {
+		t.Errorf("ran (-want +got):\n%s", d)
+	}
+	if !strings.Contains(errb.String(), "need a subcommand: build, send") {
+		t.Errorf("message %q does not name the subcommands", errb.String())
+	}
+	var paths []string
+	walkCommands([]command{group}, "dmarc-milter ", func(path string, _ command) { paths = append(paths, path) })
+	if d := cmp.Diff([]string{"dmarc-milter report", "dmarc-milter report build", "dmarc-milter report send"}, paths); d != "" {
+		t.Errorf("walkCommands (-want +got):\n%s", d)
 	}
 }
 

@@ -56,10 +56,10 @@ func TestDebianPackage(t *testing.T) {
 	t.Cleanup(func() {
 		if !purged {
 			// A failure half-way must not leave the package installed.
-			exec.Command("dpkg", "--purge", debPackage).Run()
+			dpkg(t, "--purge", debPackage)
 		}
 	})
-	run(t, "dpkg", "-i", deb)
+	dpkg(t, "-i", deb)
 	files := strings.Fields(run(t, "dpkg-query", "-L", debPackage))
 
 	t.Run("installed", func(t *testing.T) { testInstalled(t, root) })
@@ -67,9 +67,37 @@ func TestDebianPackage(t *testing.T) {
 	t.Run("reinstall-keeps-config", func(t *testing.T) { testReinstallKeepsConfig(t, deb) })
 	t.Run("remove-keeps-config-and-data", testRemove)
 
-	run(t, "dpkg", "--purge", debPackage)
+	dpkg(t, "--purge", debPackage)
 	purged = true
 	t.Run("purge-leaves-nothing", func(t *testing.T) { testPurged(t, before, files) })
+}
+
+// dpkg runs dpkg with args, waiting up to two minutes for the lock that
+// another package operation on this machine (apt) may hold.
+func dpkg(t *testing.T, args ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out, err := exec.Command("dpkg", args...).CombinedOutput()
+		if err == nil {
+			return string(out)
+		}
+		if !strings.Contains(string(out), "lock") || time.Now().After(deadline) {
+			t.Fatalf("dpkg %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// debStatus is the package's state as dpkg knows it ("installed",
+// "config-files", ...); "not-installed" also when dpkg does not know it.
+func debStatus() string {
+	out, err := exec.Command("dpkg-query", "-W", "-f=${Status}", debPackage).Output()
+	f := strings.Fields(string(out))
+	if err != nil || len(f) != 3 {
+		return "not-installed"
+	}
+	return f[2]
 }
 
 // requireDpkg skips (locally) or fails (CI=true) without dpkg, or when the
@@ -80,8 +108,8 @@ func requireDpkg(t *testing.T) {
 	var why string
 	if _, err := exec.LookPath("dpkg"); err != nil {
 		why = "no dpkg (not Debian)"
-	} else if out, _ := exec.Command("dpkg-query", "-W", "-f=${Status}", debPackage).Output(); strings.Contains(string(out), "installed") {
-		why = "the package dmarc-milter is installed here (" + string(out) + "); dpkg --purge dmarc-milter to run this test"
+	} else if st := debStatus(); st != "not-installed" {
+		why = "the package dmarc-milter is on this machine (" + st + "); dpkg --purge dmarc-milter to run this test"
 	} else if _, err := user.Lookup(debUser); err == nil {
 		why = "a user dmarc-milter exists here; the test needs to create it"
 	}
@@ -349,7 +377,7 @@ func testReinstallKeepsConfig(t *testing.T, deb string) {
 	}
 	f.WriteString(mark)
 	f.Close()
-	run(t, "dpkg", "-i", deb)
+	dpkg(t, "-i", deb)
 	if !strings.HasSuffix(readFile(t, debConfig), mark) {
 		t.Errorf("reinstalling replaced the administrator's %s", debConfig)
 	}
@@ -360,7 +388,7 @@ func testReinstallKeepsConfig(t *testing.T, deb string) {
 func testRemove(t *testing.T) {
 	data := "/var/lib/dmarc-milter/kept"
 	writeFile(t, data, "report store stand-in\n", 0o600)
-	run(t, "dpkg", "-r", debPackage)
+	dpkg(t, "-r", debPackage)
 	for _, p := range []string{debConfig, data} {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("removal deleted %s: %v", p, err)
@@ -378,9 +406,8 @@ func testRemove(t *testing.T) {
 
 // testPurged: nothing of the package is left.
 func testPurged(t *testing.T, before, files []string) {
-	if out, _ := exec.Command("dpkg-query", "-W", "-f=${Status}", debPackage).Output(); strings.Contains(string(out), "installed") ||
-		strings.Contains(string(out), "config-files") {
-		t.Errorf("dpkg still knows the package: %s", out)
+	if st := debStatus(); st != "not-installed" {
+		t.Errorf("dpkg still knows the package: %s", st)
 	}
 	after := leftovers(t)
 	for _, p := range after {

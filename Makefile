@@ -11,6 +11,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin
 
 .PHONY: all build run test deps check fmt-check fmt vet unit fuzz fuzz-smoke bench loadbench compare reportcost soak check-rfc clean
+.PHONY: deb release man
 
 all: build
 
@@ -74,6 +75,19 @@ soak:
 ## check-rfc: every RFC section cited in the code has a row in docs/standards.md.
 check-rfc:
 	scripts/check-rfc.sh
+
+## deb: dist/dmarc-milter_VERSION_amd64.deb, reproducibly (docs/install.md).
+deb:
+	scripts/build-deb.sh amd64
+
+## release: static linux/amd64 and linux/arm64 binaries, their .debs and SHA256SUMS in dist/.
+release:
+	scripts/release.sh
+
+## man: regenerate docs/man/ and packaging/debian/dmarc-milter.toml (tests fail when they are stale).
+man:
+	$(GO) test -count=1 -run '^TestManPage$$' ./cmd/dmarc-milter -update
+	$(GO) test -count=1 -run '^TestManPageAndPackagedConfig$$' ./internal/config -update
 
 clean:
 	rm -rf bin

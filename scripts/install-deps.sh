@@ -3,7 +3,9 @@
 # Dovecot LMTP and Pigeonhole Sieve (integration/), PostgreSQL (the shared
 # report store), xmllint (RFC 9990 XSD validation of the reports we build)
 # and python3-dkim (an independent ARC implementation; its ARC signer needs
-# python3-authres, which Debian lists only as a suggestion). Idempotent and fast when
+# python3-authres, which Debian lists only as a suggestion), lintian (the
+# checks of the .deb; packaging/), groff and man (the man page tests and the
+# install test). Idempotent and fast when
 # everything is present: it asks dpkg first and runs apt-get only for what
 # is missing.
 #
@@ -13,7 +15,7 @@
 # integration package skips loudly.
 set -euo pipefail
 
-pkgs=(postfix dovecot-core dovecot-lmtpd dovecot-sieve postgresql libxml2-utils python3-dkim python3-authres)
+pkgs=(postfix dovecot-core dovecot-lmtpd dovecot-sieve postgresql libxml2-utils python3-dkim python3-authres lintian groff-base man-db)
 
 missing=()
 for p in "${pkgs[@]}"; do

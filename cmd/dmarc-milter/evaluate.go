@@ -17,26 +17,18 @@ import (
 // (milter.Engine and Transaction, fed the way Postfix feeds the milter) and
 // prints the Authentication-Results header, the disposition and a trace.
 func cmdEvaluate(args []string, stdout, stderr io.Writer) int {
-	var f commonFlags
-	var ip, helo, mailFrom, auth, mta string
-	var rcpts stringList
+	var ef evaluateFlags
 	fs := flag.NewFlagSet("evaluate", flag.ContinueOnError)
-	f.register(fs)
-	fs.StringVar(&ip, "ip", "", "SMTP client `address` (required)")
-	fs.StringVar(&helo, "helo", "", "HELO/EHLO `name` (required)")
-	fs.StringVar(&mailFrom, "mail-from", "", "MAIL FROM `address` without angle brackets; \"\" or \"<>\" for the null sender")
-	fs.Var(&rcpts, "rcpt", "RCPT TO `address`, repeatable")
-	fs.StringVar(&auth, "auth", "", "SASL login name, as if the client had authenticated")
-	fs.StringVar(&mta, "mta-host", "", "the MTA's host name (milter macro j)")
+	ef.register(fs)
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
-	addr, err := netip.ParseAddr(ip)
-	if err != nil || helo == "" || fs.NArg() != 1 {
+	addr, err := netip.ParseAddr(ef.ip)
+	if err != nil || ef.helo == "" || fs.NArg() != 1 {
 		fmt.Fprintf(stderr, "evaluate: need --ip ADDR, --helo NAME and one message file (or -)\n%s", usage)
 		return exitConfig
 	}
-	cfg, err := loadConfig(&f)
+	cfg, err := loadConfig(&ef.commonFlags)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitConfig
@@ -56,7 +48,7 @@ func cmdEvaluate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "evaluate: %v\n", err)
 		return exitError
 	}
-	env := milter.Envelope{ClientIP: addr.Unmap(), Helo: helo, MailFrom: strings.Trim(mailFrom, "<>"), AuthUser: auth, MTAHost: mta, Rcpts: rcpts}
+	env := milter.Envelope{ClientIP: addr.Unmap(), Helo: ef.helo, MailFrom: strings.Trim(ef.mailFrom, "<>"), AuthUser: ef.auth, MTAHost: ef.mta, Rcpts: ef.rcpts}
 	d := milter.EvaluateMessage(context.Background(), eng, env, msg)
 	printDecision(stdout, d)
 	return exitOK
@@ -67,6 +59,24 @@ func readMessage(path string) ([]byte, error) {
 		return io.ReadAll(io.LimitReader(os.Stdin, 64<<20))
 	}
 	return os.ReadFile(path)
+}
+
+// evaluateFlags are the flags of evaluate: those of serve and the
+// simulated SMTP client.
+type evaluateFlags struct {
+	commonFlags
+	ip, helo, mailFrom, auth, mta string
+	rcpts                         stringList
+}
+
+func (f *evaluateFlags) register(fs *flag.FlagSet) {
+	f.commonFlags.register(fs)
+	fs.StringVar(&f.ip, "ip", "", "SMTP client `address` (required)")
+	fs.StringVar(&f.helo, "helo", "", "HELO/EHLO `name` (required)")
+	fs.StringVar(&f.mailFrom, "mail-from", "", "MAIL FROM `address` without angle brackets; \"\" or \"<>\" for the null sender")
+	fs.Var(&f.rcpts, "rcpt", "RCPT TO `address`, repeatable")
+	fs.StringVar(&f.auth, "auth", "", "SASL login name, as if the client had authenticated")
+	fs.StringVar(&f.mta, "mta-host", "", "the MTA's host name (milter macro j)")
 }
 
 // printDecision writes the header changes, the disposition and the trace.

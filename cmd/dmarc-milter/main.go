@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strings"
 )
 
@@ -41,30 +40,123 @@ func main() {
 
 // run dispatches the subcommand and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	cmd := "serve"
+	name := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
+		name, args = args[0], args[1:]
 	}
-	switch cmd {
-	case "serve":
-		return cmdServe(args, stderr)
-	case "check-config":
-		return cmdCheckConfig(args, stdout, stderr)
-	case "evaluate":
-		return cmdEvaluate(args, stdout, stderr)
-	case "lookup":
-		return cmdLookup(args, stdout, stderr)
-	case "report":
-		return cmdReport(args, stdout, stderr)
-	case "version":
-		fmt.Fprintf(stdout, "dmarc-milter %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-		return exitOK
-	case "help":
-		fmt.Fprint(stdout, usage)
-		return exitOK
+	if c := findCommand(commands, name); c != nil {
+		return runCommand(c, "dmarc-milter "+name, args, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "dmarc-milter: unknown command %q\n%s", cmd, usage)
+	fmt.Fprintf(stderr, "dmarc-milter: unknown command %q\n%s", name, usage)
 	return exitConfig
+}
+
+// runCommand runs c, or, for a group of subcommands, the one named by the
+// first argument. path is the command line so far, for messages.
+func runCommand(c *command, path string, args []string, stdout, stderr io.Writer) int {
+	if len(c.subcommands) == 0 {
+		return c.run(args, stdout, stderr)
+	}
+	var names []string
+	for _, sc := range c.subcommands {
+		names = append(names, sc.name)
+	}
+	if len(args) == 0 || findCommand(c.subcommands, args[0]) == nil {
+		fmt.Fprintf(stderr, "%s: need a subcommand: %s\n", path, strings.Join(names, ", "))
+		return exitConfig
+	}
+	return runCommand(findCommand(c.subcommands, args[0]), path+" "+args[0], args[1:], stdout, stderr)
+}
+
+// command is one subcommand. The table below is what run dispatches on and
+// what dmarc-milter(8) is generated from (man_test.go), so a command added
+// here, and every flag its flags function registers, is documented.
+type command struct {
+	name string
+	// args is the synopsis after the flags ("DOMAIN", "FILE.eml|-").
+	args string
+	// summary says what the command does, in sentences (the man page's
+	// paragraph for it).
+	summary string
+	// flags registers the command's flags on fs; the command's run builds
+	// its own flag set with the same function, so the two cannot differ
+	// (TestCommandFlagsMatchHelp). nil: the command takes no flags.
+	flags func(fs *flag.FlagSet)
+	run   func(args []string, stdout, stderr io.Writer) int
+	// subcommands make the command a group ("report build", "report
+	// send"): the first argument names one of them, and run and flags are
+	// unused.
+	subcommands []command
+}
+
+// commands lists every subcommand in the order of the usage text.
+var commands = []command{
+	{name: "serve", summary: "Runs the milter: listens on the configured socket, evaluates each message " +
+		"Postfix sends and answers with its disposition and Authentication-Results header. It is the default " +
+		"command. SIGHUP reloads the configuration file (an invalid file is refused and the running " +
+		"configuration stays); SIGTERM drains the messages in flight and exits. With systemd it reports " +
+		"readiness over sd_notify.",
+		flags: func(fs *flag.FlagSet) { new(commonFlags).register(fs) },
+		run:   func(args []string, _, stderr io.Writer) int { return cmdServe(args, stderr) }},
+	{name: "check-config", summary: "Reads and validates the configuration, prints one line and exits 0, " +
+		"or prints one message naming the key and line of the error and exits 2.",
+		flags: func(fs *flag.FlagSet) { new(commonFlags).register(fs) },
+		run:   cmdCheckConfig},
+	{name: "evaluate", args: "FILE.eml|-", summary: "Runs one message (a file, or - for standard input) " +
+		"through the daemon's own code path, as Postfix would feed it from the given client, and prints the " +
+		"Authentication-Results header, the disposition and a trace of the decision. DNS is queried live.",
+		flags: func(fs *flag.FlagSet) { new(evaluateFlags).register(fs) },
+		run:   cmdEvaluate},
+	{name: "lookup", args: "DOMAIN", summary: "Checks how DOMAIN publishes DMARC, SPF and DKIM as receivers " +
+		"see it: the DMARC record that applies and how it was found, the SPF record as a tree of includes " +
+		"and redirects with its DNS lookups counted against the limits of RFC 7208, the SPF records of the " +
+		"given subdomains and the DKIM keys of the given selectors. Exits 0 when no check fails, 1 when one " +
+		"fails or DNS did not answer, 2 for usage or configuration errors.",
+		flags: func(fs *flag.FlagSet) { new(lookupFlags).register(fs) },
+		run:   cmdLookup},
+	{name: "report", summary: "Everything about DMARC aggregate reports (RFC 9990). Times are UTC, given " +
+		"as RFC 3339 or YYYY-MM-DD; ranges are half-open [since, until). See docs/reports.md.",
+		subcommands: []command{
+			{name: "build", summary: "Writes the reports that would be sent for the periods in the range " +
+				"(the .xml.gz files and the whole messages, .eml) into the output directory, without sending " +
+				"or marking anything; also for a period still open.",
+				flags: func(fs *flag.FlagSet) { new(reportBuildFlags).register(fs) },
+				run:   cmdReportBuild},
+			{name: "send", summary: "Builds and sends every report that is due now, once, and exits: " +
+				"for schedule = \"external\" (a systemd timer or cron runs it). Exactly one sender sends each " +
+				"report, also beside running daemons on the same store.",
+				flags: func(fs *flag.FlagSet) { new(reportSendFlags).register(fs) },
+				run:   cmdReportSend},
+			{name: "status", summary: "Shows, per policy domain, the rows recorded, the last report sent, " +
+				"failures and suppressed destinations.",
+				flags: func(fs *flag.FlagSet) { new(reportStatusFlags).register(fs) },
+				run:   cmdReportStatus},
+		}},
+	{name: "version", summary: "Prints the version, the commit it was built from, the Go version and " +
+		"the version of the embedded Public Suffix List data.",
+		run: func(_ []string, stdout, _ io.Writer) int { printVersion(stdout); return exitOK }},
+	{name: "help", summary: "Prints the usage summary.",
+		run: func(_ []string, stdout, _ io.Writer) int { fmt.Fprint(stdout, usage); return exitOK }},
+}
+
+// findCommand returns the named command of table, or nil.
+func findCommand(table []command, name string) *command {
+	for i := range table {
+		if table[i].name == name {
+			return &table[i]
+		}
+	}
+	return nil
+}
+
+// walkCommands calls f for every command of table, depth first in table
+// order (a group before its subcommands), with its full name ("report
+// build").
+func walkCommands(table []command, prefix string, f func(path string, c command)) {
+	for _, c := range table {
+		f(prefix+c.name, c)
+		walkCommands(c.subcommands, prefix+c.name+" ", f)
+	}
 }
 
 const usage = `usage:

@@ -19,31 +19,38 @@ import (
 	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
 )
 
-// reportUsage lists the report subcommands.
-const reportUsage = `usage:
-  dmarc-milter report build --config FILE --out DIR [--since T] [--until T]
-  dmarc-milter report send --config FILE [--dry-run]
-  dmarc-milter report status --config FILE [--json]
-Times are UTC, RFC 3339 or YYYY-MM-DD; ranges are half-open [since, until).
-`
+// reportBuildFlags are the flags of report build.
+type reportBuildFlags struct{ config, out, since, until string }
 
-// cmdReport dispatches the report subcommands: everything about DMARC
-// aggregate reports lives under this one command.
-func cmdReport(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, reportUsage)
-		return exitConfig
-	}
-	switch args[0] {
-	case "build":
-		return cmdReportBuild(args[1:], stdout, stderr)
-	case "send":
-		return cmdReportSend(args[1:], stdout, stderr)
-	case "status":
-		return cmdReportStatus(args[1:], stdout, stderr)
-	}
-	fmt.Fprintf(stderr, "dmarc-milter report: unknown subcommand %q\n%s", args[0], reportUsage)
-	return exitConfig
+func (f *reportBuildFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "configuration `file` (TOML)")
+	fs.StringVar(&f.out, "out", "", "output `directory` (created if missing)")
+	fs.StringVar(&f.since, "since", "", "first period: periods beginning at or after `T` (default: the current period)")
+	fs.StringVar(&f.until, "until", "", "periods beginning before `T` (default: the end of the current period)")
+}
+
+// reportSendFlags are the flags of report send.
+type reportSendFlags struct {
+	config string
+	dryRun bool
+}
+
+func (f *reportSendFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "configuration `file` (TOML)")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "show what would be sent; send, claim and mark nothing")
+}
+
+// reportStatusFlags are the flags of report status.
+type reportStatusFlags struct {
+	config string
+	json   bool
+	days   int
+}
+
+func (f *reportStatusFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "configuration `file` (TOML)")
+	fs.BoolVar(&f.json, "json", false, "JSON output")
+	fs.IntVar(&f.days, "days", 7, "look back this many `days`")
 }
 
 // reportEnv is what every report subcommand needs: the configuration, the
@@ -100,11 +107,10 @@ func parseTime(s string) (time.Time, error) {
 // whole message, .eml), without sending or marking anything, also for a
 // period still open.
 func cmdReportBuild(args []string, stdout, stderr io.Writer) int {
+	var f reportBuildFlags
 	fs := flag.NewFlagSet("report build", flag.ContinueOnError)
-	cfgPath := fs.String("config", "", "configuration `file` (TOML)")
-	out := fs.String("out", "", "output `directory` (created if missing)")
-	since := fs.String("since", "", "first period: periods beginning at or after `T` (default: the current period)")
-	until := fs.String("until", "", "periods beginning before `T` (default: the end of the current period)")
+	f.register(fs)
+	cfgPath, out, since, until := &f.config, &f.out, &f.since, &f.until
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
@@ -197,9 +203,10 @@ func previewRecipients(ctx context.Context, cfg *config.Config, res *cache.Resol
 // cmdReportSend sends every report due now, once (for schedule =
 // "external": a systemd timer or cron runs it).
 func cmdReportSend(args []string, stdout, stderr io.Writer) int {
+	var f reportSendFlags
 	fs := flag.NewFlagSet("report send", flag.ContinueOnError)
-	cfgPath := fs.String("config", "", "configuration `file` (TOML)")
-	dry := fs.Bool("dry-run", false, "show what would be sent; send, claim and mark nothing")
+	f.register(fs)
+	cfgPath, dry := &f.config, &f.dryRun
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
@@ -231,10 +238,10 @@ func cmdReportSend(args []string, stdout, stderr io.Writer) int {
 // cmdReportStatus shows, per policy domain, the rows, the last report sent,
 // failures and suppressions.
 func cmdReportStatus(args []string, stdout, stderr io.Writer) int {
+	var f reportStatusFlags
 	fs := flag.NewFlagSet("report status", flag.ContinueOnError)
-	cfgPath := fs.String("config", "", "configuration `file` (TOML)")
-	asJSON := fs.Bool("json", false, "JSON output")
-	days := fs.Int("days", 7, "look back this many `days`")
+	f.register(fs)
+	cfgPath, asJSON, days := &f.config, &f.json, &f.days
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}

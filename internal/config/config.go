@@ -15,7 +15,7 @@
 // policy.LocalPolicy, whose defaults Default takes.
 package config
 
-//go:generate go test -run TestGeneratedFiles -update .
+//go:generate go test -run TestGeneratedFiles|TestManPageAndPackagedConfig -update .
 
 import (
 	"time"

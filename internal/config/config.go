@@ -90,6 +90,10 @@ type Config struct {
 
 	// Runtime tunes the Go runtime's memory management.
 	Runtime Runtime `toml:"runtime"`
+
+	// Intake takes in the aggregate reports other receivers send about our
+	// domains (docs/intake.md).
+	Intake Intake `toml:"intake"`
 }
 
 // Runtime tunes the Go garbage collector. The environment variables GOGC and

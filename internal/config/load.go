@@ -68,6 +68,7 @@ func Default() *Config {
 			Drain:        30 * time.Second,
 		},
 		Runtime: Runtime{GCPercent: 400, MemoryLimitMB: 512},
+		Intake:  defaultIntake(),
 	}
 }
 

@@ -28,6 +28,7 @@ func (c *Config) Validate() error {
 		c.Timeouts.validate,
 		c.validateMetrics,
 		c.Runtime.validate,
+		c.Intake.validate,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {

@@ -1,0 +1,335 @@
+package intake
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dmarc-milter/dmarc-milter/pkg/report"
+)
+
+// Summary counts what an import did.
+type Summary struct {
+	Files    int // files read (a Maildir message and an mbox file are one file each)
+	Messages int // messages read (from .eml files, Maildirs and mbox files)
+	Reports  int // reports read: stored, duplicate or refused after parsing
+	Stored   int
+	// Duplicates were already stored: nothing was written.
+	Duplicates int
+	// Refused counts refusals by reason (a file or message refused whole
+	// counts once).
+	Refused map[Reason]int
+	// Failed counts reports the store did not take (an error, not a
+	// refusal: importing again may work).
+	Failed int
+	// Rows and RowMessages are what was stored.
+	Rows        int
+	RowMessages int64
+	Elapsed     time.Duration
+}
+
+// RefusedTotal is the number of refusals of any reason.
+func (s *Summary) RefusedTotal() int {
+	n := 0
+	for _, v := range s.Refused {
+		n += v
+	}
+	return n
+}
+
+func (s *Summary) add(outs []Outcome) {
+	for _, o := range outs {
+		switch o.Status {
+		case StatusStored:
+			s.Reports++
+			s.Stored++
+			s.Rows += o.Rows
+			s.RowMessages += o.Messages
+		case StatusDuplicate:
+			s.Reports++
+			s.Duplicates++
+		case StatusRefused:
+			if o.ReportID != "" {
+				s.Reports++
+			}
+			if s.Refused == nil {
+				s.Refused = map[Reason]int{}
+			}
+			s.Refused[o.Reason]++
+		case StatusFailed:
+			s.Reports++
+			s.Failed++
+		}
+	}
+}
+
+// Importer takes in report files, directories, Maildirs and mbox files.
+type Importer struct {
+	In *Intake
+	// Progress, when set, is called after each file with the summary so
+	// far (the caller rate-limits its display).
+	Progress func(Summary)
+	// OnOutcome, when set, is called for each outcome with the path it
+	// came from (to list refusals).
+	OnOutcome func(path string, o Outcome)
+	sum       Summary
+	start     time.Time
+}
+
+// Import takes in every path: a file by its kind, a directory recursively
+// (a Maildir's cur/ and new/ as messages; symbolic links are not followed).
+// It stops early only when ctx ends; unreadable files are counted as
+// refused (read_error) and the import goes on.
+func (im *Importer) Import(ctx context.Context, paths []string) (Summary, error) {
+	im.start = time.Now()
+	for _, p := range paths {
+		if err := ctx.Err(); err != nil {
+			break
+		}
+		if err := im.path(ctx, p); err != nil {
+			return im.finish(), err
+		}
+	}
+	return im.finish(), ctx.Err()
+}
+
+func (im *Importer) finish() Summary {
+	im.sum.Elapsed = time.Since(im.start)
+	return im.sum
+}
+
+func (im *Importer) path(ctx context.Context, root string) error {
+	fi, err := os.Stat(root)
+	if err != nil {
+		return fmt.Errorf("intake: %w", err)
+	}
+	if !fi.IsDir() {
+		im.file(ctx, root, kindOf(root))
+		return nil
+	}
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			im.record(p, Outcome{Status: StatusRefused, Reason: Reason(report.RefusalRead), Detail: err.Error()})
+			return nil
+		}
+		if d.IsDir() {
+			if name := d.Name(); name == "tmp" && isMaildir(filepath.Dir(p)) {
+				return filepath.SkipDir // RFC-less Maildir convention: tmp/ holds deliveries in progress
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		kind := kindOf(p)
+		if isMaildir(filepath.Dir(filepath.Dir(p))) {
+			switch filepath.Base(filepath.Dir(p)) {
+			case "cur", "new":
+				kind = kindMessage
+			}
+		}
+		im.file(ctx, p, kind)
+		return nil
+	})
+}
+
+// isMaildir tells whether dir holds cur/ and new/.
+func isMaildir(dir string) bool {
+	for _, sub := range []string{"cur", "new"} {
+		fi, err := os.Stat(filepath.Join(dir, sub))
+		if err != nil || !fi.IsDir() {
+			return false
+		}
+	}
+	return true
+}
+
+type fileKind int
+
+const (
+	kindSniff fileKind = iota
+	kindReport
+	kindMessage
+	kindMbox
+)
+
+// kindOf tells a file's kind by its name; kindSniff when the name says
+// nothing.
+func kindOf(p string) fileKind {
+	name := strings.ToLower(filepath.Base(p))
+	switch {
+	case strings.HasSuffix(name, ".eml"), strings.HasSuffix(name, ".msg"):
+		return kindMessage
+	case strings.HasSuffix(name, ".mbox"), strings.HasSuffix(name, ".mbx"):
+		return kindMbox
+	case strings.HasSuffix(name, ".xml"), strings.HasSuffix(name, ".gz"), strings.HasSuffix(name, ".zip"):
+		return kindReport
+	}
+	return kindSniff
+}
+
+func (im *Importer) file(ctx context.Context, p string, kind fileKind) {
+	im.sum.Files++
+	defer im.progress()
+	f, err := os.Open(p)
+	if err != nil {
+		im.record(p, Outcome{Status: StatusRefused, Reason: Reason(report.RefusalRead), Detail: err.Error()})
+		return
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 64<<10)
+	if kind == kindSniff {
+		kind = sniff(br)
+	}
+	switch kind {
+	case kindMbox:
+		err := SplitMbox(br, im.In.maxInput(), func(msg io.Reader, tooLarge bool) {
+			im.sum.Messages++
+			if tooLarge {
+				im.record(p, im.In.Refuse(ctx, Reason(report.RefusalTooLarge), "an mbox message over the size bound", p))
+				return
+			}
+			im.records(p, im.In.Message(ctx, msg, "file:"+p))
+		})
+		if err != nil {
+			reason := Reason(report.RefusalRead)
+			if errors.Is(err, ErrMboxLine) {
+				reason = Reason(report.RefusalTooLarge)
+			}
+			im.record(p, im.In.Refuse(ctx, reason, err.Error(), p))
+		}
+	case kindMessage:
+		im.sum.Messages++
+		im.records(p, im.In.Message(ctx, br, "file:"+p))
+	default:
+		im.records(p, im.In.File(ctx, br, "file:"+p))
+	}
+}
+
+// sniff tells a file's kind by its first bytes: an mbox starts with
+// "From ", a report file is XML, gzip or zip, anything else is taken for a
+// message.
+func sniff(br *bufio.Reader) fileKind {
+	head, _ := br.Peek(512)
+	if bytes.HasPrefix(head, []byte("From ")) {
+		return kindMbox
+	}
+	if _, ok := report.Detect(head); ok {
+		return kindReport
+	}
+	return kindMessage
+}
+
+func (im *Importer) records(p string, outs []Outcome) {
+	for _, o := range outs {
+		im.record(p, o)
+	}
+}
+
+func (im *Importer) record(p string, o Outcome) {
+	im.sum.add([]Outcome{o})
+	if im.OnOutcome != nil {
+		im.OnOutcome(p, o)
+	}
+}
+
+func (im *Importer) progress() {
+	if im.Progress != nil {
+		im.sum.Elapsed = time.Since(im.start)
+		im.Progress(im.sum)
+	}
+}
+
+// maxInput is the bound of one message or file.
+func (in *Intake) maxInput() int64 {
+	if in.cfg.Limits.MaxInputBytes > 0 {
+		return in.cfg.Limits.MaxInputBytes
+	}
+	return report.DefaultLimits().MaxInputBytes
+}
+
+// ErrMboxLine is a line of an mbox file longer than the message bound.
+var ErrMboxLine = errors.New("intake: mbox line over the size bound")
+
+// SplitMbox calls fn for each message of an mbox file (messages begin at
+// lines starting "From "; mboxrd's ">From " quoting is undone). A message
+// over max bytes is not kept: fn gets tooLarge and an empty reader, and
+// the rest of that message is skipped, so memory stays within max. Text
+// before the first "From " line is ignored.
+func SplitMbox(r io.Reader, max int64, fn func(msg io.Reader, tooLarge bool)) error {
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(r, 64<<10)
+	}
+	var buf bytes.Buffer
+	inMsg, tooLarge := false, false
+	flush := func() {
+		if inMsg {
+			if tooLarge {
+				fn(bytes.NewReader(nil), true)
+			} else {
+				fn(bytes.NewReader(buf.Bytes()), false)
+			}
+		}
+		buf.Reset()
+		tooLarge = false
+	}
+	for {
+		line, err := readLine(br, max)
+		if err != nil && !errors.Is(err, io.EOF) {
+			flush()
+			return err
+		}
+		if len(line) > 0 {
+			switch {
+			case bytes.HasPrefix(line, []byte("From ")):
+				flush()
+				inMsg = true
+			case !inMsg:
+			case tooLarge:
+			default:
+				if unq := bytes.TrimLeft(line, ">"); len(unq) < len(line) && bytes.HasPrefix(unq, []byte("From ")) {
+					line = line[1:] // mboxrd: one ">" less
+				}
+				if int64(buf.Len()+len(line)) > max {
+					tooLarge = true
+					buf.Reset()
+				} else {
+					buf.Write(line)
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			flush()
+			return nil
+		}
+	}
+}
+
+// readLine reads one line with its end; a line over max gives ErrMboxLine
+// once it is known to be longer (never holding more than max+64 KiB).
+func readLine(br *bufio.Reader, max int64) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		line = append(line, frag...)
+		if int64(len(line)) > max {
+			return nil, ErrMboxLine
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return line, err
+	}
+}

@@ -35,7 +35,7 @@ var corpusWants = []corpusWant{
 	{file: "10-yahoo-unused.xml.gz", status: StatusRefused, reason: Reason(report.RefusalNotXML)},
 	{file: "11-message-gzip.eml", status: StatusStored, rows: 1, messages: 41},
 	{file: "12-message-zip.eml", status: StatusRefused, reason: ReasonNotOurDomain}, // 02 inside
-	{file: "13-message-inline.eml", status: StatusDuplicate, rows: 1, messages: 1},    // 07 inside
+	{file: "13-message-inline.eml", status: StatusDuplicate, rows: 1, messages: 1},  // 07 inside
 	{file: "14-message-octet-nested.eml", status: StatusDuplicate, rows: 1, messages: 101},
 	{file: "15-message-yahoo-unused.eml", status: StatusRefused, reason: Reason(report.RefusalNotXML)},
 }

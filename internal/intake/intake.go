@@ -314,4 +314,6 @@ func toStoreRow(r *report.Record, dr report.DateRange) (store.ReceivedRow, error
 	return row, nil
 }
 
-func lowerDomain(s string) string { return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), ".") }
+func lowerDomain(s string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), ".")
+}

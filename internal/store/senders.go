@@ -18,6 +18,9 @@ const (
 	PTRPending PTRState = "pending" // not looked up yet, or the last lookup failed temporarily
 	PTRFound   PTRState = "found"   // Source.PTR holds the name
 	PTRNone    PTRState = "none"    // the address has no PTR record
+	// PTRUnconfirmed: the PTR name does not resolve back to the address;
+	// PTR holds it, PTROrg is empty (it must not name the sender).
+	PTRUnconfirmed PTRState = "unconfirmed"
 )
 
 // Source is one sending address seen in received reports.

@@ -203,11 +203,7 @@ func (im *Importer) file(ctx context.Context, p string, kind fileKind) {
 			im.records(p, im.In.Message(ctx, msg, "file:"+p))
 		})
 		if err != nil {
-			reason := Reason(report.RefusalRead)
-			if errors.Is(err, ErrMboxLine) {
-				reason = Reason(report.RefusalTooLarge)
-			}
-			im.record(p, im.In.Refuse(ctx, reason, err.Error(), p))
+			im.record(p, im.In.Refuse(ctx, Reason(report.RefusalRead), err.Error(), p))
 		}
 	case kindMessage:
 		im.sum.Messages++
@@ -259,14 +255,11 @@ func (in *Intake) maxInput() int64 {
 	return report.DefaultLimits().MaxInputBytes
 }
 
-// ErrMboxLine is a line of an mbox file longer than the message bound.
-var ErrMboxLine = errors.New("intake: mbox line over the size bound")
-
 // SplitMbox calls fn for each message of an mbox file (messages begin at
 // lines starting "From "; mboxrd's ">From " quoting is undone). A message
 // over max bytes is not kept: fn gets tooLarge and an empty reader, and
-// the rest of that message is skipped, so memory stays within max. Text
-// before the first "From " line is ignored.
+// the rest of that message is skipped, so memory stays within max (plus a
+// read buffer). Text before the first "From " line is ignored.
 func SplitMbox(r io.Reader, max int64, fn func(msg io.Reader, tooLarge bool)) error {
 	br, ok := r.(*bufio.Reader)
 	if !ok {
@@ -286,28 +279,31 @@ func SplitMbox(r io.Reader, max int64, fn func(msg io.Reader, tooLarge bool)) er
 		tooLarge = false
 	}
 	for {
-		line, err := readLine(br, max)
+		line, long, err := readLine(br, max)
 		if err != nil && !errors.Is(err, io.EOF) {
 			flush()
 			return err
 		}
-		if len(line) > 0 {
-			switch {
-			case bytes.HasPrefix(line, []byte("From ")):
-				flush()
-				inMsg = true
-			case !inMsg:
-			case tooLarge:
-			default:
-				if unq := bytes.TrimLeft(line, ">"); len(unq) < len(line) && bytes.HasPrefix(unq, []byte("From ")) {
-					line = line[1:] // mboxrd: one ">" less
-				}
-				if int64(buf.Len()+len(line)) > max {
-					tooLarge = true
-					buf.Reset()
-				} else {
-					buf.Write(line)
-				}
+		switch {
+		case long:
+			// A line over the bound: its message is too large (a long
+			// line is never taken for a From_ line).
+			tooLarge = inMsg
+			buf.Reset()
+		case len(line) == 0:
+		case bytes.HasPrefix(line, []byte("From ")):
+			flush()
+			inMsg = true
+		case !inMsg, tooLarge:
+		default:
+			if unq := bytes.TrimLeft(line, ">"); len(unq) < len(line) && bytes.HasPrefix(unq, []byte("From ")) {
+				line = line[1:] // mboxrd: one ">" less
+			}
+			if int64(buf.Len()+len(line)) > max {
+				tooLarge = true
+				buf.Reset()
+			} else {
+				buf.Write(line)
 			}
 		}
 		if errors.Is(err, io.EOF) {
@@ -317,19 +313,20 @@ func SplitMbox(r io.Reader, max int64, fn func(msg io.Reader, tooLarge bool)) er
 	}
 }
 
-// readLine reads one line with its end; a line over max gives ErrMboxLine
-// once it is known to be longer (never holding more than max+64 KiB).
-func readLine(br *bufio.Reader, max int64) ([]byte, error) {
-	var line []byte
+// readLine reads one line with its end. A line over max is read to its
+// end but not kept: long is set and line is nil.
+func readLine(br *bufio.Reader, max int64) (line []byte, long bool, err error) {
 	for {
 		frag, err := br.ReadSlice('\n')
-		line = append(line, frag...)
-		if int64(len(line)) > max {
-			return nil, ErrMboxLine
+		if !long {
+			line = append(line, frag...)
+			if int64(len(line)) > max {
+				line, long = nil, true
+			}
 		}
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}
-		return line, err
+		return line, long, err
 	}
 }

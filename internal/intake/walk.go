@@ -33,7 +33,10 @@ type Summary struct {
 	// Rows and RowMessages are what was stored.
 	Rows        int
 	RowMessages int64
-	Elapsed     time.Duration
+	// Skipped counts the files of a directory that are neither a report,
+	// a message nor an mbox file (a README, a script): not read further.
+	Skipped int
+	Elapsed time.Duration
 }
 
 // RefusedTotal is the number of refusals of any reason.
@@ -80,8 +83,10 @@ type Importer struct {
 	// OnOutcome, when set, is called for each outcome with the path it
 	// came from (to list refusals).
 	OnOutcome func(path string, o Outcome)
-	sum       Summary
-	start     time.Time
+	// OnSkip, when set, is called for each file skipped in a directory.
+	OnSkip func(path string)
+	sum    Summary
+	start  time.Time
 }
 
 // Import takes in every path: a file by its kind, a directory recursively
@@ -112,7 +117,7 @@ func (im *Importer) path(ctx context.Context, root string) error {
 		return fmt.Errorf("intake: %w", err)
 	}
 	if !fi.IsDir() {
-		im.file(ctx, root, kindOf(root))
+		im.file(ctx, root, kindOf(root), false)
 		return nil
 	}
 	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -139,7 +144,7 @@ func (im *Importer) path(ctx context.Context, root string) error {
 				kind = kindMessage
 			}
 		}
-		im.file(ctx, p, kind)
+		im.file(ctx, p, kind, true)
 		return nil
 	})
 }
@@ -162,6 +167,7 @@ const (
 	kindReport
 	kindMessage
 	kindMbox
+	kindOther // sniffed: none of the above
 )
 
 // kindOf tells a file's kind by its name; kindSniff when the name says
@@ -179,11 +185,14 @@ func kindOf(p string) fileKind {
 	return kindSniff
 }
 
-func (im *Importer) file(ctx context.Context, p string, kind fileKind) {
-	im.sum.Files++
+// file imports one file. In a directory walk (skip), a file whose name
+// says nothing and whose content is neither a report, a message nor an
+// mbox is skipped.
+func (im *Importer) file(ctx context.Context, p string, kind fileKind, skip bool) {
 	defer im.progress()
 	f, err := os.Open(p)
 	if err != nil {
+		im.sum.Files++
 		im.record(p, Outcome{Status: StatusRefused, Reason: Reason(report.RefusalRead), Detail: err.Error()})
 		return
 	}
@@ -191,7 +200,15 @@ func (im *Importer) file(ctx context.Context, p string, kind fileKind) {
 	br := bufio.NewReaderSize(f, 64<<10)
 	if kind == kindSniff {
 		kind = sniff(br)
+		if kind == kindOther && skip {
+			im.sum.Skipped++
+			if im.OnSkip != nil {
+				im.OnSkip(p)
+			}
+			return
+		}
 	}
+	im.sum.Files++
 	switch kind {
 	case kindMbox:
 		err := SplitMbox(br, im.In.maxInput(), func(msg io.Reader, tooLarge bool) {
@@ -214,8 +231,8 @@ func (im *Importer) file(ctx context.Context, p string, kind fileKind) {
 }
 
 // sniff tells a file's kind by its first bytes: an mbox starts with
-// "From ", a report file is XML, gzip or zip, anything else is taken for a
-// message.
+// "From ", a report file is XML, gzip or zip, a message starts with a
+// header field ("Name:"); anything else is kindOther.
 func sniff(br *bufio.Reader) fileKind {
 	head, _ := br.Peek(512)
 	if bytes.HasPrefix(head, []byte("From ")) {
@@ -224,7 +241,24 @@ func sniff(br *bufio.Reader) fileKind {
 	if _, ok := report.Detect(head); ok {
 		return kindReport
 	}
-	return kindMessage
+	if startsWithField(head) {
+		return kindMessage
+	}
+	return kindOther
+}
+
+// startsWithField tells whether b begins with a header field name and its
+// colon (RFC 5322 §3.6.8: printable ASCII but colon and space).
+func startsWithField(b []byte) bool {
+	for i, c := range b {
+		switch {
+		case c == ':':
+			return i > 0
+		case c <= ' ' || c > '~':
+			return false
+		}
+	}
+	return false
 }
 
 func (im *Importer) records(p string, outs []Outcome) {

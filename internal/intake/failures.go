@@ -19,7 +19,8 @@ type Cause string
 const (
 	// CauseSPFUnaligned: SPF passed, but for a MAIL FROM domain that is
 	// not ours (a third party's own bounce domain), so it does not count
-	// for DMARC (RFC 7489 §3.1.2).
+	// for DMARC (RFC 7489 §3.1,
+	// https://datatracker.ietf.org/doc/html/rfc7489#section-3.1).
 	CauseSPFUnaligned Cause = "spf_unaligned"
 	// CauseSPFFail: the MAIL FROM domain is ours, but SPF did not pass:
 	// the sending host is not in our SPF record.

@@ -25,7 +25,8 @@ const healthNamesLimit = 20000
 // reports show: the DKIM selectors of signatures for domain itself (keys
 // live at selector._domainkey.domain) and the subdomains of domain seen as
 // header_from or envelope_from (each needs an SPF record of its own:
-// RFC 7208 §2.2 applies a record to its exact name only).
+// SPF is not inherited, RFC 7208 §4.4,
+// https://datatracker.ietf.org/doc/html/rfc7208#section-4.4).
 func HealthRequest(ctx context.Context, st *store.Store, domain string, method policy.Method, now time.Time) (health.Request, error) {
 	req := health.Request{Domain: domain, Method: method}
 	names, err := st.SeenNamesOf(ctx, domain, now.Add(-healthLookback), healthNamesLimit)

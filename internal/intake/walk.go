@@ -248,7 +248,8 @@ func sniff(br *bufio.Reader) fileKind {
 }
 
 // startsWithField tells whether b begins with a header field name and its
-// colon (RFC 5322 §3.6.8: printable ASCII but colon and space).
+// colon (RFC 5322 §3.6.8, https://datatracker.ietf.org/doc/html/rfc5322#section-3.6.8:
+// printable ASCII but colon and space).
 func startsWithField(b []byte) bool {
 	for i, c := range b {
 		switch {

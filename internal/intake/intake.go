@@ -186,29 +186,44 @@ func (in *Intake) refuseParse(ctx context.Context, err error, origin string) Out
 }
 
 func (in *Intake) one(ctx context.Context, f *report.Feedback, origin string) Outcome {
-	o := Outcome{Org: f.Metadata.OrgName, ReportID: f.Metadata.ReportID,
+	o, rec := in.prepare(ctx, f, origin)
+	if rec == nil {
+		return o
+	}
+	res, err := in.st.StoreReceived(ctx, rec)
+	return in.finish(o, rec, res, err, origin)
+}
+
+// prepare validates f and maps it for the store; rec is nil when f was
+// refused (the refusal is counted and o says why).
+func (in *Intake) prepare(ctx context.Context, f *report.Feedback, origin string) (o Outcome, rec *store.ReceivedReport) {
+	o = Outcome{Org: f.Metadata.OrgName, ReportID: f.Metadata.ReportID,
 		Domain: f.PolicyPublished.Domain, Begin: f.Metadata.DateRange.Begin, End: f.Metadata.DateRange.End}
 	if err := f.Validate(in.cfg.Now()); err != nil {
 		reason, _ := report.ReasonOf(err)
 		o.Status, o.Reason, o.Detail = StatusRefused, Reason(reason), err.Error()
 		in.countRefusal(ctx, &o, origin)
-		return o
+		return o, nil
 	}
 	domain, err := policy.NormalizeDomain(strings.TrimSpace(f.PolicyPublished.Domain))
 	if err != nil || !in.ours(domain) {
 		o.Status, o.Reason = StatusRefused, ReasonNotOurDomain
 		o.Detail = fmt.Sprintf("policy domain %q is not one of ours", f.PolicyPublished.Domain)
 		in.countRefusal(ctx, &o, origin)
-		return o
+		return o, nil
 	}
 	o.Domain = domain
-	rec, err := toStore(f, domain, origin)
+	rec, err = toStore(f, domain, origin)
 	if err != nil {
 		o.Status, o.Reason, o.Detail = StatusRefused, ReasonBadValue, err.Error()
 		in.countRefusal(ctx, &o, origin)
-		return o
+		return o, nil
 	}
-	res, err := in.st.StoreReceived(ctx, rec)
+	return o, rec
+}
+
+// finish completes o with what the store did with rec.
+func (in *Intake) finish(o Outcome, rec *store.ReceivedReport, res store.StoredReceived, err error, origin string) Outcome {
 	switch {
 	case err != nil:
 		o.Status, o.Err, o.Detail = StatusFailed, err, err.Error()

@@ -87,6 +87,7 @@ type Importer struct {
 	OnSkip func(path string)
 	sum    Summary
 	start  time.Time
+	batch  *Batch
 }
 
 // Import takes in every path: a file by its kind, a directory recursively
@@ -95,14 +96,17 @@ type Importer struct {
 // refused (read_error) and the import goes on.
 func (im *Importer) Import(ctx context.Context, paths []string) (Summary, error) {
 	im.start = time.Now()
+	im.batch = im.In.NewBatch(im.record)
 	for _, p := range paths {
 		if err := ctx.Err(); err != nil {
 			break
 		}
 		if err := im.path(ctx, p); err != nil {
+			im.batch.Flush(ctx)
 			return im.finish(), err
 		}
 	}
+	im.batch.Flush(ctx)
 	return im.finish(), ctx.Err()
 }
 
@@ -217,16 +221,16 @@ func (im *Importer) file(ctx context.Context, p string, kind fileKind, skip bool
 				im.record(p, im.In.Refuse(ctx, Reason(report.RefusalTooLarge), "an mbox message over the size bound", p))
 				return
 			}
-			im.records(p, im.In.Message(ctx, msg, "file:"+p))
+			im.batch.Message(ctx, msg, "file:"+p, p)
 		})
 		if err != nil {
 			im.record(p, im.In.Refuse(ctx, Reason(report.RefusalRead), err.Error(), p))
 		}
 	case kindMessage:
 		im.sum.Messages++
-		im.records(p, im.In.Message(ctx, br, "file:"+p))
+		im.batch.Message(ctx, br, "file:"+p, p)
 	default:
-		im.records(p, im.In.File(ctx, br, "file:"+p))
+		im.batch.File(ctx, br, "file:"+p, p)
 	}
 }
 
@@ -260,12 +264,6 @@ func startsWithField(b []byte) bool {
 		}
 	}
 	return false
-}
-
-func (im *Importer) records(p string, outs []Outcome) {
-	for _, o := range outs {
-		im.record(p, o)
-	}
 }
 
 func (im *Importer) record(p string, o Outcome) {

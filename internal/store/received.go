@@ -225,6 +225,45 @@ func (s *Store) StoreReceived(ctx context.Context, rep *ReceivedReport) (StoredR
 	return res, nil
 }
 
+// StoreReceivedBatch stores several reports in one transaction (an import
+// commits far less often that way), each as StoreReceived would. A store
+// error fails the whole batch: nothing of it is written.
+func (s *Store) StoreReceivedBatch(ctx context.Context, reps []*ReceivedReport) ([]StoredReceived, error) {
+	for _, rep := range reps {
+		if err := rep.validate(); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]StoredReceived, len(reps))
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for i, rep := range reps {
+			res := StoredReceived{}
+			id, err := s.insertReceived(ctx, tx, rep)
+			if errors.Is(err, sql.ErrNoRows) {
+				res.Duplicate = true
+				out[i] = res
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			res.ID = id
+			if err := s.insertReceivedRows(ctx, tx, id, rep, &res); err != nil {
+				return err
+			}
+			if err := s.upsertSources(ctx, tx, rep, &res); err != nil {
+				return err
+			}
+			out[i] = res
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: received reports: %w", err)
+	}
+	return out, nil
+}
+
 // insertReceived inserts the report's row; sql.ErrNoRows means that the key
 // was already there.
 func (s *Store) insertReceived(ctx context.Context, tx *sql.Tx, rep *ReceivedReport) (int64, error) {

@@ -190,3 +190,27 @@ func TestRefusalsHealthExpire(t *testing.T) {
 		}
 	})
 }
+
+// TestStoreReceivedBatch: a batch stores its reports in one transaction; a
+// report twice in the batch, or already stored, is a duplicate.
+func TestStoreReceivedBatch(t *testing.T) {
+	forEngines(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		s := open(t, url, nil)
+		a := received("example.com", "r.example", "a", "192.0.2.1")
+		b := received("example.com", "r.example", "b", "192.0.2.2")
+		if _, err := s.StoreReceived(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.StoreReceivedBatch(ctx, []*ReceivedReport{a, a, b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res) != 3 || res[0].Duplicate || res[0].Rows != 1 || !res[1].Duplicate || !res[2].Duplicate {
+			t.Errorf("batch = %+v", res)
+		}
+		if n, rows, msgs, _ := s.ReceivedCount(ctx, ""); n != 2 || rows != 2 || msgs != 60 {
+			t.Errorf("stored %d reports, %d rows, %d messages", n, rows, msgs)
+		}
+	})
+}

@@ -57,6 +57,10 @@ type Transaction struct {
 	failed  chan struct{}
 	tracing bool // record the steps (evaluate, log_level debug)
 	trace   []string
+
+	// capture keeps report mail to the intake mailboxes (capture.go).
+	capture            *capture
+	rcptsBeforeCapture int
 }
 
 // discovery is the policy discovery of one Author Domain.
@@ -130,6 +134,7 @@ func (t *Transaction) AddRcpt(rcpt string) {
 		return
 	}
 	t.e.at("rcpt")
+	t.noteRcpt(rcpt)
 	if len(t.env.Rcpts) < maxRcpts {
 		t.env.Rcpts = append(t.env.Rcpts, rcpt)
 	}
@@ -148,6 +153,7 @@ func (t *Transaction) Header(name, value string) {
 	if t.stopped || t.eoh {
 		return
 	}
+	t.captureHeader(name, value)
 	if t.e.hook != nil {
 		t.e.at("header:" + name)
 	}
@@ -181,6 +187,9 @@ func (t *Transaction) EndOfHeaders() {
 	}
 	t.eoh = true
 	t.e.at("eoh")
+	if t.capture != nil {
+		t.capture.keep(t.e.capture.MaxSize(), "\r\n")
+	}
 	if t.dkim == nil || t.bypass == BypassAuthenticated {
 		return
 	}
@@ -200,6 +209,9 @@ func (t *Transaction) BodyChunk(p []byte) {
 		return
 	}
 	t.e.at("body")
+	if t.capture != nil {
+		t.capture.keep(t.e.capture.MaxSize(), string(p))
+	}
 	if !t.eoh || t.dkim == nil || t.bypass == BypassAuthenticated {
 		return
 	}

@@ -25,7 +25,6 @@ import (
 	"github.com/dmarc-milter/dmarc-milter/internal/store"
 	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
-	"github.com/dmarc-milter/dmarc-milter/pkg/report"
 )
 
 // intakeFlags are the flags every intake subcommand takes.
@@ -159,7 +158,7 @@ func runImport(ctx context.Context, cfg *config.Config, st *store.Store, paths [
 	}
 	in := intake.New(st, intake.Config{
 		Domains:  cfg.Intake.Domains,
-		Limits:   intakeLimits(cfg.Intake),
+		Limits:   intake.LimitsOf(cfg.Intake),
 		Enricher: enr,
 		Logger:   slog.New(slog.DiscardHandler),
 	})
@@ -184,11 +183,6 @@ func runImport(ctx context.Context, cfg *config.Config, st *store.Store, paths [
 		}
 	}
 	return sum, err
-}
-
-// intakeLimits are pkg/report's limits with [intake] max_report_size.
-func intakeLimits(in config.Intake) report.Limits {
-	return report.Limits{MaxInputBytes: int64(in.MaxReportSize), MaxXMLBytes: 2 * int64(in.MaxReportSize)}
 }
 
 func printSummary(w io.Writer, s *intake.Summary) {

@@ -57,16 +57,16 @@ func TestPostfix(t *testing.T) {
 		"dead": fmt.Sprintf("inet:127.0.0.1:%d", freePort(t)),
 	}
 	startStubUnix(t, filepath.Join(w.dir, "postfix", "queue", "dmarc-milter", "milter.sock"), authservID)
-	for _, name := range []string{"header", "hold", "restart"} {
+	for _, name := range []string{"header", "hold", "restart", "intake"} {
 		milters[name] = fmt.Sprintf("inet:127.0.0.1:%d", freePort(t))
 	}
 	w.dc = startDovecot(t, w.root, w.dir, authservID)
 	var services []smtpService
-	for _, name := range []string{"stub", "stub-unix", "dead", "header", "hold", "restart"} {
+	for _, name := range []string{"stub", "stub-unix", "dead", "header", "hold", "restart", "intake"} {
 		services = append(services, smtpService{name: name, milter: milters[name]})
 	}
 	w.pf = startPostfix(t, w.root, w.dir, w.dc.lmtp, services)
-	for _, name := range []string{"header", "hold", "restart"} {
+	for _, name := range []string{"header", "hold", "restart", "intake"} {
 		if !haveDaemon {
 			break
 		}

@@ -35,6 +35,7 @@ var scenarios = []scenario{
 	{"dns-servfail-451-then-delivered-once", scServfail},
 	{"daemon-stopped-tempfail-then-flows", scDaemonStopped},
 	{"mailing-list-p-reject-quarantined", scMailingList},
+	{"intake-report-captured-stored-delivered", scIntake},
 }
 
 // client simulates a remote MTA at ip with a HELO name.

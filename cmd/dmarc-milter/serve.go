@@ -30,6 +30,7 @@ type daemon struct {
 	res     *cache.Resolver
 	metrics *metrics.Metrics
 	srv     *milter.Server
+	intake  *intakeRun // serve_intake.go; nil when off
 	// failed receives the error that ended the milter listener.
 	failed chan error
 }
@@ -76,6 +77,9 @@ func (d *daemon) start(cfg *config.Config) error {
 	d.metrics.SetDNSStats(res.Stats)
 	eng, err := milter.NewEngine(cfg, res, d.metrics)
 	if err != nil {
+		return err
+	}
+	if err := d.startIntake(cfg, eng); err != nil {
 		return err
 	}
 	d.srv = milter.NewServer(eng, d.log)
@@ -134,6 +138,7 @@ wait:
 	if err := d.srv.Shutdown(ctx); err != nil {
 		d.log.Warn("drain deadline passed; remaining connections closed")
 	}
+	d.stopIntake(ctx)
 	d.metrics.Close()
 	d.log.Info("stopped")
 	return code
@@ -167,6 +172,7 @@ func (d *daemon) reload() {
 	for _, k := range restartOnly(d.cfg, cfg) {
 		d.log.Warn("setting changed; it takes effect at the next restart", "key", k)
 	}
+	d.attachIntake(eng)
 	d.srv.SetEngine(eng)
 	d.cfg, d.res = cfg, res
 	d.level.Set(logLevel(cfg.LogLevel))
@@ -187,6 +193,9 @@ func restartOnly(old, cur *config.Config) []string {
 	}
 	if old.Metrics != cur.Metrics {
 		keys = append(keys, "metrics")
+	}
+	if !reflect.DeepEqual(old.Intake, cur.Intake) {
+		keys = append(keys, "intake")
 	}
 	return keys
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
+	"github.com/dmarc-milter/dmarc-milter/internal/daterange"
 	"github.com/dmarc-milter/dmarc-milter/internal/intake"
 	"github.com/dmarc-milter/dmarc-milter/internal/store"
 	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
@@ -243,64 +243,13 @@ func clean(s string) string {
 	return q[1 : len(q)-1]
 }
 
-// timeRange is the range of the questions: [since, until), UTC.
-type timeRange struct {
-	since, until string
-	days         int
-}
+// timeRange is the range of the questions (internal/daterange).
+type timeRange struct{ f daterange.Flags }
 
 func (r *timeRange) register(fs *flag.FlagSet) {
-	fs.StringVar(&r.since, "since", "", "start of the range, `T` (RFC 3339 or YYYY-MM-DD, UTC), included")
-	fs.StringVar(&r.until, "until", "", "end of the range, `T`, excluded (default: the end of today, UTC)")
-	fs.IntVar(&r.days, "days", 0, "the last `N` UTC days, today included (default 7 when --since is not given)")
-}
-
-var errBadRange = errors.New("bad range")
-
-// resolve turns the flags into times. Reports are stored per UTC day, so a
-// day counts when its 00:00 lies in the range.
-func (r *timeRange) resolve(now time.Time) (time.Time, time.Time, error) {
-	until := now.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
-	if r.until != "" {
-		t, err := parseTime(r.until)
-		if err != nil {
-			return time.Time{}, time.Time{}, err
-		}
-		until = t
-	}
-	switch {
-	case r.days < 0:
-		return time.Time{}, time.Time{}, fmt.Errorf("%w: --days %d", errBadRange, r.days)
-	case r.days > 0 && r.since != "":
-		return time.Time{}, time.Time{}, fmt.Errorf("%w: --days and --since together", errBadRange)
-	}
-	since := until.Add(-7 * 24 * time.Hour)
-	if r.days > 0 {
-		since = until.Add(-time.Duration(r.days) * 24 * time.Hour)
-	}
-	if r.since != "" {
-		t, err := parseTime(r.since)
-		if err != nil {
-			return time.Time{}, time.Time{}, err
-		}
-		since = t
-	}
-	if !since.Before(until) {
-		return time.Time{}, time.Time{}, fmt.Errorf("%w: since %s is not before until %s", errBadRange, since.Format(time.RFC3339), until.Format(time.RFC3339))
-	}
-	return since, until, nil
-}
-
-// parseTime reads RFC 3339 or YYYY-MM-DD (00:00 UTC).
-func parseTime(s string) (time.Time, error) {
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%w: %q is neither RFC 3339 nor YYYY-MM-DD", errBadRange, s)
-	}
-	return t.UTC(), nil
+	fs.StringVar(&r.f.Since, "since", "", "start of the range, `T` (RFC 3339 or YYYY-MM-DD, UTC), included")
+	fs.StringVar(&r.f.Until, "until", "", "end of the range, `T`, excluded (default: the end of today, UTC)")
+	fs.IntVar(&r.f.Days, "days", 0, "the last `N` UTC days, today included (default 7 when --since is not given)")
 }
 
 // question is what the three question commands share.
@@ -364,7 +313,7 @@ func runQuestion(q question, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "report %s: %q: %v\n", q.name, pos[0], err)
 		return exitConfig
 	}
-	since, until, err := rng.resolve(time.Now())
+	since, until, err := rng.f.Resolve(time.Now())
 	if err != nil {
 		fmt.Fprintf(stderr, "report %s: %v\n", q.name, err)
 		return exitConfig

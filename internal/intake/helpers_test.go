@@ -2,7 +2,10 @@ package intake
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,7 +14,15 @@ import (
 	"github.com/dmarc-milter/dmarc-milter/pkg/report"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// TestMain starts PostgreSQL for the tests that run on both engines; not
+// in a fuzzing worker process (the fuzz targets use SQLite only, and a
+// PostgreSQL start per worker would eat a short fuzzing run).
+func TestMain(m *testing.M) {
+	if slices.ContainsFunc(os.Args, func(a string) bool { return strings.HasPrefix(a, "-test.fuzzworker") }) {
+		os.Exit(m.Run())
+	}
+	pgtest.Main(m)
+}
 
 // testNow is the clock of the tests: a year after the corpus's reports
 // (December 2025), so that none is in the future.

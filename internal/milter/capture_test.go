@@ -1,23 +1,22 @@
 package milter
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
-	"time"
 
 	gomilter "github.com/emersion/go-milter"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
-	"github.com/dmarc-milter/dmarc-milter/internal/intake"
-	"github.com/dmarc-milter/dmarc-milter/internal/store"
+	"github.com/dmarc-milter/dmarc-milter/pkg/report"
 )
 
 // reportMail is a report message from pass.example whose body is a report
-// of pkg/report's corpus for example.com (the XML inline, as some
-// reporters send it).
+// of pkg/report's corpus (the XML inline, as some reporters send it).
 func reportMail(t *testing.T) string {
 	t.Helper()
 	xml, err := os.ReadFile(filepath.Join("..", "..", "pkg", "report", "testdata", "incoming", "01-rfc9990-full.xml"))
@@ -28,124 +27,117 @@ func reportMail(t *testing.T) string {
 		"Date: Mon, 1 Jan 2026 00:00:00 +0000\nMIME-Version: 1.0\nContent-Type: text/xml\n\n" + strings.ReplaceAll(string(xml), "\r\n", "\n")
 }
 
-// captureHarness is a milter whose intake mailbox is bob@mx.test.example
-// (the harness's recipient), storing into a fresh SQLite store.
-func captureHarness(t *testing.T, mod func(*intake.CaptureConfig)) (*harness, *store.Store, *intake.Capture) {
+// takeCall is one call of Take.
+type takeCall struct {
+	msg             []byte
+	pass, wait      bool
+	reportsInIt     int
+	deadlineWhenSet bool
+}
+
+// recordingCapturer is the intake seen from the milter: it records what it
+// is given and parses it with pkg/report as the intake would (the intake's
+// storing is tested in internal/intake and through Postfix in
+// integration/; this package's tests do not link the store).
+type recordingCapturer struct {
+	mu      sync.Mutex
+	addr    string
+	max     int
+	discard bool
+	stored  bool // what a waited Take answers
+	calls   []takeCall
+}
+
+func (c *recordingCapturer) Wants(rcpt string) bool { return strings.EqualFold(rcpt, c.addr) }
+func (c *recordingCapturer) MaxSize() int           { return c.max }
+func (c *recordingCapturer) Discard() bool          { return c.discard }
+func (c *recordingCapturer) Take(ctx context.Context, msg []byte, pass, wait bool) bool {
+	reps, _ := report.ParseMessage(bytes.NewReader(msg), report.Limits{})
+	_, hasDeadline := ctx.Deadline()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls = append(c.calls, takeCall{msg: bytes.Clone(msg), pass: pass, wait: wait, reportsInIt: len(reps), deadlineWhenSet: hasDeadline})
+	return wait && c.stored && len(reps) > 0
+}
+
+func (c *recordingCapturer) taken() []takeCall {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]takeCall(nil), c.calls...)
+}
+
+func captureHarness(t *testing.T, c *recordingCapturer) *harness {
 	t.Helper()
-	st, err := store.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "s.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	in := intake.New(st, intake.Config{Domains: []string{"example.com"},
-		Now: func() time.Time { return time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC) }})
-	cc := intake.CaptureConfig{Addresses: []string{"Bob@MX.test.example"}, MaxSize: 1 << 20}
-	if mod != nil {
-		mod(&cc)
-	}
-	c := intake.NewCapture(in, cc)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go c.Run(ctx)
-	h := newHarness(t, func(*config.Config) {}, func(e *Engine) { e.SetCapturer(c) })
-	return h, st, c
+	return newHarness(t, func(*config.Config) {}, func(e *Engine) { e.SetCapturer(c) })
 }
 
-// waitReports waits until the store holds n received reports.
-func waitReports(t *testing.T, st *store.Store, n int64) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got, _, _, err := st.ReceivedCount(context.Background(), "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the store holds %d received reports, want %d", got, n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// TestCaptureStoresAndDelivers: report mail to the intake mailbox that
-// passes DMARC is accepted at once (delivered) and its report stored off
-// the reply path; the same mail again is a duplicate.
-func TestCaptureStoresAndDelivers(t *testing.T) {
-	h, st, _ := captureHarness(t, nil)
-	s := h.session("192.0.2.10")
-	for range 2 {
-		r := h.send(s, msg{mailFrom: "bounce@pass.example", raw: reportMail(t), sign: true})
-		if r.act.Code != gomilter.ActAccept {
-			t.Fatalf("action %c, want accept", r.act.Code)
-		}
-	}
-	waitReports(t, st, 1)
-	_, rows, msgs, _ := st.ReceivedCount(context.Background(), "")
-	if rows != 2 || msgs != 818 {
-		t.Errorf("stored %d rows, %d messages", rows, msgs)
-	}
-}
-
-// TestCaptureDiscard: with discard, report mail whose every recipient is an
-// intake mailbox is discarded once stored; without a report it is
-// delivered.
-func TestCaptureDiscard(t *testing.T) {
-	h, st, _ := captureHarness(t, func(c *intake.CaptureConfig) { c.Discard = true })
+// TestCaptureHandsOver: report mail to the intake mailbox (matched without
+// regard to case) is accepted, and the whole message — header fields as
+// received, then the body — is handed over after the decision, without
+// waiting, with its DMARC result.
+func TestCaptureHandsOver(t *testing.T) {
+	c := &recordingCapturer{addr: "BOB@mx.test.example", max: 1 << 20}
+	h := captureHarness(t, c)
 	s := h.session("192.0.2.10")
 	r := h.send(s, msg{mailFrom: "bounce@pass.example", raw: reportMail(t), sign: true})
-	if r.act.Code != gomilter.ActDiscard {
+	if r.act.Code != gomilter.ActAccept {
+		t.Fatalf("action %c, want accept", r.act.Code)
+	}
+	calls := c.taken()
+	if len(calls) != 1 {
+		t.Fatalf("%d calls of Take", len(calls))
+	}
+	got := calls[0]
+	if !got.pass || got.wait || got.reportsInIt != 1 {
+		t.Errorf("Take(pass %v, wait %v) of a message holding %d reports", got.pass, got.wait, got.reportsInIt)
+	}
+	if !bytes.HasPrefix(got.msg, []byte("DKIM-Signature:")) || !bytes.Contains(got.msg, []byte("\r\nSubject: Report Domain: example.com\r\n")) ||
+		!bytes.Contains(got.msg, []byte("\r\n\r\n<?xml")) {
+		t.Errorf("captured message:\n%.300s", got.msg)
+	}
+	// A message that fails DMARC (p=none: delivered) is handed over with
+	// pass false (the intake refuses it).
+	forged := strings.Replace(reportMail(t), "noreply-dmarc@pass.example", "noreply-dmarc@none.example", 1)
+	h.send(s, msg{mailFrom: "x@none.example", raw: forged})
+	if calls := c.taken(); len(calls) != 2 || calls[1].pass {
+		t.Errorf("forged report: %+v", calls)
+	}
+}
+
+// TestCaptureDiscard: with discard, when every recipient is an intake
+// mailbox, the milter waits (with a deadline) and discards the message once
+// the report is stored; not stored, it is delivered.
+func TestCaptureDiscard(t *testing.T) {
+	c := &recordingCapturer{addr: "bob@mx.test.example", max: 1 << 20, discard: true, stored: true}
+	h := captureHarness(t, c)
+	s := h.session("192.0.2.10")
+	if r := h.send(s, msg{mailFrom: "bounce@pass.example", raw: reportMail(t), sign: true}); r.act.Code != gomilter.ActDiscard {
 		t.Fatalf("action %c, want discard", r.act.Code)
 	}
-	waitReports(t, st, 1)
-	r = h.send(s, msg{mailFrom: "bounce@pass.example", raw: message("pass.example"), sign: true})
-	if r.act.Code != gomilter.ActAccept {
+	if calls := c.taken(); !calls[0].wait || !calls[0].deadlineWhenSet {
+		t.Errorf("Take without wait or deadline: %+v", calls[0])
+	}
+	if r := h.send(s, msg{mailFrom: "bounce@pass.example", raw: message("pass.example"), sign: true}); r.act.Code != gomilter.ActAccept {
 		t.Errorf("mail without a report: action %c, want accept (delivered)", r.act.Code)
 	}
 }
 
-// TestCaptureRefusesFailingDMARC: report mail that fails DMARC (p=none:
-// delivered) is refused by default and counted as dmarc_fail; with
-// accept_failing_dmarc it is stored.
-func TestCaptureRefusesFailingDMARC(t *testing.T) {
-	forged := strings.Replace(reportMail(t), "noreply-dmarc@pass.example", "noreply-dmarc@none.example", 1)
-	h, st, _ := captureHarness(t, nil)
-	s := h.session("192.0.2.10")
-	if r := h.send(s, msg{mailFrom: "x@none.example", raw: forged}); r.act.Code != gomilter.ActAccept {
-		t.Fatalf("action %c", r.act.Code)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ref, err := st.Refusals(context.Background(), time.Time{}, time.Now().Add(48*time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ref["dmarc_fail"] == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("refusals %v, want dmarc_fail 1", ref)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	waitReports(t, st, 0)
-
-	h2, st2, _ := captureHarness(t, func(c *intake.CaptureConfig) { c.AcceptFailingDMARC = true })
-	s2 := h2.session("192.0.2.10")
-	h2.send(s2, msg{mailFrom: "x@none.example", raw: forged})
-	waitReports(t, st2, 1)
-}
-
-// TestCaptureBounded: a message over MaxSize is not captured (and is
-// delivered).
-func TestCaptureBounded(t *testing.T) {
-	h, st, _ := captureHarness(t, func(c *intake.CaptureConfig) { c.MaxSize = 1000; c.Discard = true })
+// TestCaptureOtherRecipients: mail to other mailboxes is not captured; a
+// message over MaxSize is not handed over (and is delivered).
+func TestCaptureOtherRecipients(t *testing.T) {
+	c := &recordingCapturer{addr: "dmarc@mx.test.example", max: 1 << 20, discard: true, stored: true}
+	h := captureHarness(t, c)
 	s := h.session("192.0.2.10")
 	if r := h.send(s, msg{mailFrom: "bounce@pass.example", raw: reportMail(t), sign: true}); r.act.Code != gomilter.ActAccept {
-		t.Fatalf("action %c, want accept", r.act.Code)
+		t.Fatalf("action %c", r.act.Code)
 	}
-	time.Sleep(100 * time.Millisecond)
-	waitReports(t, st, 0)
+	c2 := &recordingCapturer{addr: "bob@mx.test.example", max: 1000, discard: true, stored: true}
+	h2 := captureHarness(t, c2)
+	s2 := h2.session("192.0.2.10")
+	if r := h2.send(s2, msg{mailFrom: "bounce@pass.example", raw: reportMail(t), sign: true}); r.act.Code != gomilter.ActAccept {
+		t.Fatalf("oversize: action %c, want accept", r.act.Code)
+	}
+	if len(c.taken())+len(c2.taken()) != 0 {
+		t.Errorf("captured: %d, %d", len(c.taken()), len(c2.taken()))
+	}
 }

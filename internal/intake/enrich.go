@@ -3,6 +3,7 @@ package intake
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -110,7 +111,7 @@ func (e *Enricher) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if n > 0 {
+		if n > 0 && err == nil {
 			continue
 		}
 		if e.draining.Load() {
@@ -151,6 +152,7 @@ func (e *Enricher) round(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	work := make(chan netip.Addr)
+	var failed atomic.Int64
 	var wg sync.WaitGroup
 	for range min(e.cfg.Workers, len(ips)) {
 		wg.Go(func() {
@@ -160,7 +162,9 @@ func (e *Enricher) round(ctx context.Context) (int, error) {
 				}
 			}()
 			for ip := range work {
-				e.one(ctx, ip, now)
+				if e.one(ctx, ip, now) != nil {
+					failed.Add(1)
+				}
 			}
 		})
 	}
@@ -172,6 +176,11 @@ func (e *Enricher) round(ctx context.Context) (int, error) {
 	}
 	close(work)
 	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		// The store did not take the outcomes: wait before trying again
+		// (the same sources would be read again at once).
+		return len(ips), fmt.Errorf("intake: %d sources not updated", n)
+	}
 	return len(ips), nil
 }
 
@@ -183,13 +192,14 @@ type PTRInfo struct {
 }
 
 // one looks ip up and records the outcome. A temporary failure (or ctx
-// ending) leaves the source pending, tried again after RetryAfter.
-func (e *Enricher) one(ctx context.Context, ip netip.Addr, now time.Time) {
+// ending) leaves the source pending, tried again after RetryAfter. The
+// error is the store's.
+func (e *Enricher) one(ctx context.Context, ip netip.Addr, now time.Time) error {
 	lctx, cancel := context.WithTimeout(ctx, e.cfg.LookupTimeout)
 	defer cancel()
 	info, err := LookupPTR(lctx, e.r, ip)
 	if ctx.Err() != nil {
-		return // stopped: the source stays pending, untouched
+		return nil // stopped: the source stays pending, untouched
 	}
 	if err != nil {
 		info = PTRInfo{State: store.PTRPending}
@@ -198,7 +208,9 @@ func (e *Enricher) one(ctx context.Context, ip netip.Addr, now time.Time) {
 	}
 	if err := e.st.SetSourcePTR(ctx, ip, info.State, info.Name, info.Org, now); err != nil && ctx.Err() == nil {
 		e.cfg.Logger.Warn("intake: source not updated", "ip", ip, "err", err)
+		return err
 	}
+	return nil
 }
 
 // LookupPTR finds the confirmed reverse DNS name of ip: its first PTR name

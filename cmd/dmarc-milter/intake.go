@@ -153,7 +153,12 @@ func runImport(ctx context.Context, cfg *config.Config, st *store.Store, paths [
 		if err != nil {
 			return intake.Summary{}, fmt.Errorf("dns: %w", err)
 		}
-		enr = intake.NewEnricher(st, res, intake.EnrichConfig{})
+		geo, err := intake.OpenGeo(cfg.Intake.GeoIPFiles)
+		if err != nil {
+			return intake.Summary{}, err
+		}
+		defer geo.Close()
+		enr = intake.NewEnricher(st, res, intake.EnrichConfig{Geo: geo})
 		go enr.Run(ectx)
 	}
 	in := intake.New(st, intake.Config{

@@ -30,7 +30,11 @@ func (d *daemon) startIntake(cfg *config.Config, eng *milter.Engine) error {
 		return fmt.Errorf("intake: %w", err)
 	}
 	run := &intakeRun{st: st}
-	run.d = intake.StartDaemon(st, d.res, cfg.Intake, policy.Method(cfg.DMARC.Discovery), d.log, d.metrics.NewIntake())
+	run.d, err = intake.StartDaemon(st, d.res, cfg.Intake, policy.Method(cfg.DMARC.Discovery), d.log, d.metrics.NewIntake())
+	if err != nil {
+		st.Close()
+		return err
+	}
 	d.intake = run
 	d.attachIntake(eng)
 	d.log.Info("intake started", "domains", cfg.Intake.Domains, "addresses", cfg.Intake.Addresses)

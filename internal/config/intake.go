@@ -56,6 +56,12 @@ type Intake struct {
 	// Default: "30s"
 	PTRBudget time.Duration `toml:"ptr_budget"`
 
+	// GeoIPFiles are MMDB files (MaxMind GeoLite2/GeoIP2 Country and ASN,
+	// IPinfo country and ASN) that add the country and autonomous system
+	// of each new source address. Empty: none.
+	// Default: []
+	GeoIPFiles []string `toml:"geoip_files"`
+
 	// HealthInterval is how often the daemon runs the domain health check
 	// (DMARC, SPF, DKIM keys of the selectors seen in reports) for each
 	// intake domain and stores the result. Zero disables.
@@ -67,6 +73,7 @@ func defaultIntake() Intake {
 	return Intake{
 		Domains:        []string{},
 		Addresses:      []string{},
+		GeoIPFiles:     []string{},
 		MaxReportSize:  16 << 20,
 		Retention:      365 * 24 * time.Hour,
 		PTRBudget:      30 * time.Second,

@@ -28,21 +28,27 @@ type Daemon struct {
 	Capture *Capture
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+	geo     *Geo
 }
 
 // StartDaemon starts the intake's background work over st for cfg (nil
 // when [intake] domains is empty: there is nothing to do). method is the
 // DMARC discovery method of the health checks; m may be nil. Stop ends it.
-func StartDaemon(st *store.Store, r DaemonResolver, cfg config.Intake, method policy.Method, log *slog.Logger, m Metrics) *Daemon {
+// It fails only when a geoip file cannot be opened.
+func StartDaemon(st *store.Store, r DaemonResolver, cfg config.Intake, method policy.Method, log *slog.Logger, m Metrics) (*Daemon, error) {
 	if len(cfg.Domains) == 0 {
-		return nil
+		return nil, nil
+	}
+	geo, err := OpenGeo(cfg.GeoIPFiles)
+	if err != nil {
+		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Daemon{cancel: cancel}
-	enr := NewEnricher(st, r, EnrichConfig{Logger: log})
+	d := &Daemon{cancel: cancel, geo: geo}
+	enr := NewEnricher(st, r, EnrichConfig{Logger: log, Geo: geo})
 	in := New(st, Config{Domains: cfg.Domains, Enricher: enr, Logger: log, Metrics: m,
 		Limits: LimitsOf(cfg)})
 	d.Capture = NewCapture(in, CaptureConfig{Addresses: cfg.Addresses, MaxSize: cfg.MaxReportSize,
@@ -54,7 +60,7 @@ func StartDaemon(st *store.Store, r DaemonResolver, cfg config.Intake, method po
 			HealthSchedule(ctx, st, r, cfg.Domains, method, cfg.HealthInterval, time.Minute, log)
 		})
 	}
-	return d
+	return d, nil
 }
 
 // Stop ends the background work and stores the captured mail still
@@ -66,6 +72,7 @@ func (d *Daemon) Stop(ctx context.Context) {
 	d.cancel()
 	d.wg.Wait()
 	d.Capture.Drain(ctx)
+	d.geo.Close()
 }
 
 // LimitsOf are pkg/report's limits with [intake] max_report_size.

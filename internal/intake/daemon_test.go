@@ -26,11 +26,14 @@ func TestStartDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := config.Default().Intake
-	if d := StartDaemon(st, r, cfg, policy.MethodTreeWalk, nil, nil); d != nil {
-		t.Fatal("a daemon without intake domains")
+	if d, err := StartDaemon(st, r, cfg, policy.MethodTreeWalk, nil, nil); d != nil || err != nil {
+		t.Fatalf("a daemon without intake domains: %v", err)
 	}
 	cfg.Domains, cfg.Addresses = []string{"example.com"}, []string{"dmarc@example.com"}
-	d := StartDaemon(st, r, cfg, policy.MethodTreeWalk, nil, nil)
+	d, err := StartDaemon(st, r, cfg, policy.MethodTreeWalk, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	msg, err := os.ReadFile(filepath.Join(corpusDir, "11-message-gzip.eml"))
 	if err != nil {
 		t.Fatal(err)

@@ -35,7 +35,10 @@ type EnrichConfig struct {
 	RetryAfter time.Duration
 	// Batch is the number of pending sources read from the store at once.
 	// Default 256.
-	Batch  int
+	Batch int
+	// Geo, when set, adds the country and autonomous system of each
+	// source (from local MMDB files: no DNS).
+	Geo    *Geo
 	Now    func() time.Time
 	Logger *slog.Logger
 }
@@ -195,6 +198,11 @@ type PTRInfo struct {
 // ending) leaves the source pending, tried again after RetryAfter. The
 // error is the store's.
 func (e *Enricher) one(ctx context.Context, ip netip.Addr, now time.Time) error {
+	if g := e.cfg.Geo.Lookup(ip); g != (GeoInfo{}) {
+		if err := e.st.SetSourceGeo(ctx, ip, g.Country, g.ASN, g.ASOrg); err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
 	lctx, cancel := context.WithTimeout(ctx, e.cfg.LookupTimeout)
 	defer cancel()
 	info, err := LookupPTR(lctx, e.r, ip)

@@ -55,6 +55,9 @@ func StartDaemon(st *store.Store, r DaemonResolver, cfg config.Intake, method po
 		Discard: cfg.Discard, AcceptFailingDMARC: cfg.AcceptFailingDMARC, Logger: log})
 	d.wg.Go(func() { enr.Run(ctx) })
 	d.wg.Go(func() { d.Capture.Run(ctx) })
+	if cfg.Retention > 0 {
+		d.wg.Go(func() { expireLoop(ctx, st, cfg.Retention, log) })
+	}
 	if cfg.HealthInterval > 0 {
 		d.wg.Go(func() {
 			HealthSchedule(ctx, st, r, cfg.Domains, method, cfg.HealthInterval, time.Minute, log)
@@ -80,4 +83,35 @@ func LimitsOf(cfg config.Intake) (l report.Limits) {
 	l.MaxInputBytes = int64(cfg.MaxReportSize)
 	l.MaxXMLBytes = 2 * int64(cfg.MaxReportSize)
 	return l
+}
+
+// expireEvery is how often the received reports past their retention are
+// deleted (and once at start).
+const expireEvery = 6 * time.Hour
+
+// expireLoop deletes what the intake keeps past keep ([intake] retention),
+// now and every expireEvery, until ctx ends. Only the intake's part of the
+// store is touched (the other retentions are zero here).
+func expireLoop(ctx context.Context, st *store.Store, keep time.Duration, log *slog.Logger) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("intake: expiry panic", "panic", p)
+		}
+	}()
+	t := time.NewTicker(expireEvery)
+	defer t.Stop()
+	for {
+		ex, err := st.Expire(ctx, time.Now(), store.Retention{Received: keep})
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("intake: expiry", "err", err)
+		case ex.Received > 0:
+			log.Info("intake: received reports expired", "reports", ex.Received, "retention", keep)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

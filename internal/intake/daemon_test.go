@@ -13,6 +13,7 @@ import (
 	"github.com/dmarc-milter/dmarc-milter/internal/store"
 	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
 	"github.com/dmarc-milter/dmarc-milter/pkg/policy"
+	"github.com/dmarc-milter/dmarc-milter/pkg/report"
 )
 
 // TestStartDaemon: the daemon's intake takes captured report mail (with
@@ -30,6 +31,14 @@ func TestStartDaemon(t *testing.T) {
 		t.Fatalf("a daemon without intake domains: %v", err)
 	}
 	cfg.Domains, cfg.Addresses = []string{"example.com"}, []string{"dmarc@example.com"}
+	// A report older than the retention (two years here: the corpus's
+	// report below is a year old): expired at start.
+	cfg.Retention = 2 * 365 * 24 * time.Hour
+	old := feedback("old", time.Now().AddDate(-3, 0, 0).UTC().Truncate(24*time.Hour),
+		rec("192.0.2.1", 1, "pass", "pass", nil, nil))
+	if o := newIntake(st, nil, "example.com").Reports(context.Background(), []*report.Feedback{old}, "test"); o[0].Status != StatusStored {
+		t.Fatalf("%+v", o[0])
+	}
 	d, err := StartDaemon(st, r, cfg, policy.MethodTreeWalk, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +53,10 @@ func TestStartDaemon(t *testing.T) {
 	if !d.Capture.Take(context.Background(), msg, true, true) {
 		t.Error("the report was not stored")
 	}
+	waitFor(t, func() bool {
+		n, _, _, _ := st.ReceivedCount(context.Background(), "")
+		return n == 1 // the old one expired, the captured one stored
+	})
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		_, err := st.LatestHealth(context.Background(), "example.com")

@@ -59,6 +59,14 @@ reject_policy = "reject-unless-indirect"
 quarantine_method = "hold"
 temperror = "tempfail"
 `,
+	// Takes in the reports sent to its intake mailbox (scIntake).
+	"intake": `
+[intake]
+domains = ["intake-owner.example"]
+addresses = ["dmarc-reports@rcpt.example"]
+ptr_budget = "1s"
+health_interval = "0s"
+`,
 	// Stopped and started by the restart scenario.
 	"restart": `
 [actions]
@@ -114,7 +122,14 @@ func (d *daemon) start(t *testing.T) {
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	// A -race binary sleeps 1 s at exit by default; a race still makes it
 	// exit with status 66, which stop reports.
-	d.cmd.Env = append(append(os.Environ(), "GORACE=atexit_sleep_ms=50"), d.env...)
+	// Each daemon has a state directory of its own (the intake's store).
+	state := filepath.Join(filepath.Dir(d.config), "state-"+strings.TrimSuffix(strings.TrimPrefix(filepath.Base(d.config), "milter-"), ".toml"))
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// d.env comes last: a scenario's own variables win (exec keeps the last of
+	// duplicate keys).
+	d.cmd.Env = append(append(os.Environ(), "GORACE=atexit_sleep_ms=50", "STATE_DIRECTORY="+state), d.env...)
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -61,17 +61,17 @@ func TestPostfix(t *testing.T) {
 	}
 	startStubUnix(t, filepath.Join(w.dir, "postfix", "queue", "dmarc-milter", "milter.sock"), authservID)
 	// "report": the reporting daemon, started by its scenario.
-	for _, name := range []string{"header", "hold", "restart", "arc", "report"} {
+	for _, name := range []string{"header", "hold", "restart", "arc", "report", "intake"} {
 		milters[name] = fmt.Sprintf("inet:127.0.0.1:%d", freePort(t))
 	}
 	w.bin, w.milters = bin, milters
 	w.dc = startDovecot(t, w.root, w.dir, authservID)
 	var services []smtpService
-	for _, name := range []string{"stub", "stub-unix", "dead", "header", "hold", "restart", "arc", "report"} {
+	for _, name := range []string{"stub", "stub-unix", "dead", "header", "hold", "restart", "arc", "report", "intake"} {
 		services = append(services, smtpService{name: name, milter: milters[name]})
 	}
 	w.pf = startPostfix(t, w.root, w.dir, w.dc.lmtp, services)
-	for _, name := range []string{"header", "hold", "restart", "arc"} {
+	for _, name := range []string{"header", "hold", "restart", "arc", "intake"} {
 		if !haveDaemon {
 			break
 		}

@@ -37,6 +37,7 @@ var scenarios = []scenario{
 	{"mailing-list-p-reject-quarantined", scMailingList},
 	{"arc-trusted-sealer-delivered", scARC},
 	{"aggregate-report-round-trip", scReportRoundTrip},
+	{"intake-report-captured-stored-delivered", scIntake},
 }
 
 // client simulates a remote MTA at ip with a HELO name.

@@ -9,6 +9,7 @@
 //	dmarc-milter evaluate --ip ADDR --helo NAME --mail-from ADDR [--rcpt ADDR]... [--config FILE] FILE.eml
 //	dmarc-milter lookup [--config FILE] [--nameserver HOST[:PORT]]... DOMAIN
 //	dmarc-milter report build|send|status --config FILE ...
+//	dmarc-milter report import|senders|failures|new --config FILE ...
 //	dmarc-milter version
 //
 // serve is the default. check-config exits 2 with one message when the
@@ -131,6 +132,25 @@ var commands = []command{
 				"failures and suppressed destinations.",
 				flags: func(fs *flag.FlagSet) { new(reportStatusFlags).register(fs) },
 				run:   cmdReportStatus},
+			{name: "import", args: "PATH...", summary: "Takes in the aggregate reports other receivers sent " +
+				"about the domains of [intake] domains: report files (.xml, .xml.gz, .zip), report messages " +
+				"(.eml), directories, Maildirs and mbox files. A report already stored is a duplicate and is " +
+				"not stored again. Exits 0 when every report was stored, a duplicate or refused; 1 when one " +
+				"could not be stored or a path not read (with --strict, also when one was refused).",
+				flags: func(fs *flag.FlagSet) { new(importFlags).register(fs) },
+				run:   cmdReportImport},
+			{name: "senders", args: "DOMAIN", summary: "Who sends as DOMAIN, from the reports received: " +
+				"senders grouped by the organizational domain of their confirmed reverse DNS name, with " +
+				"their addresses, volume, aligned SPF and DKIM passes, dispositions and first and last seen.",
+				flags: func(fs *flag.FlagSet) { new(questionFlags).register(fs) },
+				run:   cmdReportSenders},
+			{name: "failures", args: "DOMAIN", summary: "What fails for DOMAIN and why (SPF not aligned " +
+				"through a third party, a DKIM selector failing, forwarding), with the fix in words.",
+				flags: func(fs *flag.FlagSet) { new(questionFlags).register(fs) },
+				run:   cmdReportFailures},
+			{name: "new", args: "DOMAIN", summary: "The senders of DOMAIN first seen in the range.",
+				flags: func(fs *flag.FlagSet) { new(questionFlags).register(fs) },
+				run:   cmdReportNew},
 		}},
 	{name: "version", summary: "Prints the version, the commit it was built from, the Go version and " +
 		"the version of the embedded Public Suffix List data.",
@@ -167,6 +187,8 @@ const usage = `usage:
   dmarc-milter report build --config FILE --out DIR [--since T] [--until T]
   dmarc-milter report send --config FILE [--dry-run]
   dmarc-milter report status --config FILE [--json]
+  dmarc-milter report import --config FILE [--store URL] [--no-ptr] [--strict] [--quiet] PATH...
+  dmarc-milter report senders|failures|new --config FILE [--since T] [--until T] [--days N] [--json] DOMAIN
   dmarc-milter version
 `
 

@@ -90,9 +90,12 @@ func redactURL(u string) string {
 	return u
 }
 
-// recorderOptions maps [report] onto the recorder.
+// recorderOptions maps [report] onto the recorder. Mail to or from our own
+// reporting addresses (report.from, report.own_addresses and the intake
+// mailboxes) is report traffic, not recorded.
 func recorderOptions(cfg *config.Config, open *storeOpener, log *slog.Logger, m reporter.Metrics, now func() time.Time) reporter.RecorderOptions {
 	own := append([]string{cfg.Report.From}, cfg.Report.OwnAddresses...)
+	own = append(own, cfg.Intake.Addresses...)
 	return reporter.RecorderOptions{
 		Open: open.sink, Interval: cfg.Report.Interval, IncludeEnvelopeTo: cfg.Report.IncludeEnvelopeTo,
 		OwnAddresses: own, QueueSize: cfg.Report.QueueSize, FlushInterval: cfg.Report.FlushInterval,

@@ -32,6 +32,7 @@ type daemon struct {
 	res     *cache.Resolver
 	metrics *metrics.Metrics
 	srv     *milter.Server
+	intake  *intakeRun // serve_intake.go; nil when off
 	// failed receives the error that ended the milter listener.
 	failed chan error
 	// Reporting (nil when report.enabled is false): the store, the
@@ -88,6 +89,9 @@ func (d *daemon) start(cfg *config.Config) error {
 		return err
 	}
 	if err := d.startReporting(cfg, eng); err != nil {
+		return err
+	}
+	if err := d.startIntake(cfg, eng); err != nil {
 		return err
 	}
 	d.srv = milter.NewServer(eng, d.log)
@@ -147,6 +151,7 @@ wait:
 		d.log.Warn("drain deadline passed; remaining connections closed")
 	}
 	d.stopReporting(ctx)
+	d.stopIntake(ctx)
 	d.metrics.Close()
 	d.log.Info("stopped")
 	return code
@@ -190,6 +195,7 @@ func (d *daemon) reload() {
 			d.log.Info("report settings applied", "schedule", cfg.Report.Schedule)
 		}
 	}
+	d.attachIntake(eng)
 	d.srv.SetEngine(eng)
 	d.cfg, d.res = cfg, res
 	d.level.Set(logLevel(cfg.LogLevel))
@@ -230,6 +236,9 @@ func restartOnly(old, cur *config.Config) []string {
 		if k.changed {
 			keys = append(keys, k.name)
 		}
+	}
+	if !reflect.DeepEqual(old.Intake, cur.Intake) {
+		keys = append(keys, "intake")
 	}
 	return keys
 }

@@ -101,6 +101,10 @@ type Config struct {
 	// evaluated message and sending the daily reports to the domain owners.
 	// See docs/reports.md.
 	Report Report `toml:"report"`
+
+	// Intake takes in the aggregate reports other receivers send about our
+	// domains (docs/intake.md).
+	Intake Intake `toml:"intake"`
 }
 
 // Store names the report store.

@@ -27,15 +27,26 @@ type docKey struct {
 	actual  string // the default from Default(), rendered as TOML
 }
 
-// fieldDocs reads the doc comments of every struct field in config.go,
+// docFiles are the files whose struct fields' doc comments document the
+// configuration: config.go, and the files of sections kept apart.
+var docFiles = []string{"config.go", "intake.go"}
+
+// fieldDocs reads the doc comments of every struct field in docFiles,
 // keyed by "Type.Field".
 func fieldDocs(t *testing.T) map[string]string {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), "config.go", nil, parser.ParseComments)
-	if err != nil {
-		t.Fatal(err)
-	}
 	docs := map[string]string{}
+	for _, name := range docFiles {
+		f, err := parser.ParseFile(token.NewFileSet(), name, nil, parser.ParseComments)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inspectDocs(f, docs)
+	}
+	return docs
+}
+
+func inspectDocs(f *ast.File, docs map[string]string) {
 	ast.Inspect(f, func(n ast.Node) bool {
 		ts, ok := n.(*ast.TypeSpec)
 		if !ok {
@@ -52,7 +63,6 @@ func fieldDocs(t *testing.T) map[string]string {
 		}
 		return false
 	})
-	return docs
 }
 
 // collectKeys walks the Config type in declaration order.

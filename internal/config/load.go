@@ -92,6 +92,7 @@ func Default() *Config {
 			QueueSize:       100000,
 			FlushInterval:   2 * time.Second,
 		},
+		Intake: defaultIntake(),
 	}
 }
 

@@ -30,6 +30,7 @@ func (c *Config) Validate() error {
 		c.Runtime.validate,
 		c.validateStore,
 		c.validateReport,
+		c.Intake.validate,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {

@@ -156,6 +156,7 @@ func (c *connection) EndOfMessage(m *milterproto.Modifier) (resp milterproto.Res
 		return milterproto.Accept // no message in progress
 	}
 	d := c.end(tx)
+	tx.HandOver(d) // report mail for the intake (capture.go)
 	c.logVerdict(d)
 	c.resetTx()
 	if err := applyModifications(m, d); err != nil {

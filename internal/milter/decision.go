@@ -47,6 +47,9 @@ type Decision struct {
 	Bypass Bypass
 	// Reply is the SMTP reply for reject and tempfail.
 	Reply string
+	// Discard: the message is a report captured for the intake and stored,
+	// and [intake] discard is set: the MTA drops it (capture.go).
+	Discard bool
 	// Hold asks the MTA to hold the message (Postfix: the hold queue).
 	Hold       bool
 	HoldReason string
@@ -85,6 +88,9 @@ func (d *Decision) response() milterproto.Response {
 	switch d.Action {
 	case policy.ActionReject, policy.ActionTempFail:
 		return milterproto.ReplyCode(d.Reply)
+	}
+	if d.Discard {
+		return milterproto.Discard
 	}
 	return milterproto.Accept
 }

@@ -34,6 +34,7 @@ type Engine struct {
 	discovery policy.Options     // how policy discovery works
 	tracing   bool               // Transactions record their steps (log_level debug)
 	recorder  Recorder           // nil: reporting is off
+	capture   Capturer           // report mail to the intake mailboxes; nil: none
 	// hook, set only by tests, is called at named points of a message
 	// (to inject panics).
 	hook func(point string)

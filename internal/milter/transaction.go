@@ -61,6 +61,10 @@ type Transaction struct {
 	failed  chan struct{}
 	tracing bool // record the steps (evaluate, log_level debug)
 	trace   []string
+
+	// capture keeps report mail to the intake mailboxes (capture.go).
+	capture            *capture
+	rcptsBeforeCapture int
 }
 
 // discovery is the policy discovery of one Author Domain.
@@ -137,6 +141,7 @@ func (t *Transaction) AddRcpt(rcpt string) {
 		return
 	}
 	t.e.at("rcpt")
+	t.noteRcpt(rcpt)
 	if len(t.env.Rcpts) < maxRcpts {
 		t.env.Rcpts = append(t.env.Rcpts, rcpt)
 	}
@@ -155,6 +160,7 @@ func (t *Transaction) Header(name, value string) {
 	if t.stopped || t.eoh {
 		return
 	}
+	t.captureHeader(name, value)
 	if t.e.hook != nil {
 		t.e.at("header:" + name)
 	}
@@ -189,6 +195,9 @@ func (t *Transaction) EndOfHeaders() {
 	}
 	t.eoh = true
 	t.e.at("eoh")
+	if t.capture != nil {
+		t.capture.keep(t.e.capture.MaxSize(), "\r\n")
+	}
 	if t.dkim == nil || t.bypass == BypassAuthenticated {
 		return
 	}
@@ -209,6 +218,9 @@ func (t *Transaction) BodyChunk(p []byte) {
 		return
 	}
 	t.e.at("body")
+	if t.capture != nil {
+		t.capture.keep(t.e.capture.MaxSize(), string(p))
+	}
 	if !t.eoh || t.dkim == nil || t.bypass == BypassAuthenticated {
 		return
 	}

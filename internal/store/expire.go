@@ -16,6 +16,10 @@ type Retention struct {
 	Counters time.Duration
 	// SentReports: finished reports and their delivery records.
 	SentReports time.Duration
+	// Received: reports received from other receivers (with their rows),
+	// intake refusal counters, stored health checks, and sources not seen
+	// since.
+	Received time.Duration
 }
 
 // Expired counts what Expire deleted.
@@ -24,6 +28,8 @@ type Expired struct {
 	Counters int64
 	Losses   int64
 	Reports  int64
+	// Received counts received reports; their rows go with them.
+	Received int64
 }
 
 // expireBatch bounds one delete: each batch is its own short transaction, so
@@ -33,11 +39,7 @@ var expireBatch int64 = 5000
 // Expire deletes the data older than the retention, in bounded batches.
 func (s *Store) Expire(ctx context.Context, now time.Time, r Retention) (Expired, error) {
 	var ex Expired
-	steps := []struct {
-		keep  time.Duration
-		n     *int64
-		query string
-	}{
+	steps := []expiryStep{
 		{r.Rows, &ex.Rows, `DELETE FROM agg_rows WHERE id IN (SELECT id FROM agg_rows WHERE period_end < $1
 	AND (report_ref IS NULL OR report_ref NOT IN (SELECT id FROM reports WHERE state = 'building')) LIMIT $2)`},
 		{r.Counters, &ex.Counters, `DELETE FROM counters WHERE (period_begin, period_end, domain, result, action, outcome) IN
@@ -47,6 +49,7 @@ func (s *Store) Expire(ctx context.Context, now time.Time, r Retention) (Expired
 		{r.SentReports, &ex.Reports, `DELETE FROM reports WHERE id IN (SELECT id FROM reports WHERE state = 'done'
 	AND period_end < $1 LIMIT $2)`},
 	}
+	steps = append(steps, receivedExpiry(r.Received, &ex.Received)...)
 	for _, st := range steps {
 		if st.keep <= 0 {
 			continue

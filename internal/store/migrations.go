@@ -119,6 +119,9 @@ CREATE TABLE suppressions (
 	created BIGINT NOT NULL
 );
 `,
+	// 2: reports received from other receivers (received.go), their
+	// sources (senders.go), intake refusals, stored health checks.
+	migrationReceived,
 }
 
 // SchemaVersion is the schema version this binary writes and understands.

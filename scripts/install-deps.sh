@@ -13,7 +13,7 @@
 # integration package skips loudly.
 set -euo pipefail
 
-pkgs=(postfix dovecot-core dovecot-lmtpd dovecot-sieve postgresql libxml2-utils python3-dkim python3-authres)
+pkgs=(postfix dovecot-core dovecot-lmtpd dovecot-sieve postgresql libxml2-utils python3-dkim python3-authres chromium)
 
 missing=()
 for p in "${pkgs[@]}"; do

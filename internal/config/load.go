@@ -69,6 +69,7 @@ func Default() *Config {
 		},
 		Runtime: Runtime{GCPercent: 400, MemoryLimitMB: 512},
 		Intake:  defaultIntake(),
+		Web:     defaultWeb(),
 	}
 }
 

@@ -29,6 +29,7 @@ func (c *Config) Validate() error {
 		c.validateMetrics,
 		c.Runtime.validate,
 		c.Intake.validate,
+		c.Web.validate,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {

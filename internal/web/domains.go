@@ -156,4 +156,3 @@ func trendDelta(t []float64) float64 {
 }
 
 func i64(n int64) string { return strconv.FormatInt(n, 10) }
-

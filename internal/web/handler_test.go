@@ -122,10 +122,10 @@ func TestReadOnly(t *testing.T) {
 func TestBadParameters(t *testing.T) {
 	ts := newTestServer(t, openStore(t, ""), Options{})
 	for path, want := range map[string]string{
-		"/?from=yesterday":                  "from",
+		"/?from=yesterday":                       "from",
 		"/inbound?from=2026-12-05&to=2026-12-01": "before",
-		"/?from=2020-01-01&to=2026-01-01":    "at most",
-		"/senders":                          "domain",
+		"/?from=2020-01-01&to=2026-01-01":        "at most",
+		"/senders":                               "domain",
 	} {
 		resp, body := get(t, ts.URL+path)
 		if resp.StatusCode != 400 || !strings.Contains(body, want) {

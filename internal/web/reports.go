@@ -10,13 +10,13 @@ import (
 
 // sentRow is one report we built (or are building) for a policy domain.
 type sentRow struct {
-	Domain     string           `json:"domain"`
-	Begin      time.Time        `json:"begin"`
-	End        time.Time        `json:"end"`
-	State      string           `json:"state"`
-	ReportID   string           `json:"report_id"`
-	Rows       int64            `json:"rows"`
-	Built      time.Time        `json:"built"`
+	Domain     string     `json:"domain"`
+	Begin      time.Time  `json:"begin"`
+	End        time.Time  `json:"end"`
+	State      string     `json:"state"`
+	ReportID   string     `json:"report_id"`
+	Rows       int64      `json:"rows"`
+	Built      time.Time  `json:"built"`
 	Deliveries []delivery `json:"deliveries"`
 	Failed     int        `json:"failed_deliveries"`
 	Suppressed int        `json:"suppressed_deliveries"`

@@ -298,8 +298,6 @@ func browserPages(t *testing.T, ctx context.Context, st *store.Store, shots bool
 	browserExport(t, ctx, ts.URL, w)
 }
 
-
-
 func slicesContain(reqs []string, suffix string) bool {
 	for _, r := range reqs {
 		if strings.HasSuffix(r, suffix) {

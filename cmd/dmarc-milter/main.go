@@ -8,6 +8,7 @@
 //	dmarc-milter check-config [--config FILE]
 //	dmarc-milter evaluate --ip ADDR --helo NAME --mail-from ADDR [--rcpt ADDR]... [--config FILE] FILE.eml
 //	dmarc-milter lookup [--config FILE] [--nameserver HOST[:PORT]]... DOMAIN
+//	dmarc-milter web [--config FILE] [--listen HOST:PORT] [--store URL]
 //	dmarc-milter version
 //
 // serve is the default. check-config exits 2 with one message when the
@@ -53,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdEvaluate(args, stdout, stderr)
 	case "lookup":
 		return cmdLookup(args, stdout, stderr)
+	case "web":
+		return cmdWeb(args, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "dmarc-milter %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK
@@ -69,6 +72,7 @@ const usage = `usage:
   dmarc-milter check-config [--config FILE] [flags of serve]
   dmarc-milter evaluate --ip ADDR --helo NAME --mail-from ADDR [--rcpt ADDR]... [flags of serve] FILE.eml|-
   dmarc-milter lookup [flags of serve] DOMAIN
+  dmarc-milter web [--config FILE] [--listen HOST:PORT] [--store URL]
   dmarc-milter version
 `
 

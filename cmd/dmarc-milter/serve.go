@@ -32,6 +32,8 @@ type daemon struct {
 	srv     *milter.Server
 	// failed receives the error that ended the milter listener.
 	failed chan error
+	// web is the dashboard listener (web.listen), nil when off.
+	web *dashboard
 }
 
 func cmdServe(args []string, stderr io.Writer) int {
@@ -90,6 +92,10 @@ func (d *daemon) start(cfg *config.Config) error {
 			return fmt.Errorf("metrics: %w", err)
 		}
 	}
+	if err := d.startWeb(cfg); err != nil {
+		ln.Close()
+		return fmt.Errorf("web: %w", err)
+	}
 	d.failed = make(chan error, 1)
 	go func() {
 		if err := d.srv.Serve(ln); err != nil && !errors.Is(err, milter.ErrServerClosed) {
@@ -135,6 +141,7 @@ wait:
 		d.log.Warn("drain deadline passed; remaining connections closed")
 	}
 	d.metrics.Close()
+	d.stopWeb()
 	d.log.Info("stopped")
 	return code
 }
@@ -187,6 +194,9 @@ func restartOnly(old, cur *config.Config) []string {
 	}
 	if old.Metrics != cur.Metrics {
 		keys = append(keys, "metrics")
+	}
+	if !reflect.DeepEqual(old.Web, cur.Web) {
+		keys = append(keys, "web")
 	}
 	return keys
 }

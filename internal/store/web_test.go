@@ -125,5 +125,28 @@ func TestWebQueries(t *testing.T) {
 		if ovr, _ := s.InboundOverrides(ctx, d2, d2.Add(24*time.Hour)); len(ovr) != 0 {
 			t.Errorf("overrides outside the range: %v", ovr)
 		}
+
+		cl, err := s.ClaimReport(ctx, group("spoofed.example"), "h", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveBuilt(ctx, cl, Built{ReportID: "r1", Filename: "f", Data: []byte("x"), Deliveries: []Delivery{
+			{Address: "a@spoofed.example", State: DeliveryPending}, {Address: "b@spoofed.example", State: DeliveryPending}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MarkSent(ctx, cl, "a@spoofed.example"); err != nil {
+			t.Fatal(err)
+		}
+		sent, err := s.SentReports(ctx, day0, day0.Add(24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sent) != 1 || sent[0].Domain != "spoofed.example" || sent[0].ReportID != "r1" || len(sent[0].Deliveries) != 2 ||
+			sent[0].Deliveries[0].State != DeliverySent || sent[0].Deliveries[1].State != DeliveryPending {
+			t.Errorf("SentReports: %+v", sent)
+		}
+		if sent, _ := s.SentReports(ctx, d2, d2.Add(24*time.Hour)); len(sent) != 0 {
+			t.Errorf("SentReports outside the range: %+v", sent)
+		}
 	})
 }

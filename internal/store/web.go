@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -59,27 +60,25 @@ type PublishedPolicy struct {
 	Begin time.Time
 }
 
-// LatestPolicies returns, for every domain with received reports, the policy
-// stated by its latest report (by period begin).
-func (s *Store) LatestPolicies(ctx context.Context) (map[string]PublishedPolicy, error) {
+// LatestPolicies returns, for each of domains that has received reports,
+// the policy stated by its latest report (by period begin): one indexed
+// lookup per domain, where a correlated query over every report would read
+// the whole year.
+func (s *Store) LatestPolicies(ctx context.Context, domains []string) (map[string]PublishedPolicy, error) {
 	out := map[string]PublishedPolicy{}
-	err := s.each(ctx, `
-SELECT rr.domain, rr.p, rr.sp, rr.period_begin FROM received_reports rr
-WHERE rr.period_begin = (SELECT MAX(x.period_begin) FROM received_reports x WHERE x.domain = rr.domain)
-ORDER BY rr.domain, rr.id`, nil, func(rs *sql.Rows) error {
-		var p PublishedPolicy
+	for _, d := range domains {
+		p := PublishedPolicy{Domain: d}
 		var b int64
-		if err := rs.Scan(&p.Domain, &p.P, &p.SP, &b); err != nil {
-			return err
+		err := s.db.QueryRowContext(ctx, `SELECT p, sp, period_begin FROM received_reports WHERE domain = $1
+ORDER BY period_begin DESC, id DESC LIMIT 1`, d).Scan(&p.P, &p.SP, &b)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store: latest policy of %q: %w", d, s.wrap(err))
 		}
 		p.Begin = fromUnix(b)
-		if _, ok := out[p.Domain]; !ok {
-			out[p.Domain] = p
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: latest policies: %w", s.wrap(err))
+		out[d] = p
 	}
 	return out, nil
 }

@@ -55,7 +55,7 @@ func TestWebQueries(t *testing.T) {
 		if days, _ := s.ReceivedDays(ctx, d2, d2.Add(24*time.Hour)); len(days) != 2 {
 			t.Errorf("ReceivedDays of the second day: %v", days)
 		}
-		pols, err := s.LatestPolicies(ctx)
+		pols, err := s.LatestPolicies(ctx, []string{"example.com", "example.org", "none.example"})
 		if err != nil {
 			t.Fatal(err)
 		}

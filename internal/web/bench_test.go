@@ -30,6 +30,8 @@ import (
 //	WEBBENCH_LOADS      loads per page (30)
 //	WEBBENCH_ENGINES    "sqlite,postgresql"
 //	WEBBENCH_PLANS      file to write the query plans to
+//	WEBBENCH_DIR        where the SQLite file goes (a temp dir)
+//	WEBBENCH_REUSE      1: measure the SQLite file in WEBBENCH_DIR again
 //
 // The rows are written with set-based SQL straight into the store's
 // tables (the intake would take hours for 36 million records); their
@@ -47,10 +49,15 @@ func TestWebBench(t *testing.T) {
 	for _, eng := range engines {
 		t.Run(eng, func(t *testing.T) {
 			var url, dsn, driver string
+			reuse := false
 			switch eng {
 			case "sqlite":
 				p := filepath.Join(envStr("WEBBENCH_DIR", t.TempDir()), "bench.db")
-				os.Remove(p)
+				if os.Getenv("WEBBENCH_REUSE") == "1" {
+					reuse = true // measure the file of an earlier run again
+				} else {
+					os.Remove(p)
+				}
 				url, dsn, driver = "sqlite:"+p, "file:"+p+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(60000)", "sqlite"
 			case "postgresql":
 				url = pgtest.Database(t)
@@ -68,10 +75,12 @@ func TestWebBench(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer db.Close()
-			start := time.Now()
-			generate(t, db, sz)
-			t.Logf("%s: generated %s in %s", eng, sz, time.Since(start).Round(time.Second))
-			mustExec(t, db, "ANALYZE")
+			if !reuse {
+				start := time.Now()
+				generate(t, db, sz)
+				t.Logf("%s: generated %s in %s", eng, sz, time.Since(start).Round(time.Second))
+				mustExec(t, db, "ANALYZE")
+			}
 			measure(t, st, sz, eng)
 			if p := os.Getenv("WEBBENCH_PLANS"); p != "" {
 				plans(t, db, eng, p)

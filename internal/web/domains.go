@@ -83,7 +83,13 @@ func (s *Server) domainsData(r *http.Request, rng dateRange) (*domainsData, erro
 	if err != nil {
 		return nil, err
 	}
-	pols, err := s.st.LatestPolicies(ctx)
+	var domains []string
+	for _, d := range days {
+		if len(domains) == 0 || domains[len(domains)-1] != d.Domain {
+			domains = append(domains, d.Domain) // days come ordered by domain
+		}
+	}
+	pols, err := s.st.LatestPolicies(ctx, domains)
 	if err != nil {
 		return nil, err
 	}

@@ -17,5 +17,5 @@ cd "$(dirname "$0")/.."
 export WEBBENCH=1
 export WEBBENCH_PLANS="${WEBBENCH_PLANS:-$PWD/bench/webbench-plans.txt}"
 rm -f "$WEBBENCH_PLANS"
-go test -count=1 -timeout 6h -run '^TestWebBench$' -v ./internal/web | grep -E 'RESULT|generated|day [0-9]+ of|FAIL|ok|PASS'
+go test -count=1 -timeout 6h -run '^TestWebBench$' -v ./internal/web | grep --line-buffered -E 'RESULT|generated|day [0-9]+ of|FAIL|ok|PASS'
 echo "query plans: $WEBBENCH_PLANS"

@@ -262,12 +262,12 @@ WHERE r.report_ref > 1000 AND r.report_ref <= 1100 GROUP BY d.domain, d.day ORDE
 		"ReceivedIn (senders, failures)": fmt.Sprintf(`SELECT rr.org_name, r.source_ip, m.n FROM (SELECT row_ref, SUM(count) AS n FROM received_days WHERE domain = 'd0.example' AND day >= %d AND day < %d GROUP BY row_ref) m
 JOIN received_rows r ON r.id = m.row_ref JOIN received_reports rr ON rr.id = r.report_ref`, since, until),
 		"SourcesOf (senders, failures)": `SELECT r.source_ip, MIN(rr.period_begin), MAX(rr.period_end) FROM received_rows r JOIN received_reports rr ON rr.id = r.report_ref WHERE rr.domain = 'd0.example' GROUP BY r.source_ip`,
-		"InboundDays": fmt.Sprintf(`SELECT period_begin - period_begin %% 86400, result, action, SUM(count) FROM counters WHERE period_begin >= %d AND period_begin < %d GROUP BY 1, 2, 3`, since, until),
-		"InboundTopDomains": fmt.Sprintf(`SELECT domain, SUM(count) AS n FROM counters WHERE period_begin >= %d AND period_begin < %d AND domain <> '' GROUP BY domain ORDER BY n DESC, domain LIMIT 25`, since, until),
+		"InboundDays":                   fmt.Sprintf(`SELECT period_begin - period_begin %% 86400, result, action, SUM(count) FROM counters WHERE period_begin >= %d AND period_begin < %d GROUP BY 1, 2, 3`, since, until),
+		"InboundTopDomains":             fmt.Sprintf(`SELECT domain, SUM(count) AS n FROM counters WHERE period_begin >= %d AND period_begin < %d AND domain <> '' GROUP BY domain ORDER BY n DESC, domain LIMIT 25`, since, until),
 		"InboundSpoofed": fmt.Sprintf(`SELECT p.domain, SUM(r.count) FROM agg_rows r JOIN policies p ON p.id = r.policy_id WHERE r.period_end > %d AND r.period_begin >= %d AND r.period_begin < %d
 	AND r.dkim_aligned <> 'pass' AND r.spf_aligned <> 'pass' AND p.p IN ('reject', 'quarantine') GROUP BY p.domain`, since, since, until),
-		"InboundOverrides": fmt.Sprintf(`SELECT reasons, SUM(count) FROM agg_rows WHERE period_end > %d AND period_begin >= %d AND period_begin < %d AND reasons <> '[]' GROUP BY reasons`, since, since, until),
-		"SentReports (reports)": fmt.Sprintf(`SELECT x.id, p.domain FROM reports x JOIN policies p ON p.id = x.policy_id WHERE x.period_end > %d AND x.period_begin < %d ORDER BY x.period_begin, p.domain, x.id`, since, until),
+		"InboundOverrides":                 fmt.Sprintf(`SELECT reasons, SUM(count) FROM agg_rows WHERE period_end > %d AND period_begin >= %d AND period_begin < %d AND reasons <> '[]' GROUP BY reasons`, since, since, until),
+		"SentReports (reports)":            fmt.Sprintf(`SELECT x.id, p.domain FROM reports x JOIN policies p ON p.id = x.policy_id WHERE x.period_end > %d AND x.period_begin < %d ORDER BY x.period_begin, p.domain, x.id`, since, until),
 		"SentReports deliveries (reports)": fmt.Sprintf(`SELECT d.report_ref, d.address FROM deliveries d JOIN reports x ON x.id = d.report_ref WHERE x.period_end > %d AND x.period_begin < %d ORDER BY d.report_ref, d.address`, since, until),
 	}
 	prefix := "EXPLAIN QUERY PLAN "

@@ -11,7 +11,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin
 
 .PHONY: all build run test deps check fmt-check fmt vet unit fuzz fuzz-smoke bench loadbench compare reportcost soak check-rfc clean
-.PHONY: deb release man
+.PHONY: deb release man screenshots webbench
 
 all: build
 
@@ -71,6 +71,14 @@ reportcost:
 ## soak: 32 concurrent sessions for DURATION (default 10m; not in CI).
 soak:
 	scripts/soak.sh
+
+## screenshots: the dashboard's screenshots in docs/img/ (headless chromium; by hand, not in CI).
+screenshots:
+	scripts/screenshots.sh
+
+## webbench: dashboard page times over a year of generated data, SQLite and PostgreSQL (long; not in CI).
+webbench:
+	scripts/webbench.sh
 
 ## check-rfc: every RFC section cited in the code has a row in docs/standards.md.
 check-rfc:

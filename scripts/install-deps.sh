@@ -15,7 +15,7 @@
 # integration package skips loudly.
 set -euo pipefail
 
-pkgs=(postfix dovecot-core dovecot-lmtpd dovecot-sieve postgresql libxml2-utils python3-dkim python3-authres lintian groff-base man-db)
+pkgs=(postfix dovecot-core dovecot-lmtpd dovecot-sieve postgresql libxml2-utils python3-dkim python3-authres lintian groff-base man-db chromium)
 
 missing=()
 for p in "${pkgs[@]}"; do

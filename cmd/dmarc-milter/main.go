@@ -10,6 +10,7 @@
 //	dmarc-milter lookup [--config FILE] [--nameserver HOST[:PORT]]... DOMAIN
 //	dmarc-milter report build|send|status --config FILE ...
 //	dmarc-milter report import|senders|failures|new --config FILE ...
+//	dmarc-milter web [--config FILE] [--listen HOST:PORT] [--store URL]
 //	dmarc-milter version
 //
 // serve is the default. check-config exits 2 with one message when the
@@ -152,6 +153,11 @@ var commands = []command{
 				flags: func(fs *flag.FlagSet) { new(questionFlags).register(fs) },
 				run:   cmdReportNew},
 		}},
+	{name: "web", summary: "Serves the read-only dashboard (docs/dashboard.md) over the store, without " +
+		"the milter: for a host that is not an MX, pointed at the shared PostgreSQL store. Runs until SIGTERM " +
+		"or SIGINT.",
+		flags: func(fs *flag.FlagSet) { new(webFlags).register(fs) },
+		run:   cmdWeb},
 	{name: "version", summary: "Prints the version, the commit it was built from, the Go version and " +
 		"the version of the embedded Public Suffix List data.",
 		run: func(_ []string, stdout, _ io.Writer) int { printVersion(stdout); return exitOK }},
@@ -189,6 +195,7 @@ const usage = `usage:
   dmarc-milter report status --config FILE [--json]
   dmarc-milter report import --config FILE [--store URL] [--no-ptr] [--strict] [--quiet] PATH...
   dmarc-milter report senders|failures|new --config FILE [--since T] [--until T] [--days N] [--json] DOMAIN
+  dmarc-milter web [--config FILE] [--listen HOST:PORT] [--store URL]
   dmarc-milter version
 `
 

@@ -42,6 +42,8 @@ type daemon struct {
 	rec          *reporter.Recorder
 	senderCancel context.CancelFunc
 	senderDone   chan struct{}
+	// web is the dashboard listener (web.listen), nil when off.
+	web *dashboard
 }
 
 func cmdServe(args []string, stderr io.Writer) int {
@@ -106,6 +108,10 @@ func (d *daemon) start(cfg *config.Config) error {
 			return fmt.Errorf("metrics: %w", err)
 		}
 	}
+	if err := d.startWeb(cfg); err != nil {
+		ln.Close()
+		return fmt.Errorf("web: %w", err)
+	}
 	d.failed = make(chan error, 1)
 	go func() {
 		if err := d.srv.Serve(ln); err != nil && !errors.Is(err, milter.ErrServerClosed) {
@@ -153,6 +159,7 @@ wait:
 	d.stopReporting(ctx)
 	d.stopIntake(ctx)
 	d.metrics.Close()
+	d.stopWeb()
 	d.log.Info("stopped")
 	return code
 }
@@ -239,6 +246,9 @@ func restartOnly(old, cur *config.Config) []string {
 	}
 	if !reflect.DeepEqual(old.Intake, cur.Intake) {
 		keys = append(keys, "intake")
+	}
+	if !reflect.DeepEqual(old.Web, cur.Web) {
+		keys = append(keys, "web")
 	}
 	return keys
 }

@@ -105,6 +105,9 @@ type Config struct {
 	// Intake takes in the aggregate reports other receivers send about our
 	// domains (docs/intake.md).
 	Intake Intake `toml:"intake"`
+
+	// Web is the read-only dashboard (docs/dashboard.md).
+	Web Web `toml:"web"`
 }
 
 // Store names the report store.

@@ -29,7 +29,7 @@ type docKey struct {
 
 // docFiles are the files whose struct fields' doc comments document the
 // configuration: config.go, and the files of sections kept apart.
-var docFiles = []string{"config.go", "intake.go"}
+var docFiles = []string{"config.go", "intake.go", "web.go"}
 
 // fieldDocs reads the doc comments of every struct field in docFiles,
 // keyed by "Type.Field".

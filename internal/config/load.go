@@ -93,6 +93,7 @@ func Default() *Config {
 			FlushInterval:   2 * time.Second,
 		},
 		Intake: defaultIntake(),
+		Web:    defaultWeb(),
 	}
 }
 

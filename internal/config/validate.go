@@ -31,6 +31,7 @@ func (c *Config) Validate() error {
 		c.validateStore,
 		c.validateReport,
 		c.Intake.validate,
+		c.Web.validate,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {

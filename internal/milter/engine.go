@@ -33,6 +33,7 @@ type Engine struct {
 	local     policy.LocalPolicy // the local policy of every message
 	discovery policy.Options     // how policy discovery works
 	tracing   bool               // Transactions record their steps (log_level debug)
+	heloSPF   heloSPFCache       // HELO SPF results of recent connections
 	// hook, set only by tests, is called at named points of a message
 	// (to inject panics).
 	hook func(point string)

@@ -296,6 +296,16 @@ func (c *connection) resetTx() {
 	}
 }
 
+// forget clears what the connection knew of its SMTP sessions, before it
+// is kept for the next connection (its session keeps its buffers).
+func (c *connection) forget() {
+	c.clientIP, c.clientName, c.helo, c.mta = netip.Addr{}, "", "", ""
+	c.heloSPF = HeloSPFMemo{}
+	c.connFailed = nil
+	c.tx = nil
+	c.ctx, c.cancel = nil, nil
+}
+
 // close closes the socket and cancels everything derived from the
 // connection; any goroutine may call it.
 func (c *connection) close() {

@@ -41,6 +41,13 @@ type connection struct {
 	connFailed error
 
 	tx *Transaction // the message in progress, nil between messages
+
+	// field is a header field's name and value joined, so that both
+	// become strings in one allocation.
+	field []byte
+	// lastMTA is macro j of an earlier connection (Postfix sends the same
+	// one every time): kept so that the string is not made again.
+	lastMTA string
 }
 
 var _ milterproto.Handler = (*connection)(nil)
@@ -123,7 +130,12 @@ func (c *connection) Unknown([]byte) milterproto.Response { return milterproto.C
 func (c *connection) Header(name, value []byte) (resp milterproto.Response) {
 	defer c.guard(milterproto.CmdHeader, &resp)
 	if c.tx != nil {
-		c.tx.Header(string(name), string(value))
+		c.field = append(append(c.field[:0], name...), value...)
+		f := string(c.field)
+		c.tx.Header(f[:len(name)], f[len(name):])
+		if cap(c.field) > maxKeptField {
+			c.field = nil
+		}
 	}
 	return milterproto.Continue
 }
@@ -296,6 +308,9 @@ func (c *connection) resetTx() {
 	}
 }
 
+// maxKeptField bounds the header field buffer kept between fields.
+const maxKeptField = 16 << 10
+
 // forget clears what the connection knew of its SMTP sessions, before it
 // is kept for the next connection (its session keeps its buffers).
 func (c *connection) forget() {
@@ -321,7 +336,10 @@ func (c *connection) noteMacros() {
 		c.tx.SetQueueID(v)
 	}
 	if v, _ := mac.Get("j"); len(v) > 0 && string(v) != c.mta {
-		c.mta = string(v)
+		if string(v) != c.lastMTA {
+			c.lastMTA = string(v)
+		}
+		c.mta = c.lastMTA
 	}
 }
 

@@ -25,8 +25,12 @@ type connection struct {
 	opts   milterproto.Options // this connection's (the idle timeout is read at accept)
 	id     uint64
 
-	// ctx is the parent of every message context; cancel ends it when the
-	// connection closes (also when Shutdown cuts it from another goroutine).
+	// ctx is the parent of every message context; cancel ends it when
+	// Shutdown cuts the connection from another goroutine. A connection
+	// that ends by itself has already cancelled its message (resetTx), so
+	// ctx is kept for the next connection served by this value: a new
+	// context per connection costs its allocations again (its done
+	// channel, its map of children).
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -318,11 +322,10 @@ func (c *connection) forget() {
 	c.heloSPF = HeloSPFMemo{}
 	c.connFailed = nil
 	c.tx = nil
-	c.ctx, c.cancel = nil, nil
 }
 
 // close closes the socket and cancels everything derived from the
-// connection; any goroutine may call it.
+// connection; any goroutine may call it, under the server's lock.
 func (c *connection) close() {
 	c.cancel()
 	c.ps.Close()

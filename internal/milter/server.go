@@ -199,7 +199,9 @@ func (s *Server) newConnection(raw net.Conn) *connection {
 		c.ps.Renew(raw)
 	}
 	c.id = s.nextID.Add(1)
-	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if c.ctx == nil || c.ctx.Err() != nil {
+		c.ctx, c.cancel = context.WithCancel(context.Background())
+	}
 	return c
 }
 
@@ -229,7 +231,7 @@ func (s *Server) serve(c *connection) {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
-		c.close()
+		c.ps.Close()
 		c.resetTx()
 		c.forget()
 		s.free.Put(c)

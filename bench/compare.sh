@@ -22,6 +22,7 @@
 #   PROFILE    1: also take a 10 s CPU profile of dmarc-milter under load
 #              (concurrency 8, PROFILE_PER messages per session) [0]
 #   PROFILE_PER messages per session of the profiled run       [1]
+#   METRICS    dmarc-milter's metrics and pprof listener       [127.0.0.1:9899]
 #
 # Output: every run's report in $WORK/runs.txt, the table in $WORK/table.md
 # (also printed), daemon logs in $WORK.
@@ -40,6 +41,7 @@ WARMUP=${WARMUP:-100}
 RATE=${RATE:-500}
 PROFILE=${PROFILE:-0}
 PROFILE_PER=${PROFILE_PER:-1}
+METRICS=${METRICS:-127.0.0.1:9899}
 export PATH=$PATH:/usr/local/go/bin
 
 mkdir -p "$WORK"
@@ -65,6 +67,7 @@ for f in opendkim opendmarc; do
 	sed -e "s|@WORK@|$WORK|g" -e "s|@DNS_IP@|$DNS_IP|g" "bench/$f.conf.in" >"$WORK/$f.conf"
 done
 echo "nameserver $DNS_IP" >"$WORK/resolv.conf"
+sed -e "s|^listen = .*|listen = \"$METRICS\"|" bench/dmarc-milter.toml >"$WORK/dmarc-milter.toml"
 
 # --- builds --------------------------------------------------------------------
 go build -trimpath -o "$WORK/milterbench" ./cmd/milterbench
@@ -83,7 +86,7 @@ if ss -lun | awk '{print $4}' | grep -qx "$DNS_IP:53"; then
 	exit 1
 fi
 
-"$WORK/dmarc-milter" serve --config bench/dmarc-milter.toml --listen "unix:$WORK/dmarc-milter.sock" \
+"$WORK/dmarc-milter" serve --config "$WORK/dmarc-milter.toml" --listen "unix:$WORK/dmarc-milter.sock" \
 	--authserv-id mx.bench.example --nameserver "$DNS_IP:53" >"$WORK/dmarc-milter.log" 2>&1 &
 PIDS+=($!)
 opendkim -f -x "$WORK/opendkim.conf" >"$WORK/opendkim.log" 2>&1 &
@@ -156,7 +159,7 @@ done
 
 if [ "$PROFILE" = 1 ]; then
 	echo "compare: profiling dmarc-milter (10 s at concurrency 8, $PROFILE_PER per session)" >&2
-	curl -s -o "$WORK/dmarc-milter.cpu.pprof" "http://127.0.0.1:9899/debug/pprof/profile?seconds=10" &
+	curl -s -o "$WORK/dmarc-milter.cpu.pprof" "http://$METRICS/debug/pprof/profile?seconds=10" &
 	CURL=$!
 	"$WORK/milterbench" run --label ours/profile --dns-listen "$DNS_IP:53" "${OURS[@]}" --concurrency 8 \
 		--per-session "$PROFILE_PER" --count 0 --duration 12s --warmup 0 >>"$WORK/profile-run.txt"

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/dmarc-milter/dmarc-milter/internal/config"
 	"github.com/dmarc-milter/dmarc-milter/internal/milterproto"
@@ -387,10 +388,17 @@ func parseClientAddr(v string) (netip.Addr, bool) {
 	return a.Unmap(), true
 }
 
-// logVerdict writes the one INFO line per message and counts it.
+// logVerdict writes the one INFO line per message and counts it. The
+// record goes to the handler without the caller's program counter, which
+// Logger.LogAttrs would look up (runtime.Callers, about 0.7 % of the CPU at
+// one message per connection) for a source our handler does not print.
 func (c *connection) logVerdict(d *Decision) {
 	c.engine.Load().metrics.Message(d)
-	c.log.LogAttrs(c.ctx, slog.LevelInfo, "verdict", d.LogAttrs()...)
+	if h := c.log.Handler(); h.Enabled(c.ctx, slog.LevelInfo) {
+		r := slog.NewRecord(time.Now(), slog.LevelInfo, "verdict", 0)
+		r.AddAttrs(d.LogAttrs()...)
+		_ = h.Handle(c.ctx, r)
+	}
 	if d.Err != nil {
 		// The verdict line says "internal error"; this one says which.
 		c.log.Error("message failed, on_error applied", "queue_id", d.QueueID, "action", string(d.Action), "err", d.Err.Error())

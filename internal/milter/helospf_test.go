@@ -2,6 +2,7 @@ package milter
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
@@ -407,5 +408,33 @@ func TestSessionHeloSPFTempErrorNotShared(t *testing.T) {
 		if n := count(); n != want[i] {
 			t.Errorf("after connection %d: %d HELO checks, want %d", i, n, want[i])
 		}
+	}
+}
+
+// TestHeloSPFCacheConcurrent: connections on several workers read and
+// write the engine's cache at once (run with -race); every result read is
+// one that was put for its key.
+func TestHeloSPFCacheConcurrent(t *testing.T) {
+	t.Parallel()
+	var c heloSPFCache
+	now := time.Now()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 5000 {
+				k := (i*7 + w) % 6000 // more keys than a generation holds
+				ip := netip.AddrFrom4([4]byte{10, 0, byte(k >> 8), byte(k)})
+				helo := fmt.Sprintf("mail%d.example", k%3)
+				if _, r, ok := c.get(ip, helo); ok && r.Domain != helo {
+					t.Errorf("%s %s: got the result of %s", ip, helo, r.Domain)
+					return
+				}
+				c.put(ip, helo, now, verify.SPFResult{Result: verify.ResultPass, Scope: verify.ScopeHelo, Domain: helo})
+			}
+		})
+	}
+	wg.Wait()
+	if n := c.len(); n > heloSPFCacheSize {
+		t.Errorf("%d entries, bound %d", n, heloSPFCacheSize)
 	}
 }

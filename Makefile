@@ -56,11 +56,11 @@ fuzz-smoke:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
 
-## loadbench: dmarc-milter alone under cmd/milterbench (no root, about 1 min).
+## loadbench: dmarc-milter alone under cmd/milterbench, 1 and 4 messages per session (no root, about 2 min).
 loadbench:
 	bench/loadbench.sh
 
-## compare: side by side with OpenDKIM+OpenDMARC (root; installs the peers; about 7 min; not in CI).
+## compare: side by side with OpenDKIM+OpenDMARC, 1 and 4 messages per session (root; installs the peers; about 20 min; not in CI).
 compare:
 	bench/compare.sh
 

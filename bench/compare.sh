@@ -2,12 +2,16 @@
 # bench/compare.sh — dmarc-milter side by side with Debian's OpenDKIM → OpenDMARC
 # chain, on the same corpus and the same DNS data, driven by cmd/milterbench
 # exactly as Postfix drives milters. Not part of CI (make compare); needs root
-# (apt-get, port 53 on a loopback address, unshare -m) and takes ~10 minutes.
+# (apt-get, port 53 on a loopback address, unshare -m) and takes ~20 minutes
+# with the default matrix.
 #
 # Environment (defaults in brackets):
 #   WORK       scratch directory                        [mktemp -d]
 #   DNS_IP     loopback address for the DNS server      [127.0.0.53]
 #   CONCS      concurrencies                             [1 8 32]
+#   PERS       messages per SMTP session, i.e. per milter connection
+#              (Postfix opens one per session; inbound MX traffic is mostly
+#              one message per session)                  [1 4]
 #   DELAYS     DNS answer delays                         [0 20ms]
 #   REPEAT     A/B alternations per point                [3]
 #   COUNT      messages per run (bounded by DURATION)    [3000]
@@ -15,7 +19,10 @@
 #   WARMUP     messages before each measured run         [100]
 #   RATE       offered msg/s of the paced latency runs (concurrency 8, warm;
 #              about half of what the chain manages here; 0: skip them) [500]
-#   PROFILE    1: also take a 10 s CPU profile of dmarc-milter under load [0]
+#   PROFILE    1: also take a 10 s CPU profile of dmarc-milter under load
+#              (concurrency 8, PROFILE_PER messages per session) [0]
+#   PROFILE_PER messages per session of the profiled run       [1]
+#   METRICS    dmarc-milter's metrics and pprof listener       [127.0.0.1:9899]
 #
 # Output: every run's report in $WORK/runs.txt, the table in $WORK/table.md
 # (also printed), daemon logs in $WORK.
@@ -25,6 +32,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-$(mktemp -d /tmp/milterbench.XXXXXX)}
 DNS_IP=${DNS_IP:-127.0.0.53}
 CONCS=${CONCS:-"1 8 32"}
+PERS=${PERS:-"1 4"}
 DELAYS=${DELAYS:-"0 20ms"}
 REPEAT=${REPEAT:-3}
 COUNT=${COUNT:-3000}
@@ -32,6 +40,8 @@ DURATION=${DURATION:-15s}
 WARMUP=${WARMUP:-100}
 RATE=${RATE:-500}
 PROFILE=${PROFILE:-0}
+PROFILE_PER=${PROFILE_PER:-1}
+METRICS=${METRICS:-127.0.0.1:9899}
 export PATH=$PATH:/usr/local/go/bin
 
 mkdir -p "$WORK"
@@ -57,6 +67,7 @@ for f in opendkim opendmarc; do
 	sed -e "s|@WORK@|$WORK|g" -e "s|@DNS_IP@|$DNS_IP|g" "bench/$f.conf.in" >"$WORK/$f.conf"
 done
 echo "nameserver $DNS_IP" >"$WORK/resolv.conf"
+sed -e "s|^listen = .*|listen = \"$METRICS\"|" bench/dmarc-milter.toml >"$WORK/dmarc-milter.toml"
 
 # --- builds --------------------------------------------------------------------
 go build -trimpath -o "$WORK/milterbench" ./cmd/milterbench
@@ -75,7 +86,7 @@ if ss -lun | awk '{print $4}' | grep -qx "$DNS_IP:53"; then
 	exit 1
 fi
 
-"$WORK/dmarc-milter" serve --config bench/dmarc-milter.toml --listen "unix:$WORK/dmarc-milter.sock" \
+"$WORK/dmarc-milter" serve --config "$WORK/dmarc-milter.toml" --listen "unix:$WORK/dmarc-milter.sock" \
 	--authserv-id mx.bench.example --nameserver "$DNS_IP:53" >"$WORK/dmarc-milter.log" 2>&1 &
 PIDS+=($!)
 opendkim -f -x "$WORK/opendkim.conf" >"$WORK/opendkim.log" 2>&1 &
@@ -110,13 +121,15 @@ done
 # The matrix, alternating which milter runs first at each repetition.
 for delay in $DELAYS; do
 	for conc in $CONCS; do
-		for rep in $(seq 1 "$REPEAT"); do
-			order="ours chain"
-			if [ $((rep % 2)) -eq 0 ]; then order="chain ours"; fi
-			for t in $order; do
-				# shellcheck disable=SC2046
-				bench "$t" $(target_args $t) --concurrency "$conc" --dns-delay "$delay" \
-					--count "$COUNT" --duration "$DURATION" --warmup "$WARMUP"
+		for per in $PERS; do
+			for rep in $(seq 1 "$REPEAT"); do
+				order="ours chain"
+				if [ $((rep % 2)) -eq 0 ]; then order="chain ours"; fi
+				for t in $order; do
+					# shellcheck disable=SC2046
+					bench "$t" $(target_args $t) --concurrency "$conc" --per-session "$per" --dns-delay "$delay" \
+						--count "$COUNT" --duration "$DURATION" --warmup "$WARMUP"
+				done
 			done
 		done
 	done
@@ -124,13 +137,15 @@ done
 
 # Latency below saturation: both at the same offered rate (--rate), alternating.
 if [ "$RATE" != 0 ]; then
-	for rep in $(seq 1 "$REPEAT"); do
-		order="ours chain"
-		if [ $((rep % 2)) -eq 0 ]; then order="chain ours"; fi
-		for t in $order; do
-			# shellcheck disable=SC2046
-			bench "$t/paced$RATE" $(target_args $t) --concurrency 8 --rate "$RATE" \
-				--count "$COUNT" --duration "$DURATION" --warmup "$WARMUP"
+	for per in $PERS; do
+		for rep in $(seq 1 "$REPEAT"); do
+			order="ours chain"
+			if [ $((rep % 2)) -eq 0 ]; then order="chain ours"; fi
+			for t in $order; do
+				# shellcheck disable=SC2046
+				bench "$t/paced$RATE" $(target_args $t) --concurrency 8 --per-session "$per" --rate "$RATE" \
+					--count "$COUNT" --duration "$DURATION" --warmup "$WARMUP"
+			done
 		done
 	done
 fi
@@ -143,11 +158,11 @@ for t in ours chain; do
 done
 
 if [ "$PROFILE" = 1 ]; then
-	echo "compare: profiling dmarc-milter (10 s at concurrency 8)" >&2
-	curl -s -o "$WORK/dmarc-milter.cpu.pprof" "http://127.0.0.1:9899/debug/pprof/profile?seconds=10" &
+	echo "compare: profiling dmarc-milter (10 s at concurrency 8, $PROFILE_PER per session)" >&2
+	curl -s -o "$WORK/dmarc-milter.cpu.pprof" "http://$METRICS/debug/pprof/profile?seconds=10" &
 	CURL=$!
 	"$WORK/milterbench" run --label ours/profile --dns-listen "$DNS_IP:53" "${OURS[@]}" --concurrency 8 \
-		--count 0 --duration 12s --warmup 0 >>"$WORK/profile-run.txt"
+		--per-session "$PROFILE_PER" --count 0 --duration 12s --warmup 0 >>"$WORK/profile-run.txt"
 	wait "$CURL"
 	go tool pprof -top -nodecount=40 "$WORK/dmarc-milter" "$WORK/dmarc-milter.cpu.pprof" >"$WORK/profile.txt" 2>&1 || true
 	echo "compare: profile in $WORK/profile.txt" >&2

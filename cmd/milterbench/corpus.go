@@ -117,6 +117,10 @@ type session struct {
 	Msgs          []*message
 }
 
+// corpusMessages is the size of the corpus when the number of sessions is
+// not given: 120 sessions of 4 messages, or 480 of one.
+const corpusMessages = 480
+
 // corpusConfig shapes the corpus.
 type corpusConfig struct {
 	Seed       uint64
@@ -153,6 +157,12 @@ func newKeys(seed uint64, doms []*senderDomain) error {
 
 // newCorpus generates the corpus for cfg.
 func newCorpus(cfg corpusConfig) (*corpus, error) {
+	if cfg.PerSession < 1 {
+		return nil, fmt.Errorf("corpus: %d messages per session", cfg.PerSession)
+	}
+	if cfg.Sessions <= 0 {
+		cfg.Sessions = (corpusMessages + cfg.PerSession - 1) / cfg.PerSession
+	}
 	doms := corpusDomains()
 	all := append(append([]*senderDomain{}, doms...), fwdDomain, evilDomain)
 	if err := newKeys(cfg.Seed, all); err != nil {

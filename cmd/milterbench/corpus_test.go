@@ -55,6 +55,35 @@ func TestCorpusDeterministic(t *testing.T) {
 	}
 }
 
+// TestCorpusPerSession: without a number of sessions the corpus has 480
+// messages whatever their number per session, over the same zone (the
+// DNS server of a run does not depend on the shape); no messages per
+// session is an error.
+func TestCorpusPerSession(t *testing.T) {
+	var zone string
+	for _, per := range []int{1, 4} {
+		c, err := newCorpus(corpusConfig{Seed: 7, PerSession: per, BodyMin: 100, BodyMax: 200})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Sessions) != corpusMessages/per || c.messages() != corpusMessages {
+			t.Errorf("%d per session: %d sessions, %d messages; want %d, %d", per, len(c.Sessions), c.messages(), corpusMessages/per, corpusMessages)
+		}
+		for i, s := range c.Sessions {
+			if len(s.Msgs) != per {
+				t.Fatalf("%d per session: session %d has %d", per, i, len(s.Msgs))
+			}
+		}
+		if zone != "" && c.Zone != zone {
+			t.Errorf("%d per session: another zone", per)
+		}
+		zone = c.Zone
+	}
+	if _, err := newCorpus(corpusConfig{Seed: 7, PerSession: 0, BodyMin: 100, BodyMax: 200}); err == nil {
+		t.Error("0 messages per session: no error")
+	}
+}
+
 // TestCorpusMix checks that the corpus holds what the benchmark claims:
 // every scenario, pass and fail, each action, RSA and Ed25519 signatures,
 // dual-signed messages, plain and multipart bodies of 2 to 50 KB.

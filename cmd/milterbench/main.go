@@ -86,8 +86,8 @@ func (m *intsFlag) Set(s string) error {
 func corpusFlags(fs *flag.FlagSet) *corpusConfig {
 	c := &corpusConfig{}
 	fs.Uint64Var(&c.Seed, "seed", 7, "corpus seed")
-	fs.IntVar(&c.Sessions, "corpus-sessions", 120, "distinct SMTP sessions in the corpus (cycled)")
-	fs.IntVar(&c.PerSession, "per-session", 4, "messages per SMTP session")
+	fs.IntVar(&c.Sessions, "corpus-sessions", 0, "distinct SMTP sessions in the corpus, cycled (0: enough for 480 messages)")
+	fs.IntVar(&c.PerSession, "per-session", 4, "messages per SMTP session, and per milter connection (Postfix opens one per session; inbound MX traffic is mostly 1)")
 	fs.IntVar(&c.BodyMin, "body-min", 2<<10, "smallest body (bytes)")
 	fs.IntVar(&c.BodyMax, "body-max", 50<<10, "largest body (bytes)")
 	return c
@@ -264,7 +264,7 @@ func measure(ctx context.Context, c *corpus, srv *dnsServer, f *runFlags) (*repo
 	srv.ResetCounts()
 	rec, elapsed := runPhase(ctx, c, cfg, first)
 	after := snapshot(pids)
-	r := &report{Label: f.label, Milters: f.milters, PIDs: pids, Concurrency: f.concurrency, Rate: f.rate,
+	r := &report{Label: f.label, Milters: f.milters, PIDs: pids, Concurrency: f.concurrency, PerSession: per, Rate: f.rate,
 		DNSDelayMS: ms(f.dnsDelay), Messages: rec.messages, Sessions: rec.sessions, Seconds: elapsed.Seconds(),
 		Verdicts: rec.verdicts, Mismatches: rec.mismatches, Samples: rec.samples, Errors: rec.errors,
 		ErrSamples: rec.errSamples, DNSQueries: srv.Queries()}

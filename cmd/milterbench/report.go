@@ -16,6 +16,7 @@ type report struct {
 	Milters     []string       `json:"milters"`
 	PIDs        []int          `json:"pids,omitempty"`
 	Concurrency int            `json:"concurrency"`
+	PerSession  int            `json:"per_session"`          // messages per SMTP session (milter connection); 0 in older reports: 4
 	Rate        float64        `json:"rate_per_s,omitempty"` // offered message rate (0: as fast as possible)
 	DNSDelayMS  float64        `json:"dns_delay_ms"`
 	Messages    int            `json:"messages"`
@@ -44,6 +45,15 @@ type report struct {
 	ErrSamples  []string       `json:"error_samples,omitempty"`
 }
 
+// perSession is the number of messages per session; reports written
+// before the field existed measured 4.
+func (r *report) perSession() int {
+	if r.PerSession == 0 {
+		return 4
+	}
+	return r.PerSession
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // fillLatency sets the latency figures from the recorder.
@@ -60,7 +70,7 @@ func (r *report) print(w io.Writer) {
 	if r.Rate > 0 {
 		pace = fmt.Sprintf(", paced at %.0f msg/s", r.Rate)
 	}
-	fmt.Fprintf(w, "== %s: %s (concurrency %d, DNS delay %.0f ms%s)\n", r.Label, strings.Join(r.Milters, " -> "), r.Concurrency, r.DNSDelayMS, pace)
+	fmt.Fprintf(w, "== %s: %s (concurrency %d, %d messages per session, DNS delay %.0f ms%s)\n", r.Label, strings.Join(r.Milters, " -> "), r.Concurrency, r.perSession(), r.DNSDelayMS, pace)
 	fmt.Fprintf(w, "  messages          %d in %d sessions, %.2f s\n", r.Messages, r.Sessions, r.Seconds)
 	fmt.Fprintf(w, "  throughput        %.1f msg/s\n", r.MsgPerSec)
 	fmt.Fprintf(w, "  content latency   p50 %.2f  p95 %.2f  p99 %.2f ms (headers+body+EOM, all milters)\n", r.ContentP50, r.ContentP95, r.ContentP99)

@@ -11,14 +11,16 @@ import (
 
 // The table subcommand reads the RESULT lines of several runs (labels "ours"
 // and "chain", repeated and alternated by bench/compare.sh), takes the median
-// of each figure per (label, DNS delay, concurrency) and prints one table
-// with the chain/ours ratios, then checks the targets of issue 7.
+// of each figure per (label, DNS delay, concurrency, messages per session)
+// and prints one table with the chain/ours ratios, then checks the targets
+// of issues 7 (four messages per session) and 18 (one).
 
 // cell identifies the runs of one label at one load point.
 type cell struct {
 	label string
 	delay float64
 	conc  int
+	per   int    // messages per session (milter connection)
 	body  string // "" for the standard corpus
 }
 
@@ -36,7 +38,7 @@ func cmdTable(in io.Reader, out io.Writer) error {
 			return err
 		}
 		label, body, _ := strings.Cut(r.Label, "/")
-		k := cell{label, r.DNSDelayMS, r.Concurrency, body}
+		k := cell{label, r.DNSDelayMS, r.Concurrency, r.perSession(), body}
 		runs[k] = append(runs[k], r)
 	}
 	if err := sc.Err(); err != nil {
@@ -107,10 +109,13 @@ func printTable(out io.Writer, med map[cell]report, runs map[cell][]report) {
 		if a.delay != b.delay {
 			return a.delay < b.delay
 		}
-		return a.conc < b.conc
+		if a.conc != b.conc {
+			return a.conc < b.conc
+		}
+		return a.per > b.per
 	})
-	fmt.Fprintln(out, "| corpus | DNS delay | conc | msg/s ours | msg/s chain | ratio | CPU ms/msg ours | CPU ms/msg chain | ratio | EOM p99 ms ours | EOM p99 ms chain | content p99 ms ours | content p99 ms chain | DNS q/msg ours | DNS q/msg chain | peak RSS MB ours | peak RSS MB chain | runs | mismatches ours/chain |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(out, "| corpus | DNS delay | conc | msgs/session | msg/s ours | msg/s chain | ratio | CPU ms/msg ours | CPU ms/msg chain | ratio | EOM p99 ms ours | EOM p99 ms chain | content p99 ms ours | content p99 ms chain | DNS q/msg ours | DNS q/msg chain | peak RSS MB ours | peak RSS MB chain | runs | mismatches ours/chain |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, k := range keys {
 		o := med[k]
 		ck := k
@@ -139,16 +144,18 @@ func printTable(out io.Writer, med map[cell]report, runs map[cell][]report) {
 		if ok {
 			tpr, cpr = ratio(o.MsgPerSec, c.MsgPerSec), ratio(c.CPUPer1000, o.CPUPer1000)
 		}
-		fmt.Fprintf(out, "| %s | %.0f ms | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d/%d | %d/%d |\n",
-			corpusName, k.delay, k.conc, tpo, tpc, tpr, cpo, cpc, cpr, eoo, eoc, coo, coc, dno, dnc, rso, rsc,
+		fmt.Fprintf(out, "| %s | %.0f ms | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d/%d | %d/%d |\n",
+			corpusName, k.delay, k.conc, k.per, tpo, tpc, tpr, cpo, cpc, cpr, eoo, eoc, coo, coc, dno, dnc, rso, rsc,
 			len(runs[k]), len(runs[ck]), o.Mismatches+o.Errors, c.Mismatches+c.Errors)
 	}
 }
 
-// checkTargets prints each target of issue 7 with the figure that decides it.
+// checkTargets prints each target of issues 7 and 18 with the figure that
+// decides it. The targets of issue 7 are read at four messages per session,
+// the corpus it was measured with.
 func checkTargets(out io.Writer, med map[cell]report) {
 	get := func(label string, delay float64, conc int, body string) (report, bool) {
-		r, ok := med[cell{label, delay, conc, body}]
+		r, ok := med[cell{label, delay, conc, 4, body}]
 		return r, ok
 	}
 	verdict := func(ok bool) string {
@@ -158,11 +165,24 @@ func checkTargets(out io.Writer, med map[cell]report) {
 		return "NOT MET"
 	}
 	fmt.Fprintln(out)
-	if o, ok := get("ours", 0, 8, ""); ok {
-		if c, ok := get("chain", 0, 8, ""); ok && o.CPUPer1000 > 0 {
+	for _, per := range []int{1, 4} {
+		// Issue 18: one message per milter connection, inbound MX traffic's
+		// shape; issue 7: four.
+		o, ok := med[cell{"ours", 0, 8, per, ""}]
+		c, okc := med[cell{"chain", 0, 8, per, ""}]
+		if ok && okc && o.CPUPer1000 > 0 {
 			r := c.CPUPer1000 / o.CPUPer1000
-			fmt.Fprintf(out, "target CPU/msg ≥10× lower than the chain (conc 8, warm): %.1f× — %s\n", r, verdict(r >= 10))
+			fmt.Fprintf(out, "target CPU/msg ≥10× lower than the chain (conc 8, warm, %d msgs/session): %.1f× (%.3f vs %.3f ms) — %s\n",
+				per, r, o.CPUPer1000, c.CPUPer1000, verdict(r >= 10))
 		}
+	}
+	if o, ok := med[cell{"ours", 0, 1, 1, ""}]; ok && o.CPUPer1000 > 0 {
+		if c, ok := med[cell{"chain", 0, 1, 1, ""}]; ok {
+			fmt.Fprintf(out, "CPU/msg at conc 1, 1 msg/session (a wake-up per event): ours %.3f ms, chain %.3f ms, %.1f×\n",
+				o.CPUPer1000, c.CPUPer1000, c.CPUPer1000/o.CPUPer1000)
+		}
+	}
+	if o, ok := get("ours", 0, 8, ""); ok {
 		fmt.Fprintf(out, "target DNS queries/msg < 0.05 (warm, conc 8): %.3f — %s\n", o.DNSPerMsg, verdict(o.DNSPerMsg < 0.05))
 		fmt.Fprintf(out, "target EOM p99 < 2 ms (warm, conc 8, as fast as the sessions go: the machine saturated): %.2f ms — %s\n", o.EOMP99, verdict(o.EOMP99 < 2))
 	}
@@ -172,9 +192,9 @@ func checkTargets(out io.Writer, med map[cell]report) {
 		if k.label != "ours" || !strings.HasPrefix(k.body, "paced") {
 			continue
 		}
-		fmt.Fprintf(out, "target EOM p99 < 2 ms (warm, conc %d, %.0f msg/s offered): %.2f ms (content phase %.2f ms) — %s\n",
-			k.conc, o.Rate, o.EOMP99, o.ContentP99, verdict(o.EOMP99 < 2 && o.ContentP99 < 2))
-		if c, ok := get("chain", k.delay, k.conc, k.body); ok {
+		fmt.Fprintf(out, "target EOM p99 < 2 ms (warm, conc %d, %d msgs/session, %.0f msg/s offered): %.2f ms (content phase %.2f ms) — %s\n",
+			k.conc, k.per, o.Rate, o.EOMP99, o.ContentP99, verdict(o.EOMP99 < 2 && o.ContentP99 < 2))
+		if c, ok := med[cell{"chain", k.delay, k.conc, k.per, k.body}]; ok {
 			fmt.Fprintf(out, "  the chain at the same rate: EOM p99 %.2f ms, content phase p99 %.2f ms\n", c.EOMP99, c.ContentP99)
 		}
 	}

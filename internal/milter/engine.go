@@ -35,6 +35,7 @@ type Engine struct {
 	tracing   bool               // Transactions record their steps (log_level debug)
 	recorder  Recorder           // nil: reporting is off
 	capture   Capturer           // report mail to the intake mailboxes; nil: none
+	heloSPF   heloSPFCache       // HELO SPF results of recent connections
 	// hook, set only by tests, is called at named points of a message
 	// (to inject panics).
 	hook func(point string)

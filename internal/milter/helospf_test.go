@@ -2,7 +2,9 @@ package milter
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +13,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/dmarc-milter/dmarc-milter/internal/dnstest"
+	"github.com/dmarc-milter/dmarc-milter/pkg/cache"
 	"github.com/dmarc-milter/dmarc-milter/pkg/verify"
 )
 
@@ -64,8 +68,9 @@ func TestHeloSPFMemoDecisions(t *testing.T) {
 }
 
 // TestHeloSPFMemoReuse: a kept result is used for the same engine, client
-// address and HELO name within its age, and not otherwise; temperror is
-// never kept.
+// address and HELO name within its age, by the connection that checked it
+// and by later connections (the engine's cache), and not otherwise;
+// temperror is never kept.
 func TestHeloSPFMemoReuse(t *testing.T) {
 	t.Parallel()
 	e := benchEngineT(t)
@@ -77,7 +82,7 @@ func TestHeloSPFMemoReuse(t *testing.T) {
 		t.Fatalf("HELO check: %+v, want pass", real)
 	}
 	// A marked result stands in for a kept one: it can only come from the
-	// memo.
+	// memo or the engine's cache.
 	marked := verify.SPFResult{Result: verify.ResultNeutral, Scope: verify.ScopeHelo, Domain: "mail.client.example", Reason: "from the memo"}
 	cases := []struct {
 		name   string
@@ -85,13 +90,29 @@ func TestHeloSPFMemoReuse(t *testing.T) {
 		reused bool
 	}{
 		{"same connection", func(**HeloSPFMemo, *Envelope) {}, true},
+		{"next connection", func(m **HeloSPFMemo, _ *Envelope) { *m = &HeloSPFMemo{} }, true},
 		{"other client address", func(_ **HeloSPFMemo, env *Envelope) { env.ClientIP = netip.MustParseAddr("192.0.2.11") }, false},
+		{"next connection, other client address", func(m **HeloSPFMemo, env *Envelope) {
+			*m = &HeloSPFMemo{}
+			env.ClientIP = netip.MustParseAddr("192.0.2.11")
+		}, false},
 		{"other HELO name", func(_ **HeloSPFMemo, env *Envelope) { env.Helo = "MAIL.client.example" }, false},
-		{"other engine (reload)", func(m **HeloSPFMemo, _ *Envelope) { (*m).e = other }, false},
-		{"too old", func(m **HeloSPFMemo, _ *Envelope) { (*m).at = (*m).at.Add(-heloSPFMaxAge - time.Second) }, false},
+		{"other engine (reload)", func(m **HeloSPFMemo, _ *Envelope) {
+			clearHeloCache(e)
+			(*m).put(other, ip, "mail.client.example", marked)
+		}, false},
+		{"too old", func(m **HeloSPFMemo, _ *Envelope) {
+			(*m).at = (*m).at.Add(-heloSPFMaxAge - time.Second)
+			ageHeloCache(e, heloSPFMaxAge+time.Second)
+		}, false},
+		{"next connection, too old", func(m **HeloSPFMemo, _ *Envelope) {
+			*m = &HeloSPFMemo{}
+			ageHeloCache(e, heloSPFMaxAge+time.Second)
+		}, false},
 		{"no memo", func(m **HeloSPFMemo, _ *Envelope) { *m = nil }, false},
 	}
 	for _, tc := range cases {
+		clearHeloCache(e)
 		var memo HeloSPFMemo
 		memo.put(e, ip, "mail.client.example", marked)
 		env := env
@@ -102,22 +123,102 @@ func TestHeloSPFMemoReuse(t *testing.T) {
 			t.Errorf("%s: HELO result %+v, reused=%v, want %v", tc.name, got, reused, tc.reused)
 		}
 		if !tc.reused && mp != nil {
-			// The fresh (cached) check replaced the stale entry.
-			if m, ok := memo.get(e, env.ClientIP, env.Helo); !ok || m.Result != verify.ResultPass {
+			// The fresh (cached) check replaced the stale entry, for this
+			// connection and the next ones.
+			if m, ok := mp.get(e, env.ClientIP, env.Helo); !ok || m.Result != verify.ResultPass {
 				t.Errorf("%s: memo after a fresh check: %+v, %v", tc.name, m, ok)
+			}
+			if m, ok := (&HeloSPFMemo{}).get(e, env.ClientIP, env.Helo); !ok || m.Result != verify.ResultPass {
+				t.Errorf("%s: engine cache after a fresh check: %+v, %v", tc.name, m, ok)
 			}
 		}
 	}
 
+	clearHeloCache(e)
 	var memo HeloSPFMemo
 	memo.put(e, ip, "mail.client.example", verify.SPFResult{Result: verify.ResultTempError})
 	if _, ok := memo.get(e, ip, "mail.client.example"); ok {
 		t.Error("a temperror was kept")
 	}
+	if n := e.heloSPF.len(); n != 0 {
+		t.Errorf("a temperror is in the engine's cache (%d entries)", n)
+	}
 	var nilMemo *HeloSPFMemo
 	nilMemo.put(e, ip, "x", real)
 	if _, ok := nilMemo.get(e, ip, "x"); ok {
 		t.Error("a nil memo returned a result")
+	}
+}
+
+// clearHeloCache empties e's HELO SPF cache.
+func clearHeloCache(e *Engine) {
+	e.heloSPF.mu.Lock()
+	defer e.heloSPF.mu.Unlock()
+	e.heloSPF.cur, e.heloSPF.old = nil, nil
+}
+
+// ageHeloCache makes every entry of e's HELO SPF cache older by d.
+func ageHeloCache(e *Engine, d time.Duration) {
+	e.heloSPF.mu.Lock()
+	defer e.heloSPF.mu.Unlock()
+	for _, m := range []map[heloKey]heloEntry{e.heloSPF.cur, e.heloSPF.old} {
+		for k, v := range m {
+			v.at = v.at.Add(-d)
+			m[k] = v
+		}
+	}
+}
+
+// TestHeloSPFCacheBounds: the engine's cache holds at most
+// heloSPFCacheSize entries however many clients come, keeps the most
+// recent ones, and refuses what it must not keep.
+func TestHeloSPFCacheBounds(t *testing.T) {
+	t.Parallel()
+	var c heloSPFCache
+	now := time.Now()
+	pass := verify.SPFResult{Result: verify.ResultPass, Scope: verify.ScopeHelo}
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
+	n := 3*heloSPFCacheSize + 17
+	for i := range n {
+		c.put(addr(i), "mail.example", now, pass)
+		if l := c.len(); l > heloSPFCacheSize {
+			t.Fatalf("after %d clients: %d entries, bound %d", i+1, l, heloSPFCacheSize)
+		}
+	}
+	for i := n - heloSPFCacheSize/2; i < n; i++ {
+		if _, _, ok := c.get(addr(i), "mail.example"); !ok {
+			t.Fatalf("client %d of the last %d is gone", i, heloSPFCacheSize/2)
+		}
+	}
+	if _, _, ok := c.get(addr(0), "mail.example"); ok {
+		t.Error("the first client is still kept")
+	}
+	// Putting a kept client again keeps it without growing the cache.
+	l := c.len()
+	c.put(addr(n-1), "mail.example", now, pass)
+	if c.len() != l {
+		t.Errorf("a second put of the same key grew the cache: %d -> %d", l, c.len())
+	}
+
+	refused := []struct {
+		name string
+		ip   netip.Addr
+		helo string
+		r    verify.SPFResult
+	}{
+		{"temperror", addr(1), "t.example", verify.SPFResult{Result: verify.ResultTempError}}, // RFC 7208 §2.6: a transient error
+		{"no client address", netip.Addr{}, "t.example", pass},                                // nothing to key on
+		{"HELO longer than a domain name", addr(1), strings.Repeat("a", maxHeloLen+1), pass},  // bounded memory
+	}
+	for _, tc := range refused {
+		c.put(tc.ip, tc.helo, now, tc.r)
+		if _, _, ok := c.get(tc.ip, tc.helo); ok {
+			t.Errorf("%s: kept", tc.name)
+		}
+	}
+	c.put(addr(2), "old.example", now.Add(-heloSPFMaxAge-time.Second), pass)
+	if _, _, ok := c.get(addr(2), "old.example"); ok {
+		t.Error("an entry older than heloSPFMaxAge was returned")
 	}
 }
 
@@ -224,8 +325,9 @@ func BenchmarkConnection4Messages(b *testing.B) {
 }
 
 // TestSessionReusesHeloSPF: the messages of one milter connection check
-// the HELO identity until a check is made from the cache, then reuse it; a
-// new connection checks again.
+// the HELO identity until a check is made from the cache, then reuse it;
+// so do later connections from the same client address with the same HELO
+// name, while another address or HELO name is checked on its own.
 func TestSessionReusesHeloSPF(t *testing.T) {
 	var mu sync.Mutex
 	checks := 0
@@ -252,10 +354,87 @@ func TestSessionReusesHeloSPF(t *testing.T) {
 	if n := count(); n != 3 {
 		t.Errorf("%d HELO checks for 4 messages of one connection, want 3", n)
 	}
+	s.Close()
 	s2 := h.session("192.0.2.10")
+	r := h.send(s2, msg{mailFrom: "a@pass.example", raw: message("pass.example")})
 	h.send(s2, msg{mailFrom: "a@pass.example", raw: message("pass.example")})
-	h.send(s2, msg{mailFrom: "a@pass.example", raw: message("pass.example")})
+	if n := count(); n != 3 {
+		t.Errorf("%d HELO checks after a second connection from the same client, want 3 (none new)", n)
+	}
+	if got := r.inserted("Authentication-Results"); len(got) != 1 || !strings.Contains(got[0], "spf=pass smtp.helo=mail.client.example") {
+		t.Errorf("second connection's A-R: %q, want the reused HELO pass", got)
+	}
+	s3 := h.session("192.0.2.11") // same HELO name, another address
+	h.send(s3, msg{ip: "192.0.2.11", mailFrom: "a@pass.example", raw: message("pass.example")})
 	if n := count(); n != 4 {
-		t.Errorf("%d HELO checks after a second connection of 2 messages, want 4 (one new check)", n)
+		t.Errorf("%d HELO checks after a connection from another address, want 4 (its own)", n)
+	}
+	s4 := h.session("192.0.2.11")
+	h.send(s4, msg{ip: "192.0.2.11", mailFrom: "a@pass.example", raw: message("pass.example")})
+	if n := count(); n != 4 {
+		t.Errorf("%d HELO checks after a second connection from that address, want 4", n)
+	}
+}
+
+// TestSessionHeloSPFTempErrorNotShared: a HELO check that ends in
+// temperror is made again by the next connection from the same client,
+// also when the DNS failure is remembered by the cache (dns.error_ttl) and
+// the check is therefore made inline, from the cache.
+func TestSessionHeloSPFTempErrorNotShared(t *testing.T) {
+	var mu sync.Mutex
+	checks := 0
+	h := newHarnessCache(t, nil, func(c *cache.Config) { c.ErrTTL = time.Minute }, func(e *Engine) {
+		e.hook = func(p string) {
+			if p == "spf helo" {
+				mu.Lock()
+				checks++
+				mu.Unlock()
+			}
+		}
+	})
+	count := func() int { mu.Lock(); defer mu.Unlock(); return checks }
+	h.dns.SetFault("mail.client.example.", dnstest.FaultServFail)
+	// The first connection checks inline (the cache misses) then in the
+	// background, whose failure the cache remembers; every later one
+	// checks inline, from the remembered failure.
+	want := []int{2, 3, 4}
+	for i := range want {
+		s := h.session("192.0.2.10")
+		r := h.send(s, msg{mailFrom: "a@pass.example", raw: message("pass.example")})
+		if got := r.inserted("Authentication-Results"); len(got) != 1 || !strings.Contains(got[0], "spf=temperror smtp.helo=mail.client.example") {
+			t.Fatalf("connection %d: A-R %q, want the HELO temperror", i, got)
+		}
+		s.Close()
+		if n := count(); n != want[i] {
+			t.Errorf("after connection %d: %d HELO checks, want %d", i, n, want[i])
+		}
+	}
+}
+
+// TestHeloSPFCacheConcurrent: connections on several workers read and
+// write the engine's cache at once (run with -race); every result read is
+// one that was put for its key.
+func TestHeloSPFCacheConcurrent(t *testing.T) {
+	t.Parallel()
+	var c heloSPFCache
+	now := time.Now()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 5000 {
+				k := (i*7 + w) % 6000 // more keys than a generation holds
+				ip := netip.AddrFrom4([4]byte{10, 0, byte(k >> 8), byte(k)})
+				helo := fmt.Sprintf("mail%d.example", k%3)
+				if _, r, ok := c.get(ip, helo); ok && r.Domain != helo {
+					t.Errorf("%s %s: got the result of %s", ip, helo, r.Domain)
+					return
+				}
+				c.put(ip, helo, now, verify.SPFResult{Result: verify.ResultPass, Scope: verify.ScopeHelo, Domain: helo})
+			}
+		})
+	}
+	wg.Wait()
+	if n := c.len(); n > heloSPFCacheSize {
+		t.Errorf("%d entries, bound %d", n, heloSPFCacheSize)
 	}
 }

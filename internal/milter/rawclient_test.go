@@ -195,7 +195,7 @@ func (r *rawClient) header(name, value string) {
 // at most their own deadline (single flight).
 var sessionGoroutineMarkers = []string{
 	"internal/milterproto.(*Session)",
-	"internal/milter.(*Server).startSession",
+	"internal/milter.(*Server).serve(", // a worker serving a connection (an idle one is not a session's)
 	"internal/milter.(*Transaction)",
 	"pkg/verify.runVerification",
 	"github.com/emersion/go-msgauth/dkim.",

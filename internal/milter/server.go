@@ -74,16 +74,33 @@ type Server struct {
 	conns     map[*connection]struct{}
 	listeners []net.Listener
 	shutdown  bool
-	wg        sync.WaitGroup
+	wg        sync.WaitGroup // one per connection being served
 	nextID    atomic.Uint64
+
+	// free holds the connections that have ended, with their buffers
+	// (macro tables, reply buffer), for the next ones.
+	free sync.Pool
+	// handoff gives a new connection to a worker waiting for one; a
+	// worker is a goroutine that serves connections one after another,
+	// so that each does not start on a new goroutine whose stack grows
+	// again to what a message needs. quit ends the idle workers at
+	// Shutdown; workers counts them.
+	handoff chan *connection
+	quit    chan struct{}
+	workers sync.WaitGroup
 }
+
+// workerIdle is how long a worker waits for a connection before it ends:
+// the idle goroutines are bounded by the busiest moment of the last
+// workerIdle.
+const workerIdle = 15 * time.Second
 
 // NewServer returns a server that evaluates messages with e. log may be nil.
 func NewServer(e *Engine, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{log: log, conns: map[*connection]struct{}{}}
+	s := &Server{log: log, conns: map[*connection]struct{}{}, handoff: make(chan *connection), quit: make(chan struct{})}
 	s.engine.Store(e)
 	return s
 }
@@ -136,43 +153,89 @@ func (s *Server) closing() bool {
 	return s.shutdown
 }
 
-// startSession registers the connection and serves it on its own
-// goroutine.
+// startSession registers the connection and hands it to an idle worker,
+// or to a new one.
 func (s *Server) startSession(raw net.Conn) {
-	e := s.engine.Load()
-	c := &connection{engine: &s.engine, log: s.log, id: s.nextID.Add(1)}
-	c.opts = milterproto.Options{
-		Actions:    negotiatedActions,
-		Required:   requiredProtocol,
-		Optional:   optionalProtocol,
-		MacroLists: macroLists,
-		Idle:       e.cfg.Timeouts.Idle,
-		MaxPacket:  maxPacket,
-	}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.ps = milterproto.NewSession(raw, &c.opts)
 	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()
-		c.cancel()
 		raw.Close()
 		return
 	}
+	// Renewed under s.mu, after the shutdown check: Shutdown never holds a
+	// connection taken from the free list (see Session.Renew).
+	c := s.newConnection(raw)
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	go s.serve(c)
+	select {
+	case s.handoff <- c:
+	default:
+		s.workers.Add(1)
+		go s.worker(c)
+	}
 }
 
-// serve runs the connection until it ends, then forgets it.
+// newConnection returns a connection for raw: one that has ended, renewed,
+// or a new one.
+func (s *Server) newConnection(raw net.Conn) *connection {
+	e := s.engine.Load()
+	c, _ := s.free.Get().(*connection)
+	if c == nil {
+		c = &connection{engine: &s.engine, log: s.log}
+		c.opts = milterproto.Options{
+			Actions:    negotiatedActions,
+			Required:   requiredProtocol,
+			Optional:   optionalProtocol,
+			MacroLists: macroLists,
+			MaxPacket:  maxPacket,
+		}
+		c.opts.Idle = e.cfg.Timeouts.Idle
+		c.ps = milterproto.NewSession(raw, &c.opts)
+	} else {
+		// The options are the session's: they change only here, while
+		// no session uses them.
+		c.opts.Idle = e.cfg.Timeouts.Idle
+		c.ps.Renew(raw)
+	}
+	c.id = s.nextID.Add(1)
+	if c.ctx == nil || c.ctx.Err() != nil {
+		c.ctx, c.cancel = context.WithCancel(context.Background())
+	}
+	return c
+}
+
+// worker serves c, then the connections handed to it, until it has waited
+// workerIdle for one or the server shuts down.
+func (s *Server) worker(c *connection) {
+	defer s.workers.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		s.serve(c)
+		idle.Reset(workerIdle)
+		select {
+		case c = <-s.handoff:
+		case <-idle.C:
+			return
+		case <-s.quit:
+			return
+		}
+	}
+}
+
+// serve runs the connection until it ends, then forgets it and keeps it
+// for the next one.
 func (s *Server) serve(c *connection) {
-	defer s.wg.Done()
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
-		c.close()
+		c.ps.Close()
 		c.resetTx()
+		c.forget()
+		s.free.Put(c)
+		s.wg.Done()
 	}()
 	defer func() {
 		// The callbacks recover their own panics (guard); this is a bug
@@ -210,6 +273,9 @@ func (s *Server) logSessionEnd(c *connection, err error) {
 // it had to cut connections.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	if !s.shutdown {
+		close(s.quit)
+	}
 	s.shutdown = true
 	for _, ln := range s.listeners {
 		ln.Close()
@@ -226,6 +292,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		s.workers.Wait()
 		return nil
 	case <-ctx.Done():
 	}
@@ -235,6 +302,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	<-done
+	s.workers.Wait()
 	return ctx.Err()
 }
 

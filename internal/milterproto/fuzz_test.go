@@ -5,14 +5,16 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 )
 
-// memConn is a net.Conn over an input stream; what is written is counted
-// and dropped.
+// memConn is a net.Conn over an input stream; what is written is counted,
+// and kept in out when it is set.
 type memConn struct {
 	in      *bytes.Reader
+	out     *bytes.Buffer // what is written, when set
 	written int
 	writes  int
 	maxOut  int
@@ -32,6 +34,9 @@ func (c *memConn) Write(p []byte) (int, error) {
 	}
 	c.written += len(p)
 	c.writes++
+	if c.out != nil {
+		c.out.Write(p)
+	}
 	c.maxOut = max(c.maxOut, len(p))
 	return len(p), nil
 }
@@ -185,6 +190,20 @@ func FuzzSession(f *testing.F) {
 		}
 		if s.r != nil || s.big != nil {
 			t.Fatal("read buffers not released after Serve")
+		}
+
+		// Renewed, whatever the stream left in it, the session serves a
+		// well-formed conversation exactly as a new one does.
+		fresh, renewed := &memConn{in: bytes.NewReader(seedStream()), out: &bytes.Buffer{}}, &memConn{in: bytes.NewReader(seedStream()), out: &bytes.Buffer{}}
+		ns := NewSession(fresh, opts)
+		want := &recorder{s: ns, macros: []string{"j", "{client_addr}", "i"}}
+		wantErr := ns.Serve(want)
+		s.Renew(renewed)
+		got := &recorder{s: s, macros: want.macros}
+		gotErr := s.Serve(got)
+		if !slices.Equal(got.Events(), want.Events()) || !bytes.Equal(renewed.out.Bytes(), fresh.out.Bytes()) || (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("renewed session: events %q, wrote %q, %v; a new one: %q, %q, %v",
+				got.Events(), renewed.out.Bytes(), gotErr, want.Events(), fresh.out.Bytes(), wantErr)
 		}
 	})
 }

@@ -138,6 +138,7 @@ type Session struct {
 	conn net.Conn
 	opts *Options
 	r    *bufio.Reader
+	dr   deadlineReader // r's source
 	max  int
 
 	pending int    // bytes of the last packet still in r (Discard at next read)
@@ -161,15 +162,45 @@ func NewSession(conn net.Conn, opts *Options) *Session {
 	if s.max <= 0 {
 		s.max = DefaultMaxPacket
 	}
-	rd := deadlineReader{conn, opts.Idle}
+	s.attachReader()
+	s.mod.s = s
+	return s
+}
+
+// Renew makes a session whose Serve has returned ready to serve conn, as
+// NewSession with the same options would, but keeping its buffers (the
+// macro tables, the reply buffer): a daemon that serves one connection
+// after another saves their allocations, which matter when the MTA opens
+// a connection per SMTP session. The caller makes sure that nothing calls
+// Close or Drain meant for the previous connection any more.
+func (s *Session) Renew(conn net.Conn) {
+	s.mu.Lock()
+	s.inMessage, s.draining, s.closed = false, false, false
+	s.mu.Unlock()
+	s.conn = conn
+	s.pending, s.big = 0, nil
+	s.out = s.out[:0]
+	s.neg = Negotiated{}
+	s.macros.clearFrom(0)
+	s.cmd = 0
+	s.attachReader()
+}
+
+// attachReader points the read buffer at s.conn, taking one from the pool
+// when the session has none.
+func (s *Session) attachReader() {
+	s.dr = deadlineReader{s.conn, s.opts.Idle}
+	rd := &s.dr // a pointer: no allocation to make it an io.Reader
+	if s.r != nil {
+		s.r.Reset(rd)
+		return
+	}
 	if r, ok := readers.Get().(*bufio.Reader); ok {
 		r.Reset(rd)
 		s.r = r
-	} else {
-		s.r = bufio.NewReaderSize(rd, readerSize)
+		return
 	}
-	s.mod.s = s
-	return s
+	s.r = bufio.NewReaderSize(rd, readerSize)
 }
 
 // readers keeps the read buffers of ended sessions: an MTA that opens a
@@ -195,7 +226,7 @@ type deadlineReader struct {
 	idle time.Duration
 }
 
-func (d deadlineReader) Read(p []byte) (int, error) {
+func (d *deadlineReader) Read(p []byte) (int, error) {
 	if d.idle > 0 {
 		_ = d.c.SetReadDeadline(time.Now().Add(d.idle))
 	}

@@ -3,7 +3,9 @@ package milterproto
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -591,5 +593,112 @@ func TestServe(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return")
+	}
+}
+
+// TestRenew: a session renewed for a second connection serves it as a new
+// one would: the negotiation, the macros, the drain and the closed state
+// of the first connection are gone, and a packet larger than the read
+// buffer in the first does not disturb the second.
+func TestRenew(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	macros := []string{"j", "{client_addr}"}
+	recs := make(chan *recorder, 2)
+	errs := make(chan error, 2)
+	sessions := make(chan *Session, 1)
+	go func() {
+		var s *Session
+		for i := range 2 {
+			c, err := ln.Accept()
+			if err != nil {
+				errs <- err
+				return
+			}
+			if i == 0 {
+				s = NewSession(c, testOpts())
+				sessions <- s
+			} else {
+				s.Renew(c)
+			}
+			r := &recorder{s: s, macros: macros}
+			recs <- r
+			errs <- s.Serve(r)
+		}
+	}()
+
+	// First connection: the NR flags of the options, macros at CONNECT and MAIL, a
+	// header field larger than the read buffer, then a drain that closes
+	// it at the end of the message.
+	m := dialMTA(t, path)
+	m.optneg(postfixVersion, postfixActions, postfixProtocol)
+	s := <-sessions
+	r1 := <-recs
+	m.send('D', "C", "j\x00mx1.example\x00")
+	m.send('C', "one.example\x00", "4", u16(25), "192.0.2.1\x00")
+	m.expect('c', "")
+	m.send('D', "M", "{client_addr}\x00192.0.2.1\x00")
+	m.send('M', "<a@one.example>\x00")
+	m.expect('c', "")
+	m.send('L', "X-Big\x00", strings.Repeat("x", readerSize+100), "\x00")
+	m.send('N')
+	for deadline := time.Now().Add(5 * time.Second); len(r1.Events()) < 4; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("first connection's events: %q", r1.Events())
+		}
+	}
+	s.Drain()
+	m.send('A')
+	m.expectEOF()
+	if err := <-errs; err != nil {
+		t.Fatalf("first Serve: %v", err)
+	}
+	if got, want := r1.Events(), []string{
+		"connect one.example 4 25 192.0.2.1 j=mx1.example",
+		"mail <a@one.example> j=mx1.example {client_addr}=192.0.2.1",
+		fmt.Sprintf("header X-Big:%q j=mx1.example {client_addr}=192.0.2.1", strings.Repeat("x", readerSize+100)),
+		"eoh j=mx1.example {client_addr}=192.0.2.1",
+		"abort j=mx1.example",
+	}; !slices.Equal(got, want) {
+		t.Fatalf("first connection's events:\n%q\nwant\n%q", got, want)
+	}
+
+	// Second connection, on the renewed session: an MTA that offers no NR
+	// flag gets a reply to every event, sees none of the first
+	// connection's macros, and the drain does not close it.
+	m2 := dialMTA(t, path)
+	_, _, proto, _ := m2.optneg(postfixVersion, postfixActions, 0)
+	if proto&ProtoNoReply != 0 {
+		t.Fatalf("second negotiation: protocol %#x has NR flags the MTA did not offer", proto)
+	}
+	r2 := <-recs
+	m2.send('C', "two.example\x00", "4", u16(25), "192.0.2.2\x00")
+	m2.expect('c', "")
+	m2.send('M', "<b@two.example>\x00")
+	m2.expect('c', "")
+	m2.send('L', "From\x00", " b@two.example\x00")
+	m2.expect('c', "")
+	m2.send('E')
+	m2.expect('a', "")
+	m2.send('A')
+	m2.send('M', "<c@two.example>\x00") // still open after the message
+	m2.expect('c', "")
+	m2.send('Q')
+	if err := <-errs; err != nil {
+		t.Fatalf("second Serve: %v", err)
+	}
+	if got, want := r2.Events(), []string{
+		"connect two.example 4 25 192.0.2.2",
+		"mail <b@two.example>",
+		`header From:" b@two.example"`,
+		"eom",
+		"abort",
+		"mail <c@two.example>",
+	}; !slices.Equal(got, want) {
+		t.Fatalf("second connection's events:\n%q\nwant\n%q", got, want)
 	}
 }

@@ -6,7 +6,8 @@ PKGS      ?= ./...
 FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -X main.version=$(VERSION)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 export PATH := $(PATH):/usr/local/go/bin
 
@@ -15,8 +16,9 @@ export PATH := $(PATH):/usr/local/go/bin
 
 all: build
 
+## build: the static binary (pure Go: CGO off, as in the .deb).
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dmarc-milter ./cmd/dmarc-milter
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dmarc-milter ./cmd/dmarc-milter
 
 run: build
 	./bin/dmarc-milter serve

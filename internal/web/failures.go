@@ -56,12 +56,7 @@ type failuresData struct {
 func (s *Server) failuresPage(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	q := r.URL.Query()
-	rng, err := parseRange(q, s.opts.Now())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	domain, err := domainParam(q)
+	rng, domain, err := s.domainPage(q)
 	if err != nil {
 		s.fail(w, r, err)
 		return

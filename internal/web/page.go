@@ -203,6 +203,17 @@ func domainParam(q url.Values) (string, error) {
 	return d, nil
 }
 
+// domainPage reads the date range and the domain of a page about one of
+// our domains.
+func (s *Server) domainPage(q url.Values) (dateRange, string, error) {
+	rng, err := parseRange(q, s.opts.Now())
+	if err != nil {
+		return dateRange{}, "", err
+	}
+	domain, err := domainParam(q)
+	return rng, domain, err
+}
+
 // writeJSON writes v as indented JSON.
 func writeJSON(w http.ResponseWriter, name string, v any, start time.Time) {
 	b, err := json.MarshalIndent(v, "", "  ")

@@ -51,12 +51,7 @@ const maxChartSenders = 15
 func (s *Server) sendersPage(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	q := r.URL.Query()
-	rng, err := parseRange(q, s.opts.Now())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	domain, err := domainParam(q)
+	rng, domain, err := s.domainPage(q)
 	if err != nil {
 		s.fail(w, r, err)
 		return

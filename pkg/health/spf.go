@@ -406,19 +406,27 @@ func (w *spfWalk) probe(name string) bool {
 	return true
 }
 
-// probeAddr looks up the addresses an a (or static exists) term names, to
-// count a void lookup.
-func (w *spfWalk) probeAddr(ctx context.Context, n *SPFNode, t *SPFTerm) {
+// probeTarget is the name a term makes the walk look up, and whether to
+// look it up: not when it holds a macro (the tree is then not static), is
+// not a queryable name (a void lookup) or the probe budget is spent.
+func (w *spfWalk) probeTarget(n *SPFNode, t *SPFTerm) (string, bool) {
 	name := target(n, t)
 	if hasMacro(name) {
 		n.Static = false
-		return
+		return "", false
 	}
 	if !queryable(name) {
 		w.void(n, t)
-		return
+		return "", false
 	}
-	if !w.probe(name) {
+	return name, w.probe(name)
+}
+
+// probeAddr looks up the addresses an a (or static exists) term names, to
+// count a void lookup.
+func (w *spfWalk) probeAddr(ctx context.Context, n *SPFNode, t *SPFTerm) {
+	name, ok := w.probeTarget(n, t)
+	if !ok {
 		return
 	}
 	ips, err := w.r.LookupIPAddr(ctx, fqdn(name))
@@ -434,16 +442,8 @@ func (w *spfWalk) probeAddr(ctx context.Context, n *SPFNode, t *SPFTerm) {
 // probeMX looks up the MX names an mx term names: a void lookup, or more
 // than MXNameLimit names.
 func (w *spfWalk) probeMX(ctx context.Context, n *SPFNode, t *SPFTerm) {
-	name := target(n, t)
-	if hasMacro(name) {
-		n.Static = false
-		return
-	}
-	if !queryable(name) {
-		w.void(n, t)
-		return
-	}
-	if !w.probe(name) {
+	name, ok := w.probeTarget(n, t)
+	if !ok {
 		return
 	}
 	mxs, err := w.r.LookupMX(ctx, fqdn(name))

@@ -219,7 +219,7 @@ type ARCVerifier struct {
 	lowest     int        // the lowest instance whose AMS is verified for OldestPass
 	amsJob     []int      // by instance - 1: index in jobs, or -1
 	sealJob    []int
-	bodies     [numCanons]*bodyHasher
+	bodies     bodyFanout
 	jobs       []keyJob
 	sealStates [][]byte   // by instance - 1: the hash state before its seal
 	lk         arcLookups // shared with the lookup workers until keysDone
@@ -663,18 +663,11 @@ func (v *ARCVerifier) finished(j int) {
 
 // Write passes one body chunk to the verifier. The chunk is not kept.
 func (v *ARCVerifier) Write(p []byte) (int, error) {
-	if v.state != stateBody {
-		select {
-		case <-v.aborted:
-			return 0, ErrDKIMAborted
-		default:
-		}
-		return 0, ErrDKIMOrder
-	}
-	select {
-	case <-v.aborted:
+	switch {
+	case closed(v.aborted):
 		return 0, ErrDKIMAborted
-	default:
+	case v.state != stateBody:
+		return 0, ErrDKIMOrder
 	}
 	if v.panicked == nil {
 		v.hashBody(p)
@@ -684,11 +677,7 @@ func (v *ARCVerifier) Write(p []byte) (int, error) {
 
 func (v *ARCVerifier) hashBody(p []byte) {
 	defer v.recoverPanic()
-	for _, b := range v.bodies {
-		if b != nil {
-			b.write(p)
-		}
-	}
+	v.bodies.write(p)
 }
 
 // Finish ends the body and returns the chain's result. If ctx ends before

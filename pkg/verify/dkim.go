@@ -99,7 +99,7 @@ type DKIMVerifier struct {
 	now       time.Time
 
 	// Set by EndOfHeaders when there is something to verify.
-	bodies   [numCanons]*bodyHasher
+	bodies   bodyFanout
 	jobs     []keyJob           // owned by the lookup goroutine until keys is answered
 	sigJob   []int              // index in jobs of each signature's key, or -1
 	keys     pending.Check[any] // nil when the lookups finished, or a panic's value
@@ -239,22 +239,11 @@ func (v *DKIMVerifier) EndOfHeaders(ctx context.Context) error {
 
 // Write passes one body chunk to the verifier. The chunk is not kept.
 func (v *DKIMVerifier) Write(p []byte) (int, error) {
-	switch v.state {
-	case stateBody:
-	case stateDone:
-		select {
-		case <-v.aborted:
-			return 0, ErrDKIMAborted
-		default:
-		}
-		return 0, ErrDKIMOrder
-	default:
-		return 0, ErrDKIMOrder
-	}
-	select {
-	case <-v.aborted:
+	switch {
+	case (v.state == stateBody || v.state == stateDone) && closed(v.aborted):
 		return 0, ErrDKIMAborted
-	default:
+	case v.state != stateBody:
+		return 0, ErrDKIMOrder
 	}
 	if v.panicked == nil {
 		v.hashBody(p)
@@ -264,11 +253,7 @@ func (v *DKIMVerifier) Write(p []byte) (int, error) {
 
 func (v *DKIMVerifier) hashBody(p []byte) {
 	defer v.recoverPanic()
-	for _, b := range v.bodies {
-		if b != nil {
-			b.write(p)
-		}
-	}
+	v.bodies.write(p)
 }
 
 // Finish ends the body and returns one result per DKIM-Signature field, in

@@ -8,6 +8,28 @@ import (
 	"sync"
 )
 
+// bodyFanout is a verifier's body hashers, one per canonicalization in
+// use (nil for the others): every body chunk goes to each.
+type bodyFanout [numCanons]*bodyHasher
+
+func (bs *bodyFanout) write(p []byte) {
+	for _, b := range bs {
+		if b != nil {
+			b.write(p)
+		}
+	}
+}
+
+// closed reports whether ch is closed, without waiting.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 // bodyHasher computes the body hash of RFC 6376 §3.7 for one body
 // canonicalization while the body streams through, without buffering it and
 // without allocating per chunk. One bodyHasher serves every signature of the

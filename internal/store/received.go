@@ -214,10 +214,14 @@ func (s *Store) StoreReceived(ctx context.Context, rep *ReceivedReport) (StoredR
 			return err
 		}
 		res.ID = id
-		if err := s.insertReceivedRows(ctx, tx, id, rep, &res); err != nil {
+		d := newSummaryDelta()
+		if err := s.insertReceivedRows(ctx, tx, id, rep, &res, d); err != nil {
 			return err
 		}
-		return s.upsertSources(ctx, tx, rep, &res)
+		if err := s.upsertSources(ctx, tx, rep, &res, d); err != nil {
+			return err
+		}
+		return s.applySummary(ctx, tx, d)
 	})
 	if err != nil {
 		return StoredReceived{}, fmt.Errorf("store: received report: %w", err)
@@ -236,6 +240,7 @@ func (s *Store) StoreReceivedBatch(ctx context.Context, reps []*ReceivedReport) 
 	}
 	out := make([]StoredReceived, len(reps))
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		d := newSummaryDelta()
 		for i, rep := range reps {
 			res := StoredReceived{}
 			id, err := s.insertReceived(ctx, tx, rep)
@@ -248,15 +253,15 @@ func (s *Store) StoreReceivedBatch(ctx context.Context, reps []*ReceivedReport) 
 				return err
 			}
 			res.ID = id
-			if err := s.insertReceivedRows(ctx, tx, id, rep, &res); err != nil {
+			if err := s.insertReceivedRows(ctx, tx, id, rep, &res, d); err != nil {
 				return err
 			}
-			if err := s.upsertSources(ctx, tx, rep, &res); err != nil {
+			if err := s.upsertSources(ctx, tx, rep, &res, d); err != nil {
 				return err
 			}
 			out[i] = res
 		}
-		return nil
+		return s.applySummary(ctx, tx, d)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: received reports: %w", err)
@@ -285,7 +290,9 @@ ON CONFLICT (report_key) DO NOTHING RETURNING id`,
 	return id, err
 }
 
-func (s *Store) insertReceivedRows(ctx context.Context, tx *sql.Tx, id int64, rep *ReceivedReport, res *StoredReceived) error {
+// insertReceivedRows inserts the report's rows and their days, and adds
+// them to the summaries' delta d.
+func (s *Store) insertReceivedRows(ctx context.Context, tx *sql.Tx, id int64, rep *ReceivedReport, res *StoredReceived, d *summaryDelta) error {
 	rowStmt, err := tx.PrepareContext(ctx, `
 INSERT INTO received_rows (report_ref, source_ip, count, disposition, dkim_aligned, spf_aligned, reasons,
 	header_from, envelope_from, envelope_to, dkim, spf)
@@ -310,13 +317,16 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`)
 			reasons, r.HeaderFrom, r.EnvelopeFrom, r.EnvelopeTo, dkim, spf).Scan(&rowID); err != nil {
 			return err
 		}
-		for _, d := range r.Days {
-			if d.Count == 0 {
+		f := fact{SourceIP: r.SourceIP.String(), Disposition: r.Disposition, DKIMAligned: r.DKIMAligned, SPFAligned: r.SPFAligned,
+			Reasons: reasons, HeaderFrom: r.HeaderFrom, EnvelopeFrom: r.EnvelopeFrom, DKIM: dkim, SPF: spf}
+		for _, dc := range r.Days {
+			if dc.Count == 0 {
 				continue
 			}
-			if _, err := dayStmt.ExecContext(ctx, rowID, rep.Domain, unix(d.Day), d.Count); err != nil {
+			if _, err := dayStmt.ExecContext(ctx, rowID, rep.Domain, unix(dc.Day), dc.Count); err != nil {
 				return err
 			}
+			d.add(rep.Domain, rep.OrgName, unix(dc.Day), &f, r.Reasons, dc.Count)
 		}
 		res.Rows++
 		res.Messages += r.Count
@@ -325,8 +335,9 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`)
 }
 
 // upsertSources adds the report's source addresses to sources, widening
-// their first and last seen to the report's period.
-func (s *Store) upsertSources(ctx context.Context, tx *sql.Tx, rep *ReceivedReport, res *StoredReceived) error {
+// their first and last seen to the report's period (and the same per
+// domain, in the summaries' delta d).
+func (s *Store) upsertSources(ctx context.Context, tx *sql.Tx, rep *ReceivedReport, res *StoredReceived, d *summaryDelta) error {
 	stmt, err := tx.PrepareContext(ctx, `
 INSERT INTO sources (ip, first_seen, last_seen) VALUES ($1, $2, $3)
 ON CONFLICT (ip) DO UPDATE SET
@@ -343,6 +354,7 @@ RETURNING ptr_state`)
 			continue
 		}
 		seen[r.SourceIP] = true
+		d.seen(rep.Domain, r.SourceIP.String(), unix(rep.Begin), unix(rep.End))
 		var state string
 		if err := stmt.QueryRowContext(ctx, r.SourceIP.String(), unix(rep.Begin), unix(rep.End)).Scan(&state); err != nil {
 			return err
@@ -415,14 +427,16 @@ type expiryStep struct {
 	query string
 }
 
-// receivedExpiry are Expire's steps for what the intake keeps. Deleting a
-// received report deletes its rows and their days (ON DELETE CASCADE).
-func receivedExpiry(keep time.Duration, n *int64) []expiryStep {
+// receivedExpiry are Expire's batched deletes of what the intake keeps
+// besides the reports themselves (expireReceived).
+func receivedExpiry(keep time.Duration) []expiryStep {
 	var ignored int64
 	return []expiryStep{
-		{keep, n, `DELETE FROM received_reports WHERE id IN (SELECT id FROM received_reports WHERE period_end < $1 LIMIT $2)`},
+
 		{keep, &ignored, `DELETE FROM intake_refusals WHERE (day, reason) IN (SELECT day, reason FROM intake_refusals WHERE day < $1 LIMIT $2)`},
 		{keep, &ignored, `DELETE FROM health_checks WHERE (domain, checked) IN (SELECT domain, checked FROM health_checks WHERE checked < $1 LIMIT $2)`},
 		{keep, &ignored, `DELETE FROM sources WHERE ip IN (SELECT ip FROM sources WHERE last_seen < $1 LIMIT $2)`},
+		{keep, &ignored, `DELETE FROM received_domain_sources WHERE (domain, source_ip) IN
+	(SELECT domain, source_ip FROM received_domain_sources WHERE last_seen < $1 LIMIT $2)`},
 	}
 }

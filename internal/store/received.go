@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -199,39 +200,18 @@ func (r *ReceivedReport) validate() error {
 // that importing the same report twice (mailed twice, from two MX hosts, or
 // a re-import) counts it once.
 func (s *Store) StoreReceived(ctx context.Context, rep *ReceivedReport) (StoredReceived, error) {
-	if err := rep.validate(); err != nil {
+	out, err := s.StoreReceivedBatch(ctx, []*ReceivedReport{rep})
+	if err != nil {
 		return StoredReceived{}, err
 	}
-	var res StoredReceived
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res = StoredReceived{}
-		id, err := s.insertReceived(ctx, tx, rep)
-		if errors.Is(err, sql.ErrNoRows) {
-			res.Duplicate = true
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		res.ID = id
-		d := newSummaryDelta()
-		if err := s.insertReceivedRows(ctx, tx, id, rep, &res, d); err != nil {
-			return err
-		}
-		if err := s.upsertSources(ctx, tx, rep, &res, d); err != nil {
-			return err
-		}
-		return s.applySummary(ctx, tx, d)
-	})
-	if err != nil {
-		return StoredReceived{}, fmt.Errorf("store: received report: %w", err)
-	}
-	return res, nil
+	return out[0], nil
 }
 
 // StoreReceivedBatch stores several reports in one transaction (an import
 // commits far less often that way), each as StoreReceived would. A store
-// error fails the whole batch: nothing of it is written.
+// error fails the whole batch: nothing of it is written. Rows shared with
+// other writers (sources, summaries) are written last, in key order, so
+// that hosts storing at once do not deadlock.
 func (s *Store) StoreReceivedBatch(ctx context.Context, reps []*ReceivedReport) ([]StoredReceived, error) {
 	for _, rep := range reps {
 		if err := rep.validate(); err != nil {
@@ -256,10 +236,16 @@ func (s *Store) StoreReceivedBatch(ctx context.Context, reps []*ReceivedReport) 
 			if err := s.insertReceivedRows(ctx, tx, id, rep, &res, d); err != nil {
 				return err
 			}
-			if err := s.upsertSources(ctx, tx, rep, &res, d); err != nil {
-				return err
-			}
 			out[i] = res
+		}
+		states, err := s.upsertSources(ctx, tx, d)
+		if err != nil {
+			return err
+		}
+		for i, rep := range reps {
+			if !out[i].Duplicate {
+				out[i].Unresolved = unresolved(rep, states)
+			}
 		}
 		return s.applySummary(ctx, tx, d)
 	})
@@ -317,6 +303,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`)
 			reasons, r.HeaderFrom, r.EnvelopeFrom, r.EnvelopeTo, dkim, spf).Scan(&rowID); err != nil {
 			return err
 		}
+		d.seen(rep.Domain, r.SourceIP.String(), unix(rep.Begin), unix(rep.End))
 		f := fact{SourceIP: r.SourceIP.String(), Disposition: r.Disposition, DKIMAligned: r.DKIMAligned, SPFAligned: r.SPFAligned,
 			Reasons: reasons, HeaderFrom: r.HeaderFrom, EnvelopeFrom: r.EnvelopeFrom, DKIM: dkim, SPF: spf}
 		for _, dc := range r.Days {
@@ -334,10 +321,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`)
 	return nil
 }
 
-// upsertSources adds the report's source addresses to sources, widening
-// their first and last seen to the report's period (and the same per
-// domain, in the summaries' delta d).
-func (s *Store) upsertSources(ctx context.Context, tx *sql.Tx, rep *ReceivedReport, res *StoredReceived, d *summaryDelta) error {
+// upsertSources adds the source addresses of the stored reports to
+// sources, in address order, widening their first and last seen to the
+// reports' periods, and returns each address's PTR state.
+func (s *Store) upsertSources(ctx context.Context, tx *sql.Tx, d *summaryDelta) (map[string]PTRState, error) {
 	stmt, err := tx.PrepareContext(ctx, `
 INSERT INTO sources (ip, first_seen, last_seen) VALUES ($1, $2, $3)
 ON CONFLICT (ip) DO UPDATE SET
@@ -345,25 +332,38 @@ ON CONFLICT (ip) DO UPDATE SET
 	last_seen = CASE WHEN excluded.last_seen > sources.last_seen THEN excluded.last_seen ELSE sources.last_seen END
 RETURNING ptr_state`)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stmt.Close()
+	ips := make([]string, 0, len(d.ips))
+	for ip := range d.ips {
+		ips = append(ips, ip)
+	}
+	slices.Sort(ips)
+	states := make(map[string]PTRState, len(ips))
+	for _, ip := range ips {
+		sp := d.ips[ip]
+		var state string
+		if err := stmt.QueryRowContext(ctx, ip, sp.first, sp.last).Scan(&state); err != nil {
+			return nil, err
+		}
+		states[ip] = PTRState(state)
+	}
+	return states, nil
+}
+
+// unresolved lists the report's source addresses whose PTR name is still
+// to be looked up, each once.
+func unresolved(rep *ReceivedReport, states map[string]PTRState) []netip.Addr {
+	var out []netip.Addr
 	seen := map[netip.Addr]bool{}
 	for _, r := range rep.Rows {
-		if seen[r.SourceIP] {
-			continue
+		if !seen[r.SourceIP] && states[r.SourceIP.String()] == PTRPending {
+			out = append(out, r.SourceIP)
 		}
 		seen[r.SourceIP] = true
-		d.seen(rep.Domain, r.SourceIP.String(), unix(rep.Begin), unix(rep.End))
-		var state string
-		if err := stmt.QueryRowContext(ctx, r.SourceIP.String(), unix(rep.Begin), unix(rep.End)).Scan(&state); err != nil {
-			return err
-		}
-		if PTRState(state) == PTRPending {
-			res.Unresolved = append(res.Unresolved, r.SourceIP)
-		}
 	}
-	return nil
+	return out
 }
 
 // ReceivedCount counts the received reports, rows and messages stored for

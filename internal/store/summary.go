@@ -126,24 +126,29 @@ type summaryDelta struct {
 	facts     map[dayKeyed]*factSum
 	overrides map[dayKeyed]*overrideSum
 	sources   map[sourceKey]span
+	// ips spans each address over every domain (the sources table).
+	ips map[string]span
 }
 
 func newSummaryDelta() *summaryDelta {
 	return &summaryDelta{days: map[dayKey]*daySum{}, facts: map[dayKeyed]*factSum{},
-		overrides: map[dayKeyed]*overrideSum{}, sources: map[sourceKey]span{}}
+		overrides: map[dayKeyed]*overrideSum{}, sources: map[sourceKey]span{}, ips: map[string]span{}}
 }
 
-// seen widens the span of a source of domain to a report's period.
+// seen widens the span of a source of domain, and of the source over all
+// domains, to a report's period.
 func (d *summaryDelta) seen(domain, ip string, begin, end int64) {
 	k := sourceKey{domain, ip}
-	s, ok := d.sources[k]
-	if !ok || begin < s.first {
-		s.first = begin
+	d.sources[k] = d.sources[k].widen(begin, end)
+	d.ips[ip] = d.ips[ip].widen(begin, end)
+}
+
+// widen returns s widened to [begin, end) (the zero span is empty).
+func (s span) widen(begin, end int64) span {
+	if s == (span{}) {
+		return span{begin, end}
 	}
-	if !ok || end > s.last {
-		s.last = end
-	}
-	d.sources[k] = s
+	return span{min(s.first, begin), max(s.last, end)}
 }
 
 // add counts n messages (negative to take them back) of a row with facts f

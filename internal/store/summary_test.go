@@ -301,3 +301,37 @@ func TestSummaries(t *testing.T) {
 		checkSummaries(t, s, after)
 	})
 }
+
+// TestSummariesConcurrent: hosts storing reports for the same domains and
+// days at once (PostgreSQL's row locks, SQLite's write lock) lose no count.
+func TestSummariesConcurrent(t *testing.T) {
+	forEngines(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		reps := summaryReports(11, 80)
+		hosts := []*Store{open(t, url, nil), open(t, url, nil), open(t, url, nil), open(t, url, nil)}
+		errc := make(chan error, len(hosts))
+		for h, s := range hosts {
+			go func() {
+				var mine []*ReceivedReport
+				for i := h; i < len(reps); i += len(hosts) {
+					mine = append(mine, reps[i])
+				}
+				for len(mine) > 0 {
+					n := min(len(mine), 5)
+					if _, err := s.StoreReceivedBatch(ctx, mine[:n]); err != nil {
+						errc <- err
+						return
+					}
+					mine = mine[n:]
+				}
+				errc <- nil
+			}()
+		}
+		for range hosts {
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+		}
+		checkSummaries(t, hosts[0], expect(reps))
+	})
+}

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -278,6 +279,7 @@ func measure(t *testing.T, st *store.Store, sz benchSize, eng string) {
 		"/failures?domain=d0.example&from=2025-12-07&to=2026-12-06", "/senders?domain=d0.example&format=json"} {
 		var times []time.Duration
 		var first time.Duration
+		var last *httptest.ResponseRecorder
 		for i := range loads + 1 {
 			rec := httptest.NewRecorder()
 			req := httptest.NewRequest(http.MethodGet, path, nil)
@@ -287,15 +289,31 @@ func measure(t *testing.T, st *store.Store, sz benchSize, eng string) {
 			if rec.Code != 200 {
 				t.Fatalf("%s: %d %s", path, rec.Code, rec.Body.String())
 			}
+			last = rec
 			if i > 0 {
 				times = append(times, el)
 			} else {
 				first = el
 			}
 		}
+		if strings.Contains(path, "format=json") {
+			checkSenders(t, last.Body.Bytes(), sz)
+		}
 		slices.Sort(times)
 		p50, p99 := times[len(times)/2], times[min(len(times)-1, len(times)*99/100)]
 		t.Logf("RESULT %s %-42s first %8.1f ms  p50 %8.1f ms  p99 %8.1f ms", eng, path, ms(first), ms(p50), ms(p99))
+	}
+}
+
+// checkSenders: the senders of d0.example over the default range (the last
+// 30 days) hold every generated message of those days.
+func checkSenders(t *testing.T, body []byte, sz benchSize) {
+	var rep struct{ Messages int64 }
+	if err := json.Unmarshal(body, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(min(30, sz.days) * sz.reporters * sz.sources * 10); rep.Messages != want {
+		t.Fatalf("senders of d0.example: %d messages, want %d", rep.Messages, want)
 	}
 }
 

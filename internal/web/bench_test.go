@@ -364,7 +364,7 @@ WHERE domain = 'd0.example' AND day >= %d AND day < %d GROUP BY reporter, type, 
 				ptrs[i] = &vals[i]
 			}
 			rows.Scan(ptrs...)
-			fmt.Fprintln(&b, fmt.Sprint(vals...))
+			fmt.Fprint(&b, fmt.Sprintln(vals...))
 		}
 		rows.Close()
 		b.WriteString("\n")

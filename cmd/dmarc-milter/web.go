@@ -128,16 +128,6 @@ func startWeb(ctx context.Context, cfg *config.Config, log *slog.Logger) (*dashb
 			"addr", ln.Addr().String())
 	}
 	log.Info("dashboard started", "addr", ln.Addr().String(), "engine", st.Engine(), "authentication", cfg.Web.Authenticated())
-	go func() {
-		defer func() {
-			if v := recover(); v != nil {
-				log.Error("dashboard warm-up panicked", "panic", v)
-			}
-		}()
-		if err := srv.Warm(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("dashboard warm-up failed", "err", err)
-		}
-	}()
 	d := &dashboard{st: st, done: make(chan error, 1)}
 	go func() {
 		defer func() {

@@ -49,7 +49,14 @@ func (s *Store) Expire(ctx context.Context, now time.Time, r Retention) (Expired
 		{r.SentReports, &ex.Reports, `DELETE FROM reports WHERE id IN (SELECT id FROM reports WHERE state = 'done'
 	AND period_end < $1 LIMIT $2)`},
 	}
-	steps = append(steps, receivedExpiry(r.Received, &ex.Received)...)
+	if r.Received > 0 {
+		n, err := s.expireReceived(ctx, unix(now.Add(-r.Received)))
+		ex.Received = n
+		if err != nil {
+			return ex, fmt.Errorf("store: expire received reports: %w", err)
+		}
+	}
+	steps = append(steps, receivedExpiry(r.Received)...)
 	for _, st := range steps {
 		if st.keep <= 0 {
 			continue

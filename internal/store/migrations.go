@@ -122,6 +122,15 @@ CREATE TABLE suppressions (
 	// 2: reports received from other receivers (received.go), their
 	// sources (senders.go), intake refusals, stored health checks.
 	migrationReceived,
+	// 3: summaries of the received reports for the dashboard (summary.go),
+	// built from the reports already stored by fillSummaries.
+	migrationSummaries,
+}
+
+// migrationFills are Go steps run right after the SQL of the migration of
+// the same number, in its transaction: filling a new table from old ones.
+var migrationFills = map[int]func(*Store, context.Context, *sql.Tx) error{
+	3: (*Store).fillSummaries,
 }
 
 // SchemaVersion is the schema version this binary writes and understands.
@@ -156,6 +165,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		for i := v; i < len(migrations); i++ {
 			if err := s.execScript(ctx, tx, migrations[i]); err != nil {
 				return fmt.Errorf("store: migration %d: %w", i+1, err)
+			}
+			if fill := migrationFills[i+1]; fill != nil {
+				if err := fill(s, ctx, tx); err != nil {
+					return fmt.Errorf("store: migration %d: %w", i+1, err)
+				}
 			}
 			s.log.Debug("store migration applied", "version", i+1, "engine", s.engine)
 		}

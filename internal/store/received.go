@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -199,35 +200,18 @@ func (r *ReceivedReport) validate() error {
 // that importing the same report twice (mailed twice, from two MX hosts, or
 // a re-import) counts it once.
 func (s *Store) StoreReceived(ctx context.Context, rep *ReceivedReport) (StoredReceived, error) {
-	if err := rep.validate(); err != nil {
+	out, err := s.StoreReceivedBatch(ctx, []*ReceivedReport{rep})
+	if err != nil {
 		return StoredReceived{}, err
 	}
-	var res StoredReceived
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res = StoredReceived{}
-		id, err := s.insertReceived(ctx, tx, rep)
-		if errors.Is(err, sql.ErrNoRows) {
-			res.Duplicate = true
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		res.ID = id
-		if err := s.insertReceivedRows(ctx, tx, id, rep, &res); err != nil {
-			return err
-		}
-		return s.upsertSources(ctx, tx, rep, &res)
-	})
-	if err != nil {
-		return StoredReceived{}, fmt.Errorf("store: received report: %w", err)
-	}
-	return res, nil
+	return out[0], nil
 }
 
 // StoreReceivedBatch stores several reports in one transaction (an import
 // commits far less often that way), each as StoreReceived would. A store
-// error fails the whole batch: nothing of it is written.
+// error fails the whole batch: nothing of it is written. Rows shared with
+// other writers (sources, summaries) are written last, in key order, so
+// that hosts storing at once do not deadlock.
 func (s *Store) StoreReceivedBatch(ctx context.Context, reps []*ReceivedReport) ([]StoredReceived, error) {
 	for _, rep := range reps {
 		if err := rep.validate(); err != nil {
@@ -236,6 +220,7 @@ func (s *Store) StoreReceivedBatch(ctx context.Context, reps []*ReceivedReport) 
 	}
 	out := make([]StoredReceived, len(reps))
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		d := newSummaryDelta()
 		for i, rep := range reps {
 			res := StoredReceived{}
 			id, err := s.insertReceived(ctx, tx, rep)
@@ -248,15 +233,21 @@ func (s *Store) StoreReceivedBatch(ctx context.Context, reps []*ReceivedReport) 
 				return err
 			}
 			res.ID = id
-			if err := s.insertReceivedRows(ctx, tx, id, rep, &res); err != nil {
-				return err
-			}
-			if err := s.upsertSources(ctx, tx, rep, &res); err != nil {
+			if err := s.insertReceivedRows(ctx, tx, id, rep, &res, d); err != nil {
 				return err
 			}
 			out[i] = res
 		}
-		return nil
+		states, err := s.upsertSources(ctx, tx, d)
+		if err != nil {
+			return err
+		}
+		for i, rep := range reps {
+			if !out[i].Duplicate {
+				out[i].Unresolved = unresolved(rep, states)
+			}
+		}
+		return s.applySummary(ctx, tx, d)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: received reports: %w", err)
@@ -285,7 +276,9 @@ ON CONFLICT (report_key) DO NOTHING RETURNING id`,
 	return id, err
 }
 
-func (s *Store) insertReceivedRows(ctx context.Context, tx *sql.Tx, id int64, rep *ReceivedReport, res *StoredReceived) error {
+// insertReceivedRows inserts the report's rows and their days, and adds
+// them to the summaries' delta d.
+func (s *Store) insertReceivedRows(ctx context.Context, tx *sql.Tx, id int64, rep *ReceivedReport, res *StoredReceived, d *summaryDelta) error {
 	rowStmt, err := tx.PrepareContext(ctx, `
 INSERT INTO received_rows (report_ref, source_ip, count, disposition, dkim_aligned, spf_aligned, reasons,
 	header_from, envelope_from, envelope_to, dkim, spf)
@@ -310,13 +303,17 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`)
 			reasons, r.HeaderFrom, r.EnvelopeFrom, r.EnvelopeTo, dkim, spf).Scan(&rowID); err != nil {
 			return err
 		}
-		for _, d := range r.Days {
-			if d.Count == 0 {
+		d.seen(rep.Domain, r.SourceIP.String(), unix(rep.Begin), unix(rep.End))
+		f := fact{SourceIP: r.SourceIP.String(), Disposition: r.Disposition, DKIMAligned: r.DKIMAligned, SPFAligned: r.SPFAligned,
+			Reasons: reasons, HeaderFrom: r.HeaderFrom, EnvelopeFrom: r.EnvelopeFrom, DKIM: dkim, SPF: spf}
+		for _, dc := range r.Days {
+			if dc.Count == 0 {
 				continue
 			}
-			if _, err := dayStmt.ExecContext(ctx, rowID, rep.Domain, unix(d.Day), d.Count); err != nil {
+			if _, err := dayStmt.ExecContext(ctx, rowID, rep.Domain, unix(dc.Day), dc.Count); err != nil {
 				return err
 			}
+			d.add(rep.Domain, rep.OrgName, unix(dc.Day), &f, r.Reasons, dc.Count)
 		}
 		res.Rows++
 		res.Messages += r.Count
@@ -324,9 +321,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`)
 	return nil
 }
 
-// upsertSources adds the report's source addresses to sources, widening
-// their first and last seen to the report's period.
-func (s *Store) upsertSources(ctx context.Context, tx *sql.Tx, rep *ReceivedReport, res *StoredReceived) error {
+// upsertSources adds the source addresses of the stored reports to
+// sources, in address order, widening their first and last seen to the
+// reports' periods, and returns each address's PTR state.
+func (s *Store) upsertSources(ctx context.Context, tx *sql.Tx, d *summaryDelta) (map[string]PTRState, error) {
 	stmt, err := tx.PrepareContext(ctx, `
 INSERT INTO sources (ip, first_seen, last_seen) VALUES ($1, $2, $3)
 ON CONFLICT (ip) DO UPDATE SET
@@ -334,24 +332,38 @@ ON CONFLICT (ip) DO UPDATE SET
 	last_seen = CASE WHEN excluded.last_seen > sources.last_seen THEN excluded.last_seen ELSE sources.last_seen END
 RETURNING ptr_state`)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stmt.Close()
+	ips := make([]string, 0, len(d.ips))
+	for ip := range d.ips {
+		ips = append(ips, ip)
+	}
+	slices.Sort(ips)
+	states := make(map[string]PTRState, len(ips))
+	for _, ip := range ips {
+		sp := d.ips[ip]
+		var state string
+		if err := stmt.QueryRowContext(ctx, ip, sp.first, sp.last).Scan(&state); err != nil {
+			return nil, err
+		}
+		states[ip] = PTRState(state)
+	}
+	return states, nil
+}
+
+// unresolved lists the report's source addresses whose PTR name is still
+// to be looked up, each once.
+func unresolved(rep *ReceivedReport, states map[string]PTRState) []netip.Addr {
+	var out []netip.Addr
 	seen := map[netip.Addr]bool{}
 	for _, r := range rep.Rows {
-		if seen[r.SourceIP] {
-			continue
+		if !seen[r.SourceIP] && states[r.SourceIP.String()] == PTRPending {
+			out = append(out, r.SourceIP)
 		}
 		seen[r.SourceIP] = true
-		var state string
-		if err := stmt.QueryRowContext(ctx, r.SourceIP.String(), unix(rep.Begin), unix(rep.End)).Scan(&state); err != nil {
-			return err
-		}
-		if PTRState(state) == PTRPending {
-			res.Unresolved = append(res.Unresolved, r.SourceIP)
-		}
 	}
-	return nil
+	return out
 }
 
 // ReceivedCount counts the received reports, rows and messages stored for
@@ -415,14 +427,16 @@ type expiryStep struct {
 	query string
 }
 
-// receivedExpiry are Expire's steps for what the intake keeps. Deleting a
-// received report deletes its rows and their days (ON DELETE CASCADE).
-func receivedExpiry(keep time.Duration, n *int64) []expiryStep {
+// receivedExpiry are Expire's batched deletes of what the intake keeps
+// besides the reports themselves (expireReceived).
+func receivedExpiry(keep time.Duration) []expiryStep {
 	var ignored int64
 	return []expiryStep{
-		{keep, n, `DELETE FROM received_reports WHERE id IN (SELECT id FROM received_reports WHERE period_end < $1 LIMIT $2)`},
+
 		{keep, &ignored, `DELETE FROM intake_refusals WHERE (day, reason) IN (SELECT day, reason FROM intake_refusals WHERE day < $1 LIMIT $2)`},
 		{keep, &ignored, `DELETE FROM health_checks WHERE (domain, checked) IN (SELECT domain, checked FROM health_checks WHERE checked < $1 LIMIT $2)`},
 		{keep, &ignored, `DELETE FROM sources WHERE ip IN (SELECT ip FROM sources WHERE last_seen < $1 LIMIT $2)`},
+		{keep, &ignored, `DELETE FROM received_domain_sources WHERE (domain, source_ip) IN
+	(SELECT domain, source_ip FROM received_domain_sources WHERE last_seen < $1 LIMIT $2)`},
 	}
 }

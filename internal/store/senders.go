@@ -1,12 +1,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -118,50 +120,107 @@ func scanSource(sc interface{ Scan(...any) error }) (Source, error) {
 	return src, nil
 }
 
-// ReceivedTotal is a received row's facts with the messages of a range: the
-// sum of the row's per-day counts over the days of the range.
+// ReceivedTotal is the messages of a range that received rows with the
+// same facts reported: ReceivedRow holds the facts (EnvelopeTo and Days
+// empty; Count equals Messages), however many reports and reporters told
+// of them.
 type ReceivedTotal struct {
 	ReceivedRow
-	// ReporterOrg is the org_name of the report the row came from.
-	ReporterOrg string
-	// Messages is the part of Count that falls in the range.
+	// Messages is the sum of the rows' per-day counts over the days of the
+	// range.
 	Messages int64
 }
 
-// ReceivedIn returns the rows of reports for domain whose per-day counts
-// fall in the UTC days of [since, until) (a day counts when its 00:00 does),
-// each with the messages of those days. Days is left empty.
+// ReceivedIn returns what reports for domain said about the UTC days of
+// [since, until) (a row's day counts when its 00:00 does): one total per
+// distinct row facts, read from the summary received_facts, ordered by
+// source address and facts.
 func (s *Store) ReceivedIn(ctx context.Context, domain string, since, until time.Time) ([]ReceivedTotal, error) {
 	rows, err := s.db.QueryContext(ctx, `
-SELECT rr.org_name, r.source_ip, r.count, r.disposition, r.dkim_aligned, r.spf_aligned, r.reasons,
-	r.header_from, r.envelope_from, r.envelope_to, r.dkim, r.spf, m.n
-FROM (SELECT row_ref, SUM(count) AS n FROM received_days WHERE domain = $1 AND day >= $2 AND day < $3 GROUP BY row_ref) m
-JOIN received_rows r ON r.id = m.row_ref
-JOIN received_reports rr ON rr.id = r.report_ref
-ORDER BY r.id`, domain, unix(since), unix(until))
+SELECT fact_key, source_ip, disposition, dkim_aligned, spf_aligned, reasons, header_from, envelope_from, dkim, spf, messages
+FROM received_facts WHERE domain = $1 AND day >= $2 AND day < $3`, domain, unix(since), unix(until))
 	if err != nil {
 		return nil, fmt.Errorf("store: received rows: %w", s.wrap(err))
 	}
 	defer rows.Close()
-	var out []ReceivedTotal
-	for rows.Next() {
-		var t ReceivedTotal
-		var ip, reasons, dkim, spf string
-		if err := rows.Scan(&t.ReporterOrg, &ip, &t.Count, &t.Disposition, &t.DKIMAligned, &t.SPFAligned, &reasons,
-			&t.HeaderFrom, &t.EnvelopeFrom, &t.EnvelopeTo, &dkim, &spf, &t.Messages); err != nil {
-			return nil, err
-		}
-		if t.SourceIP, err = netip.ParseAddr(ip); err != nil {
-			return nil, fmt.Errorf("store: received row ip %q: %w", ip, err)
-		}
-		var r Row
-		if err := decodeLists(&r, reasons, dkim, spf); err != nil {
-			return nil, err
-		}
-		t.Reasons, t.DKIM, t.SPF = r.Reasons, r.DKIM, r.SPF
-		out = append(out, t)
+	type total struct {
+		f fact
+		n int64
 	}
-	return out, rows.Err()
+	byKey := map[string]*total{}
+	for rows.Next() {
+		var key []byte
+		var t total
+		f := &t.f
+		if err := rows.Scan(&key, &f.SourceIP, &f.Disposition, &f.DKIMAligned, &f.SPFAligned, &f.Reasons,
+			&f.HeaderFrom, &f.EnvelopeFrom, &f.DKIM, &f.SPF, &t.n); err != nil {
+			return nil, err
+		}
+		if x := byKey[string(key)]; x != nil {
+			x.n += t.n
+		} else {
+			byKey[string(key)] = &t
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: received rows: %w", s.wrap(err))
+	}
+	type keyed struct {
+		key string
+		r   ReceivedTotal
+	}
+	list := make([]keyed, 0, len(byKey))
+	for key, t := range byKey {
+		f := &t.f
+		r := ReceivedTotal{Messages: t.n, ReceivedRow: ReceivedRow{Count: t.n, Disposition: f.Disposition,
+			DKIMAligned: f.DKIMAligned, SPFAligned: f.SPFAligned, HeaderFrom: f.HeaderFrom, EnvelopeFrom: f.EnvelopeFrom}}
+		if r.SourceIP, err = netip.ParseAddr(f.SourceIP); err != nil {
+			return nil, fmt.Errorf("store: received row ip %q: %w", f.SourceIP, err)
+		}
+		var row Row
+		if err := decodeLists(&row, f.Reasons, f.DKIM, f.SPF); err != nil {
+			return nil, err
+		}
+		r.Reasons, r.DKIM, r.SPF = row.Reasons, row.DKIM, row.SPF
+		list = append(list, keyed{key, r})
+	}
+	slices.SortFunc(list, func(a, b keyed) int {
+		return cmp.Or(a.r.SourceIP.Compare(b.r.SourceIP), cmp.Compare(b.r.Messages, a.r.Messages), cmp.Compare(a.key, b.key))
+	})
+	out := make([]ReceivedTotal, len(list))
+	for i := range list {
+		out[i] = list[i].r
+	}
+	return out, nil
+}
+
+// ReceivedOverride is the messages for which one reporter applied one
+// policy override (RFC 9990 reason), in a range.
+type ReceivedOverride struct {
+	Reporter string
+	Reason   Reason
+	Messages int64
+}
+
+// ReceivedOverrides sums the policy overrides reported for domain over the
+// UTC days of [since, until) by reporter and override, most messages first.
+func (s *Store) ReceivedOverrides(ctx context.Context, domain string, since, until time.Time) ([]ReceivedOverride, error) {
+	var out []ReceivedOverride
+	err := s.each(ctx, `
+SELECT reporter, type, comment, SUM(messages) AS n FROM received_overrides
+WHERE domain = $1 AND day >= $2 AND day < $3
+GROUP BY reporter, type, comment ORDER BY n DESC, reporter, type, comment`, []any{domain, unix(since), unix(until)}, func(rs *sql.Rows) error {
+		var o ReceivedOverride
+		if err := rs.Scan(&o.Reporter, &o.Reason.Type, &o.Reason.Comment, &o.Messages); err != nil {
+			return err
+		}
+		out = append(out, o)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: received overrides: %w", s.wrap(err))
+	}
+	return out, nil
 }
 
 // SourceSeen is when an address was first and last seen sending as a
@@ -169,20 +228,19 @@ ORDER BY r.id`, domain, unix(since), unix(until))
 type SourceSeen struct {
 	Source
 	// DomainFirstSeen and DomainLastSeen are for the domain asked about
-	// (Source's FirstSeen and LastSeen are over every domain).
+	// (Source's FirstSeen and LastSeen are over every domain). Expiring
+	// old reports does not move them: a sender seen before is not new.
 	DomainFirstSeen time.Time
 	DomainLastSeen  time.Time
 }
 
-// SourcesOf returns every source seen in reports for domain (over all
-// stored time), with what enrichment knows of it.
+// SourcesOf returns every source seen in reports for domain (since its
+// last sighting expired, see Retention), with what enrichment knows of it.
 func (s *Store) SourcesOf(ctx context.Context, domain string) (map[netip.Addr]SourceSeen, error) {
 	rows, err := s.db.QueryContext(ctx, `
-SELECT s.ip, s.ptr, s.ptr_org, s.ptr_state, s.ptr_checked, s.country, s.asn, s.as_org, s.first_seen, s.last_seen, x.b, x.e
-FROM (SELECT r.source_ip AS ip, MIN(rr.period_begin) AS b, MAX(rr.period_end) AS e
-	FROM received_rows r JOIN received_reports rr ON rr.id = r.report_ref
-	WHERE rr.domain = $1 GROUP BY r.source_ip) x
-JOIN sources s ON s.ip = x.ip`, domain)
+SELECT s.ip, s.ptr, s.ptr_org, s.ptr_state, s.ptr_checked, s.country, s.asn, s.as_org, s.first_seen, s.last_seen, x.first_seen, x.last_seen
+FROM received_domain_sources x JOIN sources s ON s.ip = x.source_ip
+WHERE x.domain = $1`, domain)
 	if err != nil {
 		return nil, fmt.Errorf("store: sources: %w", s.wrap(err))
 	}

@@ -25,34 +25,14 @@ type DomainDay struct {
 	Pass     int64
 }
 
-// ReceivedDays sums the received reports' messages by domain and UTC day
-// over the days of [since, until), counting only reports whose id is at
-// most upto (ReceivedIDs), ordered by domain and day.
-func (s *Store) ReceivedDays(ctx context.Context, since, until time.Time, upto int64) ([]DomainDay, error) {
-	return s.domainDays(ctx, `
-SELECT d.domain, d.day, SUM(d.count),
-	SUM(CASE WHEN r.dkim_aligned = 'pass' OR r.spf_aligned = 'pass' THEN d.count ELSE 0 END)
-FROM received_days d JOIN received_rows r ON r.id = d.row_ref
-WHERE d.day >= $1 AND d.day < $2 AND r.report_ref <= $3
-GROUP BY d.domain, d.day ORDER BY d.domain, d.day`, unix(since), unix(until), upto)
-}
-
-// ReceivedDaysOf sums the messages of the received reports with ids in
-// (after, upto] by domain and UTC day: what reports stored since an earlier
-// ReceivedDays added (the dashboard keeps the days it summed and adds only
-// the new reports).
-func (s *Store) ReceivedDaysOf(ctx context.Context, after, upto int64) ([]DomainDay, error) {
-	return s.domainDays(ctx, `
-SELECT d.domain, d.day, SUM(d.count),
-	SUM(CASE WHEN r.dkim_aligned = 'pass' OR r.spf_aligned = 'pass' THEN d.count ELSE 0 END)
-FROM received_rows r JOIN received_days d ON d.row_ref = r.id
-WHERE r.report_ref > $1 AND r.report_ref <= $2
-GROUP BY d.domain, d.day ORDER BY d.domain, d.day`, after, upto)
-}
-
-func (s *Store) domainDays(ctx context.Context, query string, args ...any) ([]DomainDay, error) {
+// ReceivedDays returns the received messages by domain and UTC day over
+// the days of [since, until), ordered by domain and day: the summary
+// received_domain_days, a row per domain and day.
+func (s *Store) ReceivedDays(ctx context.Context, since, until time.Time) ([]DomainDay, error) {
 	var out []DomainDay
-	err := s.each(ctx, query, args, func(rs *sql.Rows) error {
+	err := s.each(ctx, `
+SELECT domain, day, messages, pass FROM received_domain_days
+WHERE day >= $1 AND day < $2 ORDER BY domain, day`, []any{unix(since), unix(until)}, func(rs *sql.Rows) error {
 		var d DomainDay
 		var day int64
 		if err := rs.Scan(&d.Domain, &day, &d.Messages, &d.Pass); err != nil {
@@ -66,17 +46,6 @@ func (s *Store) domainDays(ctx context.Context, query string, args ...any) ([]Do
 		return nil, fmt.Errorf("store: received days: %w", s.wrap(err))
 	}
 	return out, nil
-}
-
-// ReceivedIDs returns the lowest and highest id of the stored received
-// reports (0, 0 when there is none). Ids only grow: a higher high means new
-// reports, a higher low means that old ones expired.
-func (s *Store) ReceivedIDs(ctx context.Context) (low, high int64, err error) {
-	err = s.db.QueryRowContext(ctx, `SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM received_reports`).Scan(&low, &high)
-	if err != nil {
-		return 0, 0, fmt.Errorf("store: received ids: %w", s.wrap(err))
-	}
-	return low, high, nil
 }
 
 // PublishedPolicy is the policy a domain published, as the latest received

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -31,7 +32,10 @@ import (
 //	WEBBENCH_ENGINES    "sqlite,postgresql"
 //	WEBBENCH_PLANS      file to write the query plans to
 //	WEBBENCH_DIR        where the SQLite file goes (a temp dir)
-//	WEBBENCH_REUSE      1: measure the SQLite file in WEBBENCH_DIR again
+//	WEBBENCH_REUSE      1: measure the SQLite file in WEBBENCH_DIR (and the
+//	                    database of WEBBENCH_PG_URL) again
+//	WEBBENCH_PG_URL     an empty PostgreSQL database to use (one the test
+//	                    starts by default)
 //
 // The rows are written with set-based SQL straight into the store's
 // tables (the intake would take hours for 36 million records); their
@@ -60,7 +64,11 @@ func TestWebBench(t *testing.T) {
 				}
 				url, dsn, driver = "sqlite:"+p, "file:"+p+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(60000)", "sqlite"
 			case "postgresql":
-				url = pgtest.Database(t)
+				if url = os.Getenv("WEBBENCH_PG_URL"); url == "" {
+					url = pgtest.Database(t)
+				} else {
+					reuse = os.Getenv("WEBBENCH_REUSE") == "1"
+				}
 				dsn, driver = url, "pgx"
 			default:
 				t.Fatalf("engine %q", eng)
@@ -80,6 +88,7 @@ func TestWebBench(t *testing.T) {
 				generate(t, db, sz)
 				t.Logf("%s: generated %s in %s", eng, sz, time.Since(start).Round(time.Second))
 				mustExec(t, db, "ANALYZE")
+				checkGenerated(t, db)
 			}
 			measure(t, st, sz, eng)
 			if p := os.Getenv("WEBBENCH_PLANS"); p != "" {
@@ -157,7 +166,8 @@ func generate(t *testing.T, db *sql.DB, sz benchSize) {
 		exec(fmt.Sprintf(`INSERT INTO received_rows (id, report_ref, source_ip, count, disposition, dkim_aligned, spf_aligned, reasons,
 	header_from, envelope_from, envelope_to, dkim, spf)
 %s SELECT r * %d + s, r, '10.' || (dom / 256) || '.' || (dom %% 256) || '.' || (s + (r %% 2) * %d), 10, 'none',
-	CASE WHEN s %% 10 = 0 THEN 'fail' ELSE 'pass' END, CASE WHEN s %% 3 = 0 THEN 'fail' ELSE 'pass' END, '[]',
+	CASE WHEN s %% 10 = 0 THEN 'fail' ELSE 'pass' END, CASE WHEN s %% 3 = 0 THEN 'fail' ELSE 'pass' END,
+	CASE WHEN s %% 20 = 19 THEN '[{"type":"forwarded","comment":"arc"}]' ELSE '[]' END,
 	'd' || dom || '.example', 'd' || dom || '.example', '',
 	'[{"domain":"d' || dom || '.example","selector":"s' || (s %% 3) || '","result":"' || CASE WHEN s %% 10 = 0 THEN 'fail' ELSE 'pass' END || '"}]',
 	'{"domain":"bounce' || (s %% 5) || '.example","scope":"mfrom","result":"pass"}'
@@ -167,6 +177,7 @@ FROM (SELECT %d + i / %d AS r, (i / %d) / %d AS dom, i %% %d AS s FROM (%s SELEC
 		exec(fmt.Sprintf(`INSERT INTO received_days (row_ref, domain, day, count)
 SELECT r.id, rr.domain, %d, r.count FROM received_rows r JOIN received_reports rr ON rr.id = r.report_ref WHERE rr.id >= %d AND rr.id < %d`,
 			day, base, base+perDay))
+		generateSummaries(exec, db, base, base+perDay)
 		generateInbound(exec, db, sz, d, day)
 		if err := tx.Commit(); err != nil {
 			t.Fatal(err)
@@ -174,6 +185,46 @@ SELECT r.id, rr.domain, %d, r.count FROM received_rows r JOIN received_reports r
 		if d%30 == 29 {
 			t.Logf("day %d of %d", d+1, sz.days)
 		}
+	}
+}
+
+// generateSummaries fills the received reports' summaries for the reports
+// with ids in [from, to) as the store's intake would (store/summary.go);
+// fact and override keys are the facts' text (any unique key will do).
+func generateSummaries(exec func(string), db *sql.DB, from, to int) {
+	rng := fmt.Sprintf("r.report_ref >= %d AND r.report_ref < %d", from, to)
+	exec(fmt.Sprintf(`INSERT INTO received_domain_days (domain, day, messages, pass)
+SELECT d.domain, d.day, SUM(d.count), SUM(CASE WHEN r.dkim_aligned = 'pass' OR r.spf_aligned = 'pass' THEN d.count ELSE 0 END)
+FROM received_days d JOIN received_rows r ON r.id = d.row_ref WHERE %s GROUP BY d.domain, d.day`, rng))
+	exec(fmt.Sprintf(`INSERT INTO received_facts (domain, day, fact_key, source_ip, disposition, dkim_aligned, spf_aligned, reasons,
+	header_from, envelope_from, dkim, spf, messages)
+SELECT d.domain, d.day, %s, r.source_ip, r.disposition, r.dkim_aligned, r.spf_aligned, r.reasons,
+	r.header_from, r.envelope_from, r.dkim, r.spf, SUM(d.count)
+FROM received_days d JOIN received_rows r ON r.id = d.row_ref WHERE %s
+GROUP BY d.domain, d.day, r.source_ip, r.disposition, r.dkim_aligned, r.spf_aligned, r.reasons, r.header_from, r.envelope_from, r.dkim, r.spf`,
+		keyExpr(db, "r.source_ip || r.disposition || r.dkim_aligned || r.spf_aligned || r.reasons || r.header_from || r.envelope_from || r.dkim || r.spf"), rng))
+	exec(fmt.Sprintf(`INSERT INTO received_overrides (domain, day, override_key, reporter, type, comment, messages)
+SELECT d.domain, d.day, %s, rr.org_name, 'forwarded', 'arc', SUM(d.count)
+FROM received_days d JOIN received_rows r ON r.id = d.row_ref JOIN received_reports rr ON rr.id = r.report_ref
+WHERE %s AND r.reasons <> '[]' GROUP BY d.domain, d.day, rr.org_name`, keyExpr(db, "rr.org_name"), rng))
+	exec(fmt.Sprintf(`INSERT INTO received_domain_sources (domain, source_ip, first_seen, last_seen)
+SELECT rr.domain, r.source_ip, MIN(rr.period_begin), MAX(rr.period_end)
+FROM received_rows r JOIN received_reports rr ON rr.id = r.report_ref WHERE %s GROUP BY rr.domain, r.source_ip
+ON CONFLICT (domain, source_ip) DO UPDATE SET last_seen = excluded.last_seen`, rng))
+}
+
+// checkGenerated compares the summaries with the rows they sum: the
+// dashboard reads only the former.
+func checkGenerated(t *testing.T, db *sql.DB) {
+	var rows, days, facts int64
+	for q, v := range map[string]*int64{`SELECT COALESCE(SUM(count), 0) FROM received_days`: &rows,
+		`SELECT COALESCE(SUM(messages), 0) FROM received_domain_days`: &days, `SELECT COALESCE(SUM(messages), 0) FROM received_facts`: &facts} {
+		if err := db.QueryRow(q).Scan(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rows == 0 || days != rows || facts != rows {
+		t.Fatalf("generated summaries: %d messages per domain and day, %d in facts, %d in rows", days, facts, rows)
 	}
 }
 
@@ -224,9 +275,11 @@ func measure(t *testing.T, st *store.Store, sz benchSize, eng string) {
 	h := srv.Handler()
 	loads := envInt("WEBBENCH_LOADS", 30)
 	for _, path := range []string{"/", "/senders?domain=d0.example", "/failures?domain=d0.example", "/inbound", "/reports",
-		"/?from=2025-12-07&to=2026-12-06", "/senders?domain=d0.example&format=json"} {
+		"/?from=2025-12-07&to=2026-12-06", "/senders?domain=d0.example&from=2025-12-07&to=2026-12-06",
+		"/failures?domain=d0.example&from=2025-12-07&to=2026-12-06", "/senders?domain=d0.example&format=json"} {
 		var times []time.Duration
 		var first time.Duration
+		var last *httptest.ResponseRecorder
 		for i := range loads + 1 {
 			rec := httptest.NewRecorder()
 			req := httptest.NewRequest(http.MethodGet, path, nil)
@@ -236,15 +289,31 @@ func measure(t *testing.T, st *store.Store, sz benchSize, eng string) {
 			if rec.Code != 200 {
 				t.Fatalf("%s: %d %s", path, rec.Code, rec.Body.String())
 			}
+			last = rec
 			if i > 0 {
 				times = append(times, el)
 			} else {
 				first = el
 			}
 		}
+		if strings.Contains(path, "format=json") {
+			checkSenders(t, last.Body.Bytes(), sz)
+		}
 		slices.Sort(times)
 		p50, p99 := times[len(times)/2], times[min(len(times)-1, len(times)*99/100)]
 		t.Logf("RESULT %s %-42s first %8.1f ms  p50 %8.1f ms  p99 %8.1f ms", eng, path, ms(first), ms(p50), ms(p99))
+	}
+}
+
+// checkSenders: the senders of d0.example over the default range (the last
+// 30 days) hold every generated message of those days.
+func checkSenders(t *testing.T, body []byte, sz benchSize) {
+	var rep struct{ Messages int64 }
+	if err := json.Unmarshal(body, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(min(30, sz.days) * sz.reporters * sz.sources * 10); rep.Messages != want {
+		t.Fatalf("senders of d0.example: %d messages, want %d", rep.Messages, want)
 	}
 }
 
@@ -254,14 +323,14 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func plans(t *testing.T, db *sql.DB, eng, path string) {
 	since, until := benchEnd.AddDate(0, 0, -30).Unix(), benchEnd.Unix()
 	qs := map[string]string{
-		"ReceivedDays (domains, cold days)": fmt.Sprintf(`SELECT d.domain, d.day, SUM(d.count), SUM(CASE WHEN r.dkim_aligned = 'pass' OR r.spf_aligned = 'pass' THEN d.count ELSE 0 END)
-FROM received_days d JOIN received_rows r ON r.id = d.row_ref WHERE d.day >= %d AND d.day < %d AND r.report_ref <= 999999999 GROUP BY d.domain, d.day ORDER BY d.domain, d.day`, since, until),
-		"ReceivedDaysOf (domains, new reports)": `SELECT d.domain, d.day, SUM(d.count) FROM received_rows r JOIN received_days d ON d.row_ref = r.id
-WHERE r.report_ref > 1000 AND r.report_ref <= 1100 GROUP BY d.domain, d.day ORDER BY d.domain, d.day`,
+		"ReceivedDays (domains)": fmt.Sprintf(`SELECT domain, day, messages, pass FROM received_domain_days
+WHERE day >= %d AND day < %d ORDER BY domain, day`, since, until),
 		"LatestPolicies (domains, per domain)": `SELECT p, sp, period_begin FROM received_reports WHERE domain = 'd0.example' ORDER BY period_begin DESC, id DESC LIMIT 1`,
-		"ReceivedIn (senders, failures)": fmt.Sprintf(`SELECT rr.org_name, r.source_ip, m.n FROM (SELECT row_ref, SUM(count) AS n FROM received_days WHERE domain = 'd0.example' AND day >= %d AND day < %d GROUP BY row_ref) m
-JOIN received_rows r ON r.id = m.row_ref JOIN received_reports rr ON rr.id = r.report_ref`, since, until),
-		"SourcesOf (senders, failures)": `SELECT r.source_ip, MIN(rr.period_begin), MAX(rr.period_end) FROM received_rows r JOIN received_reports rr ON rr.id = r.report_ref WHERE rr.domain = 'd0.example' GROUP BY r.source_ip`,
+		"ReceivedIn (senders, failures)": fmt.Sprintf(`SELECT fact_key, source_ip, disposition, dkim_aligned, spf_aligned, reasons, header_from, envelope_from, dkim, spf, messages
+FROM received_facts WHERE domain = 'd0.example' AND day >= %d AND day < %d`, since, until),
+		"ReceivedOverrides (failures)": fmt.Sprintf(`SELECT reporter, type, comment, SUM(messages) AS n FROM received_overrides
+WHERE domain = 'd0.example' AND day >= %d AND day < %d GROUP BY reporter, type, comment ORDER BY n DESC, reporter, type, comment`, since, until),
+		"SourcesOf (senders, failures)": `SELECT s.ip, s.ptr, x.first_seen, x.last_seen FROM received_domain_sources x JOIN sources s ON s.ip = x.source_ip WHERE x.domain = 'd0.example'`,
 		"InboundDays":                   fmt.Sprintf(`SELECT period_begin - period_begin %% 86400, result, action, SUM(count) FROM counters WHERE period_begin >= %d AND period_begin < %d GROUP BY 1, 2, 3`, since, until),
 		"InboundTopDomains":             fmt.Sprintf(`SELECT domain, SUM(count) AS n FROM counters WHERE period_begin >= %d AND period_begin < %d AND domain <> '' GROUP BY domain ORDER BY n DESC, domain LIMIT 25`, since, until),
 		"InboundSpoofed": fmt.Sprintf(`SELECT p.domain, SUM(r.count) FROM agg_rows r JOIN policies p ON p.id = r.policy_id WHERE r.period_end > %d AND r.period_begin >= %d AND r.period_begin < %d
@@ -295,7 +364,7 @@ JOIN received_rows r ON r.id = m.row_ref JOIN received_reports rr ON rr.id = r.r
 				ptrs[i] = &vals[i]
 			}
 			rows.Scan(ptrs...)
-			fmt.Fprintln(&b, fmt.Sprint(vals...))
+			fmt.Fprint(&b, fmt.Sprintln(vals...))
 		}
 		rows.Close()
 		b.WriteString("\n")

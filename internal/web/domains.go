@@ -79,7 +79,7 @@ func (s *Server) domainsPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) domainsData(r *http.Request, rng dateRange) (*domainsData, error) {
 	ctx := r.Context()
-	days, err := s.days.get(ctx, rng.Since, rng.Until)
+	days, err := s.st.ReceivedDays(ctx, rng.Since, rng.Until)
 	if err != nil {
 		return nil, err
 	}

@@ -1,9 +1,7 @@
 package web
 
 import (
-	"cmp"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -79,12 +77,12 @@ func (s *Server) failuresPage(w http.ResponseWriter, r *http.Request) {
 		writeCSV(w, "failures-"+domain, []string{"cause", "sender", "detail", "messages", "dmarc_fail", "ips", "fix"}, recs, start)
 		return
 	}
-	rows, err := s.st.ReceivedIn(r.Context(), domain, rng.Since, rng.Until)
+	ovr, err := s.st.ReceivedOverrides(r.Context(), domain, rng.Since, rng.Until)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	data := &failuresData{Domain: domain, Messages: rep.Messages, DMARCFail: rep.DMARCFail, Overrides: overrides(rows)}
+	data := &failuresData{Domain: domain, Messages: rep.Messages, DMARCFail: rep.DMARCFail, Overrides: overrides(ovr)}
 	for _, f := range rep.Failures {
 		data.Rows = append(data.Rows, failureRow{Failure: f, Words: causeWords[f.Cause]})
 	}
@@ -98,23 +96,12 @@ func (s *Server) failuresPage(w http.ResponseWriter, r *http.Request) {
 // maxOverrides bounds the override rows shown.
 const maxOverrides = 100
 
-// overrides sums the reported policy overrides by reporter, type and
-// comment, most messages first.
-func overrides(rows []store.ReceivedTotal) []overrideRow {
-	sum := map[overrideRow]int64{}
-	for _, r := range rows {
-		for _, x := range r.Reasons {
-			sum[overrideRow{Reporter: r.ReporterOrg, Type: x.Type, Comment: x.Comment}] += r.Messages
-		}
+// overrides are the reported policy overrides by reporter, type and
+// comment, most messages first (the store sums and orders them).
+func overrides(list []store.ReceivedOverride) []overrideRow {
+	out := make([]overrideRow, 0, min(len(list), maxOverrides))
+	for _, o := range list[:min(len(list), maxOverrides)] {
+		out = append(out, overrideRow{Reporter: o.Reporter, Type: o.Reason.Type, Comment: o.Reason.Comment, Messages: o.Messages})
 	}
-	var out []overrideRow
-	for k, n := range sum {
-		k.Messages = n
-		out = append(out, k)
-	}
-	slices.SortFunc(out, func(a, b overrideRow) int {
-		return cmp.Or(cmp.Compare(b.Messages, a.Messages), cmp.Compare(a.Reporter, b.Reporter),
-			cmp.Compare(a.Type, b.Type), cmp.Compare(a.Comment, b.Comment))
-	})
-	return out[:min(len(out), maxOverrides)]
+	return out
 }

@@ -61,7 +61,6 @@ type Server struct {
 	opts  Options
 	log   *slog.Logger
 	pages map[string]*template.Template
-	days  *dayCache
 }
 
 // New returns a Server reading st.
@@ -76,7 +75,7 @@ func New(st *store.Store, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{st: st, opts: opts, log: opts.Logger, pages: pages, days: newDayCache(st, time.Now)}, nil
+	return &Server{st: st, opts: opts, log: opts.Logger, pages: pages}, nil
 }
 
 // pageNames are the page templates; each is parsed with layout.html.
@@ -100,17 +99,6 @@ func staticFiles() http.Handler {
 		panic(err) // the embedded tree is fixed at build time
 	}
 	return http.StripPrefix("/static/", http.FileServerFS(sub))
-}
-
-// Warm sums the days of the default range ahead of the first view of the
-// domains page (seconds over a year of reports; docs/performance.md).
-func (s *Server) Warm(ctx context.Context) error {
-	rng, err := parseRange(nil, s.opts.Now())
-	if err != nil {
-		return err
-	}
-	_, err = s.days.get(ctx, rng.Since, rng.Until)
-	return err
 }
 
 // Serve serves the dashboard on ln until ctx ends, then shuts it down.

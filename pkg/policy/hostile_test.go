@@ -58,7 +58,12 @@ func checkLinear(t *testing.T, limit int, gens []hostileGen, f func(string)) {
 		fixed := len(g.head) + len(g.tail)
 		small := fill(g.head, g.unit, g.tail, limit/32-fixed)
 		large := fill(g.head, g.unit, g.tail, limit-fixed)
+		// A machine busy with other work can slow one measurement; a
+		// quadratic parser is slow every time: measure up to three times.
 		ps, pl := nsPerByte(small, f), nsPerByte(large, f)
+		for try := 1; try < 3 && pl > 8*ps && pl > 50; try++ {
+			ps, pl = nsPerByte(small, f), nsPerByte(large, f)
+		}
 		if pl > 8*ps && pl > 50 {
 			t.Errorf("%s: %.1f ns/byte at %d bytes, %.1f at %d: cost grows with the input", g.name, pl, len(large), ps, len(small))
 		}
@@ -89,10 +94,10 @@ func TestParseFromHostileLinear(t *testing.T) {
 		{"encoded words", "", "=?utf-8?q?x?= ", "<a@b.example>"},
 		{"obsolete route", "<", "@r.example,", ":a@b.example>"},
 	}, func(s string) { ParseFrom([]string{s}) })
-	// Over the limit: refused before parsing, in no time.
+	// Over the limit: refused before parsing (nothing allocated for it).
 	huge := fill("", "(", "a@b.example", 64<<20)
-	if p := nsPerByte(huge, func(s string) { ParseFrom([]string{s}) }); p > 0.01 {
-		t.Errorf("64 MiB From field: %.3f ns/byte, want it refused without reading", p)
+	if a := allocPerByte(huge, func(s string) { ParseFrom([]string{s}) }); a > 1e-4 {
+		t.Errorf("64 MiB From field: %.5f bytes allocated per byte, want it refused without reading", a)
 	}
 	if a := ParseFrom([]string{huge}); a.Problem != FromUnparseable {
 		t.Errorf("64 MiB From field: %q", a.Problem)

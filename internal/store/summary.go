@@ -353,25 +353,9 @@ WHERE rr.id IN (`+in+`)`, args...)
 func (s *Store) fillSummaries(ctx context.Context, tx *sql.Tx) error {
 	var after int64
 	for {
-		var ids []int64
-		rs, err := tx.QueryContext(ctx, `SELECT id FROM received_reports WHERE id > $1 ORDER BY id LIMIT 1000`, after)
-		if err != nil {
+		ids, err := queryIDs(ctx, tx, `SELECT id FROM received_reports WHERE id > $1 ORDER BY id LIMIT 1000`, after)
+		if err != nil || len(ids) == 0 {
 			return err
-		}
-		for rs.Next() {
-			var id int64
-			if err := rs.Scan(&id); err != nil {
-				rs.Close()
-				return err
-			}
-			ids = append(ids, id)
-		}
-		rs.Close()
-		if err := rs.Err(); err != nil {
-			return err
-		}
-		if len(ids) == 0 {
-			return nil
 		}
 		d := newSummaryDelta()
 		if err := s.loadSummary(ctx, tx, ids, 1, d); err != nil {
@@ -399,22 +383,10 @@ func (s *Store) expireReceived(ctx context.Context, cutoff int64) (int64, error)
 		}
 		var ids []int64
 		err := s.inTx(ctx, func(tx *sql.Tx) error {
-			ids = ids[:0]
-			rs, err := tx.QueryContext(ctx, `SELECT id FROM received_reports WHERE period_end < $1 ORDER BY id LIMIT $2`,
+			var err error
+			ids, err = queryIDs(ctx, tx, `SELECT id FROM received_reports WHERE period_end < $1 ORDER BY id LIMIT $2`,
 				cutoff, receivedExpiryBatch)
-			if err != nil {
-				return err
-			}
-			for rs.Next() {
-				var id int64
-				if err := rs.Scan(&id); err != nil {
-					rs.Close()
-					return err
-				}
-				ids = append(ids, id)
-			}
-			rs.Close()
-			if err := rs.Err(); err != nil || len(ids) == 0 {
+			if err != nil || len(ids) == 0 {
 				return err
 			}
 			d := newSummaryDelta()
@@ -436,6 +408,24 @@ func (s *Store) expireReceived(ctx context.Context, cutoff int64) (int64, error)
 			return total, nil
 		}
 	}
+}
+
+// queryIDs runs a query of one integer column.
+func queryIDs(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int64, error) {
+	rs, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var ids []int64
+	for rs.Next() {
+		var id int64
+		if err := rs.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rs.Err()
 }
 
 // idList is the placeholders and arguments of an IN list of ids.

@@ -1,0 +1,136 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// InboundDay is what the milter decided on one UTC day for one (result,
+// action): the sum of its outcome counters.
+type InboundDay struct {
+	Day      time.Time
+	Result   string
+	Action   string
+	Messages int64
+}
+
+// InboundDays sums the outcome counters of the periods beginning in
+// [since, until) by UTC day, result and action, ordered by those.
+func (s *Store) InboundDays(ctx context.Context, since, until time.Time) ([]InboundDay, error) {
+	var out []InboundDay
+	err := s.each(ctx, `
+SELECT period_begin - period_begin % 86400 AS day, result, action, SUM(count) FROM counters
+WHERE period_begin >= $1 AND period_begin < $2
+GROUP BY period_begin - period_begin % 86400, result, action ORDER BY 1, 2, 3`, []any{unix(since), unix(until)}, func(rs *sql.Rows) error {
+		var d InboundDay
+		var day int64
+		if err := rs.Scan(&day, &d.Result, &d.Action, &d.Messages); err != nil {
+			return err
+		}
+		d.Day = fromUnix(day)
+		out = append(out, d)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: inbound days: %w", s.wrap(err))
+	}
+	return out, nil
+}
+
+// DomainTotal is a domain's messages in a range, and how many failed DMARC.
+type DomainTotal struct {
+	Domain   string
+	Messages int64
+	Fail     int64
+}
+
+// InboundTopDomains returns the limit sending domains (policy or From
+// domains of the outcome counters) with the most messages in the periods
+// beginning in [since, until), most first.
+func (s *Store) InboundTopDomains(ctx context.Context, since, until time.Time, limit int) ([]DomainTotal, error) {
+	return s.domainTotals(ctx, "inbound top domains", `
+SELECT domain, SUM(count) AS n, SUM(CASE WHEN result = 'fail' THEN count ELSE 0 END) FROM counters
+WHERE period_begin >= $1 AND period_begin < $2 AND domain <> ''
+GROUP BY domain ORDER BY n DESC, domain LIMIT $3`, since, until, limit)
+}
+
+// InboundSpoofed returns the limit policy domains with the most recorded
+// messages that failed DMARC (neither aligned SPF nor aligned DKIM passed)
+// while the domain published p=reject or p=quarantine, in the periods
+// beginning in [since, until), most first. Messages and Fail are equal.
+func (s *Store) InboundSpoofed(ctx context.Context, since, until time.Time, limit int) ([]DomainTotal, error) {
+	return s.domainTotals(ctx, "inbound spoofed domains", `
+SELECT p.domain, SUM(r.count) AS n, SUM(r.count) FROM agg_rows r JOIN policies p ON p.id = r.policy_id
+WHERE r.period_end > $1 AND r.period_begin >= $1 AND r.period_begin < $2
+	AND r.dkim_aligned <> 'pass' AND r.spf_aligned <> 'pass' AND p.p IN ('reject', 'quarantine')
+GROUP BY p.domain ORDER BY n DESC, p.domain LIMIT $3`, since, until, limit)
+}
+
+func (s *Store) domainTotals(ctx context.Context, what, query string, since, until time.Time, limit int) ([]DomainTotal, error) {
+	var out []DomainTotal
+	err := s.each(ctx, query, []any{unix(since), unix(until), limit}, func(rs *sql.Rows) error {
+		var d DomainTotal
+		if err := rs.Scan(&d.Domain, &d.Messages, &d.Fail); err != nil {
+			return err
+		}
+		out = append(out, d)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, s.wrap(err))
+	}
+	return out, nil
+}
+
+// OverrideTotal is how many recorded messages had one policy override
+// (RFC 9990 reason type and comment) in a range.
+type OverrideTotal struct {
+	Reason   Reason
+	Messages int64
+}
+
+// InboundOverrides sums the recorded messages whose rows carry policy
+// overrides, by override, in the periods beginning in [since, until), most
+// first.
+func (s *Store) InboundOverrides(ctx context.Context, since, until time.Time) ([]OverrideTotal, error) {
+	sum := map[Reason]int64{}
+	err := s.each(ctx, `
+SELECT reasons, SUM(count) FROM agg_rows
+WHERE period_end > $1 AND period_begin >= $1 AND period_begin < $2 AND reasons <> '[]'
+GROUP BY reasons`, []any{unix(since), unix(until)}, func(rs *sql.Rows) error {
+		var text string
+		var n int64
+		if err := rs.Scan(&text, &n); err != nil {
+			return err
+		}
+		var list []Reason
+		if err := json.Unmarshal([]byte(text), &list); err != nil {
+			return fmt.Errorf("row reasons: %w", err)
+		}
+		for _, r := range list {
+			sum[r] += n
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: inbound overrides: %w", s.wrap(err))
+	}
+	out := make([]OverrideTotal, 0, len(sum))
+	for r, n := range sum {
+		out = append(out, OverrideTotal{Reason: r, Messages: n})
+	}
+	sortOverrides(out)
+	return out, nil
+}
+
+func sortOverrides(out []OverrideTotal) {
+	slices.SortFunc(out, func(a, b OverrideTotal) int {
+		return cmp.Or(cmp.Compare(b.Messages, a.Messages), cmp.Compare(a.Reason.Type, b.Reason.Type),
+			cmp.Compare(a.Reason.Comment, b.Reason.Comment))
+	})
+}

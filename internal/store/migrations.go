@@ -122,6 +122,9 @@ CREATE TABLE suppressions (
 	// 2: reports received from other receivers (received.go), their
 	// sources (senders.go), intake refusals, stored health checks.
 	migrationReceived,
+	// 4: the dashboard's indexes of sent reports and inbound counters
+	// (migration_sent.go).
+	migrationDashboard,
 }
 
 // SchemaVersion is the schema version this binary writes and understands.

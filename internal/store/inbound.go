@@ -20,25 +20,38 @@ type InboundDay struct {
 }
 
 // InboundDays sums the outcome counters of the periods beginning in
-// [since, until) by UTC day, result and action, ordered by those.
+// [since, until) by UTC day, result and action, ordered by those. SQL sums
+// by period (the order of counters_when, read without the table) and the
+// periods of a day are added here: a period divides the day.
 func (s *Store) InboundDays(ctx context.Context, since, until time.Time) ([]InboundDay, error) {
-	var out []InboundDay
+	type key struct {
+		day            int64
+		result, action string
+	}
+	sum := map[key]int64{}
 	err := s.each(ctx, `
-SELECT period_begin - period_begin % 86400 AS day, result, action, SUM(count) FROM counters
+SELECT period_begin, result, action, SUM(count) FROM counters
 WHERE period_begin >= $1 AND period_begin < $2
-GROUP BY period_begin - period_begin % 86400, result, action ORDER BY 1, 2, 3`, []any{unix(since), unix(until)}, func(rs *sql.Rows) error {
-		var d InboundDay
-		var day int64
-		if err := rs.Scan(&day, &d.Result, &d.Action, &d.Messages); err != nil {
+GROUP BY period_begin, result, action`, []any{unix(since), unix(until)}, func(rs *sql.Rows) error {
+		var k key
+		var begin, n int64
+		if err := rs.Scan(&begin, &k.result, &k.action, &n); err != nil {
 			return err
 		}
-		d.Day = fromUnix(day)
-		out = append(out, d)
+		k.day = begin - begin%86400
+		sum[k] += n
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: inbound days: %w", s.wrap(err))
 	}
+	out := make([]InboundDay, 0, len(sum))
+	for k, n := range sum {
+		out = append(out, InboundDay{Day: fromUnix(k.day), Result: k.result, Action: k.action, Messages: n})
+	}
+	slices.SortFunc(out, func(a, b InboundDay) int {
+		return cmp.Or(a.Day.Compare(b.Day), cmp.Compare(a.Result, b.Result), cmp.Compare(a.Action, b.Action))
+	})
 	return out, nil
 }
 

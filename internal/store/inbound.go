@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -29,10 +31,10 @@ func (s *Store) InboundDays(ctx context.Context, since, until time.Time) ([]Inbo
 		result, action string
 	}
 	sum := map[key]int64{}
-	err := s.each(ctx, `
+	err := s.each(ctx, rangeSQL(`
 SELECT period_begin, result, action, SUM(count) FROM counters
-WHERE period_begin >= $1 AND period_begin < $2
-GROUP BY period_begin, result, action`, []any{unix(since), unix(until)}, func(rs *sql.Rows) error {
+WHERE period_begin >= {since} AND period_begin < {until}
+GROUP BY period_begin, result, action`, since, until), nil, func(rs *sql.Rows) error {
 		var k key
 		var begin, n int64
 		if err := rs.Scan(&begin, &k.result, &k.action, &n); err != nil {
@@ -66,10 +68,10 @@ type DomainTotal struct {
 // domains of the outcome counters) with the most messages in the periods
 // beginning in [since, until), most first.
 func (s *Store) InboundTopDomains(ctx context.Context, since, until time.Time, limit int) ([]DomainTotal, error) {
-	return s.domainTotals(ctx, "inbound top domains", `
+	return s.domainTotals(ctx, "inbound top domains", rangeSQL(`
 SELECT domain, SUM(count) AS n, SUM(CASE WHEN result = 'fail' THEN count ELSE 0 END) FROM counters
-WHERE period_begin >= $1 AND period_begin < $2 AND domain <> ''
-GROUP BY domain ORDER BY n DESC, domain LIMIT $3`, since, until, limit)
+WHERE period_begin >= {since} AND period_begin < {until} AND domain <> ''
+GROUP BY domain ORDER BY n DESC, domain LIMIT $1`, since, until), limit)
 }
 
 // InboundSpoofed returns the limit policy domains with the most recorded
@@ -77,16 +79,16 @@ GROUP BY domain ORDER BY n DESC, domain LIMIT $3`, since, until, limit)
 // while the domain published p=reject or p=quarantine, in the periods
 // beginning in [since, until), most first. Messages and Fail are equal.
 func (s *Store) InboundSpoofed(ctx context.Context, since, until time.Time, limit int) ([]DomainTotal, error) {
-	return s.domainTotals(ctx, "inbound spoofed domains", `
+	return s.domainTotals(ctx, "inbound spoofed domains", rangeSQL(`
 SELECT p.domain, SUM(r.count) AS n, SUM(r.count) FROM agg_rows r JOIN policies p ON p.id = r.policy_id
-WHERE r.period_end > $1 AND r.period_begin >= $1 AND r.period_begin < $2
+WHERE r.period_end > {since} AND r.period_begin >= {since} AND r.period_begin < {until}
 	AND r.dkim_aligned <> 'pass' AND r.spf_aligned <> 'pass' AND p.p IN ('reject', 'quarantine')
-GROUP BY p.domain ORDER BY n DESC, p.domain LIMIT $3`, since, until, limit)
+GROUP BY p.domain ORDER BY n DESC, p.domain LIMIT $1`, since, until), limit)
 }
 
-func (s *Store) domainTotals(ctx context.Context, what, query string, since, until time.Time, limit int) ([]DomainTotal, error) {
+func (s *Store) domainTotals(ctx context.Context, what, query string, limit int) ([]DomainTotal, error) {
 	var out []DomainTotal
-	err := s.each(ctx, query, []any{unix(since), unix(until), limit}, func(rs *sql.Rows) error {
+	err := s.each(ctx, query, []any{limit}, func(rs *sql.Rows) error {
 		var d DomainTotal
 		if err := rs.Scan(&d.Domain, &d.Messages, &d.Fail); err != nil {
 			return err
@@ -112,10 +114,10 @@ type OverrideTotal struct {
 // first.
 func (s *Store) InboundOverrides(ctx context.Context, since, until time.Time) ([]OverrideTotal, error) {
 	sum := map[Reason]int64{}
-	err := s.each(ctx, `
+	err := s.each(ctx, rangeSQL(`
 SELECT reasons, SUM(count) FROM agg_rows
-WHERE period_end > $1 AND period_begin >= $1 AND period_begin < $2 AND reasons <> '[]'
-GROUP BY reasons`, []any{unix(since), unix(until)}, func(rs *sql.Rows) error {
+WHERE period_end > {since} AND period_begin >= {since} AND period_begin < {until} AND reasons <> '[]'
+GROUP BY reasons`, since, until), nil, func(rs *sql.Rows) error {
 		var text string
 		var n int64
 		if err := rs.Scan(&text, &n); err != nil {
@@ -146,4 +148,15 @@ func sortOverrides(out []OverrideTotal) {
 		return cmp.Or(cmp.Compare(b.Messages, a.Messages), cmp.Compare(a.Reason.Type, b.Reason.Type),
 			cmp.Compare(a.Reason.Comment, b.Reason.Comment))
 	})
+}
+
+// rangeSQL writes the Unix seconds of [since, until) into query's {since}
+// and {until} as integer literals. With parameters, PostgreSQL settles
+// after five runs of a prepared statement on a generic plan that takes any
+// range for a sliver: a year of counters (1.1 million rows) was then read
+// through an index, 350 ms, where the planner that sees the range scans
+// the table in parallel, 180 ms (bench_test.go's data).
+func rangeSQL(query string, since, until time.Time) string {
+	return strings.NewReplacer("{since}", strconv.FormatInt(unix(since), 10),
+		"{until}", strconv.FormatInt(unix(until), 10)).Replace(query)
 }

@@ -136,7 +136,10 @@ func (s *Store) SentReportList(ctx context.Context, q SentQuery) (SentList, erro
 	}
 	since, until := unix(q.Since), unix(q.Until)
 	var list SentList
-	// reports_when covers the count: the range's entries, not the table.
+	// The count reads index entries of the range only (SQLite:
+	// reports_when, which covers it; PostgreSQL: reports_period). It and
+	// the list are two statements: a report stored between them can make
+	// them differ by one, never a page's rows wrong.
 	err = s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM reports WHERE period_end > $1 AND period_begin < $2`,
 		since, until).Scan(&list.Total)
 	if err != nil {
@@ -154,7 +157,9 @@ func (s *Store) SentReportList(ctx context.Context, q SentQuery) (SentList, erro
 	}
 	inner, outer := "x.id", order
 	if q.Sort == SentByFailed {
-		// deliveries_failed holds only the failed destinations.
+		// deliveries_failed holds only the failed destinations; the states
+		// are literals (DeliveryFailedTemp, DeliveryFailedPerm) because
+		// PostgreSQL matches a partial index to a query's constants only.
 		from = `reports x JOIN policies p ON p.id = x.policy_id
 	LEFT JOIN (SELECT report_ref, COUNT(*) AS n FROM deliveries
 		WHERE state IN ('failed-temp', 'failed-perm') GROUP BY report_ref) f ON f.report_ref = x.id WHERE`

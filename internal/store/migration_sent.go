@@ -21,12 +21,16 @@ package store
 // agg_rows_reasons: the recorded rows with policy overrides. It leaves
 // the count out: the recorder's upserts of agg_rows, the milter's hot
 // path, change only the count and so touch no new index entry.
+//
+// The step can run again over itself (IF NOT EXISTS, IF EXISTS): a test
+// that winds the schema version back to rebuild an earlier step's tables
+// runs it twice.
 const migrationDashboard = `
-CREATE INDEX reports_when ON reports (period_end, period_begin, policy_id);
-CREATE INDEX reports_listing ON reports (policy_id, period_end, period_begin, state, rows_included);
-CREATE INDEX deliveries_failed ON deliveries (report_ref) WHERE state IN ('failed-temp', 'failed-perm');
-CREATE INDEX counters_when ON counters (period_begin, result, action, count);
-CREATE INDEX counters_by_domain ON counters (domain, period_begin, result, count);
-DROP INDEX counters_domain;
-CREATE INDEX agg_rows_reasons ON agg_rows (period_begin, period_end) WHERE reasons <> '[]';
+CREATE INDEX IF NOT EXISTS reports_when ON reports (period_end, period_begin, policy_id);
+CREATE INDEX IF NOT EXISTS reports_listing ON reports (policy_id, period_end, period_begin, state, rows_included);
+CREATE INDEX IF NOT EXISTS deliveries_failed ON deliveries (report_ref) WHERE state IN ('failed-temp', 'failed-perm');
+CREATE INDEX IF NOT EXISTS counters_when ON counters (period_begin, result, action, count);
+CREATE INDEX IF NOT EXISTS counters_by_domain ON counters (domain, period_begin, result, count);
+DROP INDEX IF EXISTS counters_domain;
+CREATE INDEX IF NOT EXISTS agg_rows_reasons ON agg_rows (period_begin, period_end) WHERE reasons <> '[]';
 `

@@ -125,6 +125,9 @@ CREATE TABLE suppressions (
 	// 3: summaries of the received reports for the dashboard (summary.go),
 	// built from the reports already stored by fillSummaries.
 	migrationSummaries,
+	// 4: the dashboard's indexes of sent reports and inbound counters
+	// (migration_sent.go).
+	migrationDashboard,
 }
 
 // migrationFills are Go steps run right after the SQL of the migration of

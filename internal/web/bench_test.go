@@ -276,7 +276,8 @@ func measure(t *testing.T, st *store.Store, sz benchSize, eng string) {
 	loads := envInt("WEBBENCH_LOADS", 30)
 	for _, path := range []string{"/", "/senders?domain=d0.example", "/failures?domain=d0.example", "/inbound", "/reports",
 		"/?from=2025-12-07&to=2026-12-06", "/senders?domain=d0.example&from=2025-12-07&to=2026-12-06",
-		"/failures?domain=d0.example&from=2025-12-07&to=2026-12-06", "/senders?domain=d0.example&format=json"} {
+		"/failures?domain=d0.example&from=2025-12-07&to=2026-12-06", "/senders?domain=d0.example&format=json",
+		"/inbound?from=2025-12-07&to=2026-12-06", "/reports?from=2025-12-07&to=2026-12-06", "/reports?sort=failed&dir=desc"} {
 		var times []time.Duration
 		var first time.Duration
 		var last *httptest.ResponseRecorder
@@ -322,6 +323,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // plans writes the query plans of the dashboard's main queries.
 func plans(t *testing.T, db *sql.DB, eng, path string) {
 	since, until := benchEnd.AddDate(0, 0, -30).Unix(), benchEnd.Unix()
+	yearSince := benchEnd.AddDate(-1, 0, 0).Unix()
 	qs := map[string]string{
 		"ReceivedDays (domains)": fmt.Sprintf(`SELECT domain, day, messages, pass FROM received_domain_days
 WHERE day >= %d AND day < %d ORDER BY domain, day`, since, until),
@@ -331,13 +333,35 @@ FROM received_facts WHERE domain = 'd0.example' AND day >= %d AND day < %d`, sin
 		"ReceivedOverrides (failures)": fmt.Sprintf(`SELECT reporter, type, comment, SUM(messages) AS n FROM received_overrides
 WHERE domain = 'd0.example' AND day >= %d AND day < %d GROUP BY reporter, type, comment ORDER BY n DESC, reporter, type, comment`, since, until),
 		"SourcesOf (senders, failures)": `SELECT s.ip, s.ptr, x.first_seen, x.last_seen FROM received_domain_sources x JOIN sources s ON s.ip = x.source_ip WHERE x.domain = 'd0.example'`,
-		"InboundDays":                   fmt.Sprintf(`SELECT period_begin - period_begin %% 86400, result, action, SUM(count) FROM counters WHERE period_begin >= %d AND period_begin < %d GROUP BY 1, 2, 3`, since, until),
-		"InboundTopDomains":             fmt.Sprintf(`SELECT domain, SUM(count) AS n FROM counters WHERE period_begin >= %d AND period_begin < %d AND domain <> '' GROUP BY domain ORDER BY n DESC, domain LIMIT 25`, since, until),
-		"InboundSpoofed": fmt.Sprintf(`SELECT p.domain, SUM(r.count) FROM agg_rows r JOIN policies p ON p.id = r.policy_id WHERE r.period_end > %d AND r.period_begin >= %d AND r.period_begin < %d
-	AND r.dkim_aligned <> 'pass' AND r.spf_aligned <> 'pass' AND p.p IN ('reject', 'quarantine') GROUP BY p.domain`, since, since, until),
-		"InboundOverrides":                 fmt.Sprintf(`SELECT reasons, SUM(count) FROM agg_rows WHERE period_end > %d AND period_begin >= %d AND period_begin < %d AND reasons <> '[]' GROUP BY reasons`, since, since, until),
-		"SentReports (reports)":            fmt.Sprintf(`SELECT x.id, p.domain FROM reports x JOIN policies p ON p.id = x.policy_id WHERE x.period_end > %d AND x.period_begin < %d ORDER BY x.period_begin, p.domain, x.id`, since, until),
-		"SentReports deliveries (reports)": fmt.Sprintf(`SELECT d.report_ref, d.address FROM deliveries d JOIN reports x ON x.id = d.report_ref WHERE x.period_end > %d AND x.period_begin < %d ORDER BY d.report_ref, d.address`, since, until),
+		"InboundDays": fmt.Sprintf(`SELECT period_begin, result, action, SUM(count) FROM counters WHERE period_begin >= %d AND period_begin < %d
+GROUP BY period_begin, result, action`, since, until),
+		"InboundDays (a year)": fmt.Sprintf(`SELECT period_begin, result, action, SUM(count) FROM counters WHERE period_begin >= %d AND period_begin < %d
+GROUP BY period_begin, result, action`, yearSince, until),
+		"InboundTopDomains": fmt.Sprintf(`SELECT domain, SUM(count) AS n, SUM(CASE WHEN result = 'fail' THEN count ELSE 0 END) FROM counters
+WHERE period_begin >= %d AND period_begin < %d AND domain <> '' GROUP BY domain ORDER BY n DESC, domain LIMIT 25`, since, until),
+		"InboundTopDomains (a year)": fmt.Sprintf(`SELECT domain, SUM(count) AS n, SUM(CASE WHEN result = 'fail' THEN count ELSE 0 END) FROM counters
+WHERE period_begin >= %d AND period_begin < %d AND domain <> '' GROUP BY domain ORDER BY n DESC, domain LIMIT 25`, yearSince, until),
+		"InboundSpoofed": fmt.Sprintf(`SELECT p.domain, SUM(r.count) AS n, SUM(r.count) FROM agg_rows r JOIN policies p ON p.id = r.policy_id WHERE r.period_end > %d AND r.period_begin >= %d AND r.period_begin < %d
+	AND r.dkim_aligned <> 'pass' AND r.spf_aligned <> 'pass' AND p.p IN ('reject', 'quarantine') GROUP BY p.domain ORDER BY n DESC, p.domain LIMIT 25`, since, since, until),
+		"InboundOverrides":            fmt.Sprintf(`SELECT reasons, SUM(count) FROM agg_rows WHERE period_end > %d AND period_begin >= %d AND period_begin < %d AND reasons <> '[]' GROUP BY reasons`, since, since, until),
+		"SentReports count (reports)": fmt.Sprintf(`SELECT COUNT(*) FROM reports WHERE period_end > %d AND period_begin < %d`, since, until),
+		"SentReports page by period (reports, default)": fmt.Sprintf(`SELECT x.id, p.domain, x.period_begin, x.period_end, x.state, x.report_id, x.rows_included, x.built
+FROM (SELECT x.id FROM reports x CROSS JOIN policies p WHERE p.id = x.policy_id AND x.period_end > %d AND x.period_begin < %d
+	ORDER BY x.period_end DESC, x.period_begin DESC, p.domain, x.id LIMIT 500) k
+JOIN reports x ON x.id = k.id JOIN policies p ON p.id = x.policy_id ORDER BY x.period_end DESC, x.period_begin DESC, p.domain, x.id`, since, until),
+		"SentReports page by rows (reports, a year)": fmt.Sprintf(`SELECT x.id, p.domain, x.period_begin, x.period_end, x.state, x.report_id, x.rows_included, x.built
+FROM (SELECT x.id FROM reports x JOIN policies p ON p.id = x.policy_id WHERE x.period_end > %d AND x.period_begin < %d
+	ORDER BY x.rows_included DESC, x.period_begin, p.domain, x.id LIMIT 500) k
+JOIN reports x ON x.id = k.id JOIN policies p ON p.id = x.policy_id ORDER BY x.rows_included DESC, x.period_begin, p.domain, x.id`, yearSince, until),
+		"SentReports page by failed destinations (reports)": fmt.Sprintf(`SELECT x.id, p.domain, x.period_begin, x.period_end, x.state, x.report_id, x.rows_included, x.built
+FROM (SELECT x.id, COALESCE(f.n, 0) AS failed FROM reports x JOIN policies p ON p.id = x.policy_id
+	LEFT JOIN (SELECT report_ref, COUNT(*) AS n FROM deliveries WHERE state IN ('failed-temp', 'failed-perm') GROUP BY report_ref) f ON f.report_ref = x.id
+	WHERE x.period_end > %d AND x.period_begin < %d ORDER BY COALESCE(f.n, 0) DESC, x.period_begin, p.domain, x.id LIMIT 500) k
+JOIN reports x ON x.id = k.id JOIN policies p ON p.id = x.policy_id ORDER BY k.failed DESC, x.period_begin, p.domain, x.id`, since, until),
+		"SentReports page deliveries (reports, shown reports)": `SELECT report_ref, address, state, attempts, next_attempt, last_error, sent FROM deliveries
+WHERE report_ref IN (1, 2, 3, 4, 5) ORDER BY report_ref, address`,
+		"SentReports export (reports, format=csv/json)":            fmt.Sprintf(`SELECT x.id, p.domain FROM reports x JOIN policies p ON p.id = x.policy_id WHERE x.period_end > %d AND x.period_begin < %d ORDER BY x.period_begin, p.domain, x.id`, since, until),
+		"SentReports export deliveries (reports, format=csv/json)": fmt.Sprintf(`SELECT d.report_ref, d.address FROM deliveries d JOIN reports x ON x.id = d.report_ref WHERE x.period_end > %d AND x.period_begin < %d ORDER BY d.report_ref, d.address`, since, until),
 	}
 	prefix := "EXPLAIN QUERY PLAN "
 	if eng == "postgresql" {

@@ -3,6 +3,7 @@ package web
 import (
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -248,5 +249,119 @@ func TestCSVCell(t *testing.T) {
 		if got := csvCell(in); got != want {
 			t.Errorf("csvCell(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// manyReports stores n reports for n policy domains (d000.example, …) of
+// Dec 3: all claimed, and built and sent to two destinations for the
+// domains of failed (with that many of the two failed).
+func manyReports(t testing.TB, st *store.Store, n int, failed map[int]int) {
+	ctx := t.Context()
+	pol := func(i int) store.Policy {
+		return store.Policy{Domain: fmt.Sprintf("d%03d.example", i), P: "reject", SP: "reject", NP: "reject", ADKIM: "r", ASPF: "r",
+			FO: "0", Testing: "n", DiscoveryMethod: "treewalk"}
+	}
+	var rows []store.Row
+	for i := range n {
+		rows = append(rows, store.Row{Begin: dec(3), End: dec(4), Policy: pol(i), SourceIP: netip.MustParseAddr("203.0.113.5"),
+			HeaderFrom: pol(i).Domain, Disposition: "none", DKIMAligned: "pass", SPFAligned: "pass", Reasons: []store.Reason{}, Count: 1})
+	}
+	_, err := st.RecordRows(ctx, rows)
+	must(t, err)
+	for i := range n {
+		cl, err := st.ClaimReport(ctx, store.Group{Policy: pol(i), Begin: dec(3), End: dec(4)}, "test", time.Hour)
+		must(t, err)
+		f, ok := failed[i]
+		if !ok {
+			continue
+		}
+		must(t, st.SaveBuilt(ctx, cl, store.Built{ReportID: fmt.Sprintf("rep-%03d", i), Filename: "r.xml.gz", Data: []byte("x"),
+			Deliveries: []store.Delivery{{Address: "a@x.example", State: store.DeliveryPending}, {Address: "b@x.example", State: store.DeliveryPending}}}))
+		for j, a := range []string{"a@x.example", "b@x.example"} {
+			if j < f {
+				must(t, st.MarkFailed(ctx, cl, a, store.Failure{Temporary: true, Err: "451 later", Next: testNow.Add(time.Hour)}))
+			} else {
+				must(t, st.MarkSent(ctx, cl, a))
+			}
+		}
+	}
+}
+
+// firstReportRow is the first row of the reports table.
+func firstReportRow(t *testing.T, body string) string {
+	t.Helper()
+	_, tbl, ok := strings.Cut(body, `<table id="reports">`)
+	_, rest, ok2 := strings.Cut(tbl, "<tbody>")
+	row, _, ok3 := strings.Cut(rest, "</tr>")
+	if !ok || !ok2 || !ok3 {
+		t.Fatalf("no reports table in %q", body)
+	}
+	return row
+}
+
+// TestReportsPageSortLimit: with more reports than the page shows, the
+// database's sort picks the right first rows (most failed destinations
+// first, newest first), the page says how many it left out, and the
+// exports hold every report.
+func TestReportsPageSortLimit(t *testing.T) {
+	const n = maxReportRows + 20
+	st := openStore(t, "")
+	manyReports(t, st, n, map[int]int{100: 1, 300: 2, 519: 0})
+	ts := newTestServer(t, st, Options{})
+
+	_, body := get(t, ts.URL+"/reports?sort=failed&dir=desc")
+	if row := firstReportRow(t, body); !strings.Contains(row, "rep-300") {
+		t.Errorf("sorted by failed destinations, first row %q, want rep-300 (two failed)", row)
+	}
+	if i, j := strings.Index(body, "rep-300"), strings.Index(body, "rep-100"); i < 0 || j < i {
+		t.Errorf("rep-100 (one failed) not after rep-300")
+	}
+	if !strings.Contains(body, fmt.Sprintf("Showing %d of %d reports", maxReportRows, n)) {
+		t.Errorf("page does not say it shows %d of %d", maxReportRows, n)
+	}
+	_, tbl, _ := strings.Cut(body, `<table id="reports">`)
+	_, tbody, _ := strings.Cut(tbl, "<tbody>")
+	tbody, _, _ = strings.Cut(tbody, "</tbody>")
+	if got := strings.Count(tbody, "<tr>"); got != maxReportRows {
+		t.Errorf("%d rows in the reports table, want %d", got, maxReportRows)
+	}
+	_, body = get(t, ts.URL+"/reports?sort=failed&dir=asc")
+	if row := firstReportRow(t, body); !strings.Contains(row, "d000.example") || strings.Contains(body, "rep-300") {
+		t.Errorf("fewest failed first: first row %q, want d000.example and no rep-300 among the %d shown", row, maxReportRows)
+	}
+	_, body = get(t, ts.URL+"/reports?sort=domain&dir=desc")
+	if row := firstReportRow(t, body); !strings.Contains(row, fmt.Sprintf("d%03d.example", n-1)) {
+		t.Errorf("by domain descending, first row %q", row)
+	}
+
+	// Every column of the page is a sort the database knows.
+	for _, c := range sentCols {
+		for _, dir := range []string{"asc", "desc"} {
+			if resp, body := get(t, ts.URL+"/reports?sort="+c.Key+"&dir="+dir); resp.StatusCode != 200 {
+				t.Errorf("sort=%s&dir=%s: %d %s", c.Key, dir, resp.StatusCode, body)
+			}
+		}
+	}
+
+	resp, body := get(t, ts.URL+"/reports?sort=failed&dir=desc&format=json")
+	if resp.StatusCode != 200 {
+		t.Fatalf("json: %d", resp.StatusCode)
+	}
+	var exp struct {
+		Reports []sentRow `json:"reports"`
+	}
+	if err := json.Unmarshal([]byte(body), &exp); err != nil {
+		t.Fatal(err)
+	}
+	if len(exp.Reports) != n || exp.Reports[0].ReportID != "rep-300" || exp.Reports[0].Failed != 2 {
+		t.Errorf("json export: %d reports, first %+v; want %d, rep-300 with 2 failed", len(exp.Reports), exp.Reports[0], n)
+	}
+	_, body = get(t, ts.URL+"/reports?format=csv")
+	recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != n+1 {
+		t.Errorf("csv export: %d records, want %d and the header", len(recs), n+1)
 	}
 }

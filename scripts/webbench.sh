@@ -11,7 +11,8 @@
 #
 # Other knobs: WEBBENCH_LOADS (30), WEBBENCH_ENGINES (sqlite,postgresql),
 # WEBBENCH_DIR (where the SQLite file goes; default a temp dir).
-# The query plans are written to bench/webbench-plans.txt.
+# The query plans are written to bench/webbench-plans.txt (those of the
+# last full-size run are in docs/webbench-plans.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export WEBBENCH=1

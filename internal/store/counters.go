@@ -72,7 +72,11 @@ DO UPDATE SET count = counters.count + excluded.count`,
 				return err
 			}
 		}
-		return nil
+		d := newInboundDelta()
+		for _, k := range keys {
+			d.counter(k.begin, k.domain, k.result, k.action, sum[k])
+		}
+		return s.applyInbound(ctx, tx, d)
 	})
 	if err != nil {
 		return fmt.Errorf("store: add counters: %w", err)

@@ -39,11 +39,23 @@ var expireBatch int64 = 5000
 // Expire deletes the data older than the retention, in bounded batches.
 func (s *Store) Expire(ctx context.Context, now time.Time, r Retention) (Expired, error) {
 	var ex Expired
+	// Rows and counters leave the inbound summaries as they go
+	// (inbound_summary.go).
+	for _, st := range []struct {
+		keep time.Duration
+		n    *int64
+		fn   func(context.Context, int64) (int64, error)
+	}{{r.Rows, &ex.Rows, s.expireRows}, {r.Counters, &ex.Counters, s.expireCounters}} {
+		if st.keep <= 0 {
+			continue
+		}
+		n, err := st.fn(ctx, unix(now.Add(-st.keep)))
+		*st.n = n
+		if err != nil {
+			return ex, fmt.Errorf("store: expire: %w", err)
+		}
+	}
 	steps := []expiryStep{
-		{r.Rows, &ex.Rows, `DELETE FROM agg_rows WHERE id IN (SELECT id FROM agg_rows WHERE period_end < $1
-	AND (report_ref IS NULL OR report_ref NOT IN (SELECT id FROM reports WHERE state = 'building')) LIMIT $2)`},
-		{r.Counters, &ex.Counters, `DELETE FROM counters WHERE (period_begin, period_end, domain, result, action, outcome) IN
-	(SELECT period_begin, period_end, domain, result, action, outcome FROM counters WHERE period_end < $1 LIMIT $2)`},
 		{r.Counters, &ex.Losses, `DELETE FROM losses WHERE (period_begin, period_end, domain, kind) IN
 	(SELECT period_begin, period_end, domain, kind FROM losses WHERE period_end < $1 LIMIT $2)`},
 		{r.SentReports, &ex.Reports, `DELETE FROM reports WHERE id IN (SELECT id FROM reports WHERE state = 'done'

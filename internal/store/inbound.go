@@ -22,19 +22,24 @@ type InboundDay struct {
 }
 
 // InboundDays sums the outcome counters of the periods beginning in
-// [since, until) by UTC day, result and action, ordered by those. SQL sums
-// by period (the order of counters_when, read without the table) and the
-// periods of a day are added here: a period divides the day.
+// [since, until) by UTC day, result and action, ordered by those. A range
+// of whole days reads the summary inbound_days; another sums the counters
+// by period (the order of counters_when, read without the table) and adds
+// the periods of a day here: a period divides the day.
 func (s *Store) InboundDays(ctx context.Context, since, until time.Time) ([]InboundDay, error) {
 	type key struct {
 		day            int64
 		result, action string
 	}
 	sum := map[key]int64{}
-	err := s.each(ctx, rangeSQL(`
+	query := `
 SELECT period_begin, result, action, SUM(count) FROM counters
 WHERE period_begin >= {since} AND period_begin < {until}
-GROUP BY period_begin, result, action`, since, until), nil, func(rs *sql.Rows) error {
+GROUP BY period_begin, result, action`
+	if dayAligned(since, until) {
+		query = `SELECT day, result, action, count FROM inbound_days WHERE day >= {since} AND day < {until}`
+	}
+	err := s.each(ctx, rangeSQL(query, since, until), nil, func(rs *sql.Rows) error {
 		var k key
 		var begin, n int64
 		if err := rs.Scan(&begin, &k.result, &k.action, &n); err != nil {
@@ -66,24 +71,41 @@ type DomainTotal struct {
 
 // InboundTopDomains returns the limit sending domains (policy or From
 // domains of the outcome counters) with the most messages in the periods
-// beginning in [since, until), most first.
+// beginning in [since, until), most first: the whole months of the range
+// from the summary inbound_domain_months, the days around them from the
+// counters.
 func (s *Store) InboundTopDomains(ctx context.Context, since, until time.Time, limit int) ([]DomainTotal, error) {
-	return s.domainTotals(ctx, "inbound top domains", rangeSQL(`
-SELECT domain, SUM(count) AS n, SUM(CASE WHEN result = 'fail' THEN count ELSE 0 END) FROM counters
-WHERE period_begin >= {since} AND period_begin < {until} AND domain <> ''
-GROUP BY domain ORDER BY n DESC, domain LIMIT $1`, since, until), limit)
+	return s.domainTotals(ctx, "inbound top domains", monthsSQL(`
+SELECT domain, SUM(n) AS total, SUM(f) FROM (
+	SELECT domain, messages AS n, fail AS f FROM inbound_domain_months WHERE month >= {m1} AND month < {m2}
+	UNION ALL
+	SELECT domain, count, CASE WHEN result = 'fail' THEN count ELSE 0 END FROM counters
+	WHERE period_begin >= {since} AND period_begin < {m1} AND domain <> ''
+	UNION ALL
+	SELECT domain, count, CASE WHEN result = 'fail' THEN count ELSE 0 END FROM counters
+	WHERE period_begin >= {m2} AND period_begin < {until} AND domain <> ''
+) x GROUP BY domain ORDER BY total DESC, domain LIMIT $1`, since, until), limit)
 }
 
 // InboundSpoofed returns the limit policy domains with the most recorded
 // messages that failed DMARC (neither aligned SPF nor aligned DKIM passed)
 // while the domain published p=reject or p=quarantine, in the periods
-// beginning in [since, until), most first. Messages and Fail are equal.
+// beginning in [since, until), most first (whole months from the summary
+// inbound_spoofed_months, the days around them from the rows). Messages and
+// Fail are equal.
 func (s *Store) InboundSpoofed(ctx context.Context, since, until time.Time, limit int) ([]DomainTotal, error) {
-	return s.domainTotals(ctx, "inbound spoofed domains", rangeSQL(`
-SELECT p.domain, SUM(r.count) AS n, SUM(r.count) FROM agg_rows r JOIN policies p ON p.id = r.policy_id
-WHERE r.period_end > {since} AND r.period_begin >= {since} AND r.period_begin < {until}
-	AND r.dkim_aligned <> 'pass' AND r.spf_aligned <> 'pass' AND p.p IN ('reject', 'quarantine')
-GROUP BY p.domain ORDER BY n DESC, p.domain LIMIT $1`, since, until), limit)
+	return s.domainTotals(ctx, "inbound spoofed domains", monthsSQL(`
+SELECT domain, SUM(n) AS total, SUM(n) FROM (
+	SELECT domain, messages AS n FROM inbound_spoofed_months WHERE month >= {m1} AND month < {m2}
+	UNION ALL
+	SELECT p.domain, r.count FROM agg_rows r JOIN policies p ON p.id = r.policy_id
+	WHERE r.period_end > {since} AND r.period_begin >= {since} AND r.period_begin < {m1}
+		AND r.dkim_aligned <> 'pass' AND r.spf_aligned <> 'pass' AND p.p IN ('reject', 'quarantine')
+	UNION ALL
+	SELECT p.domain, r.count FROM agg_rows r JOIN policies p ON p.id = r.policy_id
+	WHERE r.period_end > {m2} AND r.period_begin >= {m2} AND r.period_begin < {until}
+		AND r.dkim_aligned <> 'pass' AND r.spf_aligned <> 'pass' AND p.p IN ('reject', 'quarantine')
+) x GROUP BY domain ORDER BY total DESC, domain LIMIT $1`, since, until), limit)
 }
 
 func (s *Store) domainTotals(ctx context.Context, what, query string, limit int) ([]DomainTotal, error) {

@@ -128,12 +128,16 @@ CREATE TABLE suppressions (
 	// 4: the dashboard's indexes of sent reports and inbound counters
 	// (migration_sent.go).
 	migrationDashboard,
+	// 5: summaries of the counters and recorded rows for the inbound page
+	// (inbound_summary.go), built from those stored by fillInbound.
+	migrationInbound,
 }
 
 // migrationFills are Go steps run right after the SQL of the migration of
 // the same number, in its transaction: filling a new table from old ones.
 var migrationFills = map[int]func(*Store, context.Context, *sql.Tx) error{
 	3: (*Store).fillSummaries,
+	5: (*Store).fillInbound,
 }
 
 // SchemaVersion is the schema version this binary writes and understands.

@@ -167,6 +167,13 @@ func (s *Store) RecordRows(ctx context.Context, rows []Row) (RecordResult, error
 		if err := s.upsertRows(ctx, tx, batch, ids); err != nil {
 			return err
 		}
+		d := newInboundDelta()
+		for _, p := range batch {
+			d.row(unix(p.row.Begin), p.row.Policy.Domain, p.row.DKIMAligned, p.row.SPFAligned, p.row.Policy.P, p.row.Count)
+		}
+		if err := s.applyInbound(ctx, tx, d); err != nil {
+			return err
+		}
 		lateCount := map[lossKey]int64{}
 		for _, p := range batch {
 			g := groupKey{policy: p.policyKey, begin: unix(p.row.Begin), end: unix(p.row.End)}

@@ -226,6 +226,16 @@ func checkGenerated(t *testing.T, db *sql.DB) {
 	if rows == 0 || days != rows || facts != rows {
 		t.Fatalf("generated summaries: %d messages per domain and day, %d in facts, %d in rows", days, facts, rows)
 	}
+	var counters, inDays, inMonths int64
+	for q, v := range map[string]*int64{`SELECT COALESCE(SUM(count), 0) FROM counters`: &counters,
+		`SELECT COALESCE(SUM(count), 0) FROM inbound_days`: &inDays, `SELECT COALESCE(SUM(messages), 0) FROM inbound_domain_months`: &inMonths} {
+		if err := db.QueryRow(q).Scan(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if counters == 0 || inDays != counters || inMonths != counters {
+		t.Fatalf("generated inbound summaries: %d messages by day, %d by month, %d in counters", inDays, inMonths, counters)
+	}
 }
 
 // keyExpr is a unique report key from an integer expression.
@@ -263,6 +273,27 @@ func generateInbound(exec func(string), db *sql.DB, sz benchSize, d int, day int
 	exec(fmt.Sprintf(`INSERT INTO deliveries (report_ref, address, state, attempts, updated, sent)
 %s SELECT %d + i + 1, 'rua@s' || i || '.example', CASE WHEN i %% 50 = 0 THEN 'failed-perm' ELSE 'sent' END, 1, %d, %d FROM n`,
 		series(sz.sending), repBase, day+86400, day+86400))
+	generateInboundSummaries(exec, day)
+}
+
+// generateInboundSummaries adds a day of counters and rows to the inbound
+// summaries as the store would (store/inbound_summary.go): the day's
+// totals, and the month's per sending domain and spoofed policy domain.
+func generateInboundSummaries(exec func(string), day int64) {
+	t := time.Unix(day, 0).UTC()
+	month := time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC).Unix()
+	exec(fmt.Sprintf(`INSERT INTO inbound_days (day, result, action, count)
+SELECT %d, result, action, SUM(count) FROM counters WHERE period_begin = %d GROUP BY result, action`, day, day))
+	exec(fmt.Sprintf(`INSERT INTO inbound_domain_months (month, domain, messages, fail)
+SELECT %d, domain, SUM(count), SUM(CASE WHEN result = 'fail' THEN count ELSE 0 END) FROM counters
+WHERE period_begin = %d AND domain <> '' GROUP BY domain
+ON CONFLICT (month, domain) DO UPDATE SET messages = inbound_domain_months.messages + excluded.messages,
+	fail = inbound_domain_months.fail + excluded.fail`, month, day))
+	exec(fmt.Sprintf(`INSERT INTO inbound_spoofed_months (month, domain, messages)
+SELECT %d, p.domain, SUM(r.count) FROM agg_rows r JOIN policies p ON p.id = r.policy_id
+WHERE r.period_begin = %d AND r.dkim_aligned <> 'pass' AND r.spf_aligned <> 'pass' AND p.p IN ('reject', 'quarantine')
+GROUP BY p.domain
+ON CONFLICT (month, domain) DO UPDATE SET messages = inbound_spoofed_months.messages + excluded.messages`, month, day))
 }
 
 // measure loads every page WEBBENCH_LOADS times (after one warm-up load)
@@ -324,6 +355,23 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func plans(t *testing.T, db *sql.DB, eng, path string) {
 	since, until := benchEnd.AddDate(0, 0, -30).Unix(), benchEnd.Unix()
 	yearSince := benchEnd.AddDate(-1, 0, 0).Unix()
+	// The whole months of the year range (store.wholeMonths): January to
+	// November 2026.
+	yearM1, yearM2 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix(), time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).Unix()
+	// InboundTopDomains and InboundSpoofed: whole months from the summary,
+	// the days around them from the counters or rows.
+	topSQL := `SELECT domain, SUM(n) AS total, SUM(f) FROM (
+	SELECT domain, messages AS n, fail AS f FROM inbound_domain_months WHERE month >= %d AND month < %d
+	UNION ALL SELECT domain, count, count FROM counters WHERE period_begin >= %d AND period_begin < %d AND domain <> ''
+	UNION ALL SELECT domain, count, count FROM counters WHERE period_begin >= %d AND period_begin < %d AND domain <> ''
+) x GROUP BY domain ORDER BY total DESC, domain LIMIT 25`
+	spoofedSQL := `SELECT domain, SUM(n) AS total FROM (
+	SELECT domain, messages AS n FROM inbound_spoofed_months WHERE month >= %d AND month < %d
+	UNION ALL SELECT p.domain, r.count FROM agg_rows r JOIN policies p ON p.id = r.policy_id
+	WHERE r.period_end > %d AND r.period_begin >= %d AND r.period_begin < %d AND r.dkim_aligned <> 'pass' AND r.spf_aligned <> 'pass' AND p.p IN ('reject', 'quarantine')
+	UNION ALL SELECT p.domain, r.count FROM agg_rows r JOIN policies p ON p.id = r.policy_id
+	WHERE r.period_end > %d AND r.period_begin >= %d AND r.period_begin < %d AND r.dkim_aligned <> 'pass' AND r.spf_aligned <> 'pass' AND p.p IN ('reject', 'quarantine')
+) x GROUP BY domain ORDER BY total DESC, domain LIMIT 25`
 	qs := map[string]string{
 		"ReceivedDays (domains)": fmt.Sprintf(`SELECT domain, day, messages, pass FROM received_domain_days
 WHERE day >= %d AND day < %d ORDER BY domain, day`, since, until),
@@ -332,19 +380,14 @@ WHERE day >= %d AND day < %d ORDER BY domain, day`, since, until),
 FROM received_facts WHERE domain = 'd0.example' AND day >= %d AND day < %d`, since, until),
 		"ReceivedOverrides (failures)": fmt.Sprintf(`SELECT reporter, type, comment, SUM(messages) AS n FROM received_overrides
 WHERE domain = 'd0.example' AND day >= %d AND day < %d GROUP BY reporter, type, comment ORDER BY n DESC, reporter, type, comment`, since, until),
-		"SourcesOf (senders, failures)": `SELECT s.ip, s.ptr, x.first_seen, x.last_seen FROM received_domain_sources x JOIN sources s ON s.ip = x.source_ip WHERE x.domain = 'd0.example'`,
-		"InboundDays": fmt.Sprintf(`SELECT period_begin, result, action, SUM(count) FROM counters WHERE period_begin >= %d AND period_begin < %d
-GROUP BY period_begin, result, action`, since, until),
-		"InboundDays (a year)": fmt.Sprintf(`SELECT period_begin, result, action, SUM(count) FROM counters WHERE period_begin >= %d AND period_begin < %d
-GROUP BY period_begin, result, action`, yearSince, until),
-		"InboundTopDomains": fmt.Sprintf(`SELECT domain, SUM(count) AS n, SUM(CASE WHEN result = 'fail' THEN count ELSE 0 END) FROM counters
-WHERE period_begin >= %d AND period_begin < %d AND domain <> '' GROUP BY domain ORDER BY n DESC, domain LIMIT 25`, since, until),
-		"InboundTopDomains (a year)": fmt.Sprintf(`SELECT domain, SUM(count) AS n, SUM(CASE WHEN result = 'fail' THEN count ELSE 0 END) FROM counters
-WHERE period_begin >= %d AND period_begin < %d AND domain <> '' GROUP BY domain ORDER BY n DESC, domain LIMIT 25`, yearSince, until),
-		"InboundSpoofed": fmt.Sprintf(`SELECT p.domain, SUM(r.count) AS n, SUM(r.count) FROM agg_rows r JOIN policies p ON p.id = r.policy_id WHERE r.period_end > %d AND r.period_begin >= %d AND r.period_begin < %d
-	AND r.dkim_aligned <> 'pass' AND r.spf_aligned <> 'pass' AND p.p IN ('reject', 'quarantine') GROUP BY p.domain ORDER BY n DESC, p.domain LIMIT 25`, since, since, until),
-		"InboundOverrides":            fmt.Sprintf(`SELECT reasons, SUM(count) FROM agg_rows WHERE period_end > %d AND period_begin >= %d AND period_begin < %d AND reasons <> '[]' GROUP BY reasons`, since, since, until),
-		"SentReports count (reports)": fmt.Sprintf(`SELECT COUNT(*) FROM reports WHERE period_end > %d AND period_begin < %d`, since, until),
+		"SourcesOf (senders, failures)":     `SELECT s.ip, s.ptr, x.first_seen, x.last_seen FROM received_domain_sources x JOIN sources s ON s.ip = x.source_ip WHERE x.domain = 'd0.example'`,
+		"InboundDays (summary, whole days)": fmt.Sprintf(`SELECT day, result, action, count FROM inbound_days WHERE day >= %d AND day < %d`, yearSince, until),
+		"InboundTopDomains":                 fmt.Sprintf(topSQL, until, until, since, until, until, until),
+		"InboundTopDomains (a year)":        fmt.Sprintf(topSQL, yearM1, yearM2, yearSince, yearM1, yearM2, until),
+		"InboundSpoofed":                    fmt.Sprintf(spoofedSQL, until, until, since, since, until, until, until, until),
+		"InboundSpoofed (a year)":           fmt.Sprintf(spoofedSQL, yearM1, yearM2, yearSince, yearSince, yearM1, yearM2, yearM2, until),
+		"InboundOverrides":                  fmt.Sprintf(`SELECT reasons, SUM(count) FROM agg_rows WHERE period_end > %d AND period_begin >= %d AND period_begin < %d AND reasons <> '[]' GROUP BY reasons`, since, since, until),
+		"SentReports count (reports)":       fmt.Sprintf(`SELECT COUNT(*) FROM reports WHERE period_end > %d AND period_begin < %d`, since, until),
 		"SentReports page by period (reports, default)": fmt.Sprintf(`SELECT x.id, p.domain, x.period_begin, x.period_end, x.state, x.report_id, x.rows_included, x.built
 FROM (SELECT x.id FROM reports x CROSS JOIN policies p WHERE p.id = x.policy_id AND x.period_end > %d AND x.period_begin < %d
 	ORDER BY x.period_end DESC, x.period_begin DESC, p.domain, x.id LIMIT 500) k

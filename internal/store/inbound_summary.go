@@ -1,0 +1,341 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// migrationInbound is the schema step of the inbound summaries: the
+// dashboard's inbound page over long ranges reads them instead of a year
+// of counters and recorded rows (docs/performance.md). They are written in
+// the transactions that add counters (AddCounters) and rows (RecordRows),
+// and taken back in the ones that expire them, so they always equal a sum
+// over the stored counters and rows. A period counts on the UTC day and in
+// the UTC calendar month in which it begins.
+//
+//   - inbound_days: messages per day, DMARC result and action (the volume
+//     chart).
+//   - inbound_domain_months: messages and DMARC failures per month and
+//     sending domain (the top sending domains; the days of a range outside
+//     whole months are read from the counters).
+//   - inbound_spoofed_months: recorded messages per month and policy domain
+//     that failed DMARC under p=reject or p=quarantine (the top spoofed
+//     domains; likewise completed from the rows).
+const migrationInbound = `
+CREATE TABLE inbound_days (
+	day BIGINT NOT NULL,
+	result TEXT NOT NULL,
+	action TEXT NOT NULL,
+	count BIGINT NOT NULL,
+	PRIMARY KEY (day, result, action)
+);
+
+CREATE TABLE inbound_domain_months (
+	month BIGINT NOT NULL,
+	domain TEXT NOT NULL,
+	messages BIGINT NOT NULL,
+	fail BIGINT NOT NULL,
+	PRIMARY KEY (month, domain)
+);
+
+CREATE TABLE inbound_spoofed_months (
+	month BIGINT NOT NULL,
+	domain TEXT NOT NULL,
+	messages BIGINT NOT NULL,
+	PRIMARY KEY (month, domain)
+);
+`
+
+// monthOf is the Unix time of the first second of the UTC month of t.
+func monthOf(t int64) int64 {
+	u := time.Unix(t, 0).UTC()
+	return time.Date(u.Year(), u.Month(), 1, 0, 0, 0, 0, time.UTC).Unix()
+}
+
+type inboundDayKey struct {
+	day            int64
+	result, action string
+}
+
+type monthDomain struct {
+	month  int64
+	domain string
+}
+
+// inboundDelta is what adding (+) or expiring (-) counters and rows
+// changes in the inbound summaries.
+type inboundDelta struct {
+	days    map[inboundDayKey]int64
+	domains map[monthDomain][2]int64 // messages, fail
+	spoofed map[monthDomain]int64
+}
+
+func newInboundDelta() *inboundDelta {
+	return &inboundDelta{days: map[inboundDayKey]int64{}, domains: map[monthDomain][2]int64{}, spoofed: map[monthDomain]int64{}}
+}
+
+// counter adds n messages of a counter whose period begins at begin.
+func (d *inboundDelta) counter(begin int64, domain, result, action string, n int64) {
+	d.days[inboundDayKey{begin - begin%86400, result, action}] += n
+	if domain == "" {
+		return // not a sending domain (InboundTopDomains leaves it out)
+	}
+	k := monthDomain{monthOf(begin), domain}
+	v := d.domains[k]
+	v[0] += n
+	if result == "fail" {
+		v[1] += n
+	}
+	d.domains[k] = v
+}
+
+// spoofedRow tells whether a recorded row counts as spoofing: DMARC failed
+// (neither aligned DKIM nor aligned SPF passed) under p=reject or
+// p=quarantine.
+func spoofedRow(dkimAligned, spfAligned, p string) bool {
+	return dkimAligned != "pass" && spfAligned != "pass" && (p == "reject" || p == "quarantine")
+}
+
+// row adds n messages of a recorded row whose period begins at begin.
+func (d *inboundDelta) row(begin int64, policyDomain, dkimAligned, spfAligned, p string, n int64) {
+	if spoofedRow(dkimAligned, spfAligned, p) {
+		d.spoofed[monthDomain{monthOf(begin), policyDomain}] += n
+	}
+}
+
+func compareMonthDomain(a, b monthDomain) int {
+	return cmp.Or(cmp.Compare(a.month, b.month), cmp.Compare(a.domain, b.domain))
+}
+
+// apply writes the delta in key order (concurrent writers lock summary rows
+// in one order) and deletes the rows that came down to zero.
+func (s *Store) applyInbound(ctx context.Context, tx *sql.Tx, d *inboundDelta) error {
+	days := slices.SortedFunc(maps.Keys(d.days), func(a, b inboundDayKey) int {
+		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.result, b.result), cmp.Compare(a.action, b.action))
+	})
+	if err := s.summaryUpsert(ctx, tx, `
+INSERT INTO inbound_days (day, result, action, count) VALUES ($1, $2, $3, $4)
+ON CONFLICT (day, result, action) DO UPDATE SET count = inbound_days.count + excluded.count`,
+		`DELETE FROM inbound_days WHERE day = $1 AND result = $2 AND action = $3 AND count <= 0`,
+		len(days), func(i int) ([]any, []any, bool) {
+			k, n := days[i], d.days[days[i]]
+			return []any{k.day, k.result, k.action, n}, []any{k.day, k.result, k.action}, n < 0
+		}); err != nil {
+		return fmt.Errorf("inbound days: %w", err)
+	}
+	doms := slices.SortedFunc(maps.Keys(d.domains), compareMonthDomain)
+	if err := s.summaryUpsert(ctx, tx, `
+INSERT INTO inbound_domain_months (month, domain, messages, fail) VALUES ($1, $2, $3, $4)
+ON CONFLICT (month, domain) DO UPDATE SET messages = inbound_domain_months.messages + excluded.messages,
+	fail = inbound_domain_months.fail + excluded.fail`,
+		`DELETE FROM inbound_domain_months WHERE month = $1 AND domain = $2 AND messages <= 0`,
+		len(doms), func(i int) ([]any, []any, bool) {
+			k, v := doms[i], d.domains[doms[i]]
+			return []any{k.month, k.domain, v[0], v[1]}, []any{k.month, k.domain}, v[0] < 0
+		}); err != nil {
+		return fmt.Errorf("inbound domain months: %w", err)
+	}
+	spoofed := slices.SortedFunc(maps.Keys(d.spoofed), compareMonthDomain)
+	if err := s.summaryUpsert(ctx, tx, `
+INSERT INTO inbound_spoofed_months (month, domain, messages) VALUES ($1, $2, $3)
+ON CONFLICT (month, domain) DO UPDATE SET messages = inbound_spoofed_months.messages + excluded.messages`,
+		`DELETE FROM inbound_spoofed_months WHERE month = $1 AND domain = $2 AND messages <= 0`,
+		len(spoofed), func(i int) ([]any, []any, bool) {
+			k, n := spoofed[i], d.spoofed[spoofed[i]]
+			return []any{k.month, k.domain, n}, []any{k.month, k.domain}, n < 0
+		}); err != nil {
+		return fmt.Errorf("inbound spoofed months: %w", err)
+	}
+	return nil
+}
+
+// fillInbound builds the inbound summaries of the counters and rows stored
+// before them (migration step 5).
+func (s *Store) fillInbound(ctx context.Context, tx *sql.Tx) error {
+	d := newInboundDelta()
+	err := eachTx(ctx, tx, `SELECT period_begin, domain, result, action, SUM(count) FROM counters
+GROUP BY period_begin, domain, result, action`, nil, func(rs *sql.Rows) error {
+		var begin, n int64
+		var domain, result, action string
+		if err := rs.Scan(&begin, &domain, &result, &action, &n); err != nil {
+			return err
+		}
+		d.counter(begin, domain, result, action, n)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("counters: %w", err)
+	}
+	err = eachTx(ctx, tx, `SELECT r.period_begin, p.domain, r.dkim_aligned, r.spf_aligned, p.p, SUM(r.count)
+FROM agg_rows r JOIN policies p ON p.id = r.policy_id
+GROUP BY r.period_begin, p.domain, r.dkim_aligned, r.spf_aligned, p.p`, nil, func(rs *sql.Rows) error {
+		var begin, n int64
+		var domain, dkim, spf, p string
+		if err := rs.Scan(&begin, &domain, &dkim, &spf, &p, &n); err != nil {
+			return err
+		}
+		d.row(begin, domain, dkim, spf, p, n)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rows: %w", err)
+	}
+	return s.applyInbound(ctx, tx, d)
+}
+
+// eachTx is each within a transaction.
+func eachTx(ctx context.Context, tx *sql.Tx, query string, args []any, scan func(*sql.Rows) error) error {
+	rs, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		if err := scan(rs); err != nil {
+			return err
+		}
+	}
+	return rs.Err()
+}
+
+// expireCounters deletes the counters whose period ended before cutoff, a
+// batch per transaction, taking them out of the inbound summaries.
+func (s *Store) expireCounters(ctx context.Context, cutoff int64) (int64, error) {
+	return s.expireInBatches(ctx, func(tx *sql.Tx) (int, error) {
+		type key struct {
+			begin, end                     int64
+			domain, result, action, outcme string
+		}
+		var keys []key
+		d := newInboundDelta()
+		err := eachTx(ctx, tx, `SELECT period_begin, period_end, domain, result, action, outcome, count FROM counters
+WHERE period_end < $1 LIMIT $2`+s.forUpdate(), []any{cutoff, expireBatch}, func(rs *sql.Rows) error {
+			var k key
+			var n int64
+			if err := rs.Scan(&k.begin, &k.end, &k.domain, &k.result, &k.action, &k.outcme, &n); err != nil {
+				return err
+			}
+			keys = append(keys, k)
+			d.counter(k.begin, k.domain, k.result, k.action, -n)
+			return nil
+		})
+		if err != nil || len(keys) == 0 {
+			return 0, err
+		}
+		if err := s.applyInbound(ctx, tx, d); err != nil {
+			return 0, err
+		}
+		del, err := tx.PrepareContext(ctx, `DELETE FROM counters WHERE period_begin = $1 AND period_end = $2 AND domain = $3
+	AND result = $4 AND action = $5 AND outcome = $6`)
+		if err != nil {
+			return 0, err
+		}
+		defer del.Close()
+		for _, k := range keys {
+			if _, err := del.ExecContext(ctx, k.begin, k.end, k.domain, k.result, k.action, k.outcme); err != nil {
+				return 0, err
+			}
+		}
+		return len(keys), nil
+	})
+}
+
+// expireRows deletes the recorded rows whose period ended before cutoff
+// (but not those of a report being built), a batch per transaction, taking
+// them out of the inbound summaries.
+func (s *Store) expireRows(ctx context.Context, cutoff int64) (int64, error) {
+	return s.expireInBatches(ctx, func(tx *sql.Tx) (int, error) {
+		var ids []int64
+		d := newInboundDelta()
+		lock := ""
+		if s.engine == PostgreSQL {
+			lock = " FOR UPDATE OF r"
+		}
+		err := eachTx(ctx, tx, `SELECT r.id, r.period_begin, p.domain, r.dkim_aligned, r.spf_aligned, p.p, r.count
+FROM agg_rows r JOIN policies p ON p.id = r.policy_id
+WHERE r.period_end < $1 AND (r.report_ref IS NULL OR r.report_ref NOT IN (SELECT id FROM reports WHERE state = 'building'))
+LIMIT $2`+lock, []any{cutoff, expireBatch}, func(rs *sql.Rows) error {
+			var id, begin, n int64
+			var domain, dkim, spf, p string
+			if err := rs.Scan(&id, &begin, &domain, &dkim, &spf, &p, &n); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+			d.row(begin, domain, dkim, spf, p, -n)
+			return nil
+		})
+		if err != nil || len(ids) == 0 {
+			return 0, err
+		}
+		if err := s.applyInbound(ctx, tx, d); err != nil {
+			return 0, err
+		}
+		for chunk := range slices.Chunk(ids, 500) {
+			in, args := idList(chunk)
+			if _, err := tx.ExecContext(ctx, `DELETE FROM agg_rows WHERE id IN (`+in+`)`, args...); err != nil {
+				return 0, err
+			}
+		}
+		return len(ids), nil
+	})
+}
+
+// expireInBatches runs batch, each in its own transaction, until one
+// deletes fewer than expireBatch.
+func (s *Store) expireInBatches(ctx context.Context, batch func(*sql.Tx) (int, error)) (int64, error) {
+	var total int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		var n int
+		err := s.inTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			n, err = batch(tx)
+			return err
+		})
+		if err != nil {
+			return total, s.wrap(err)
+		}
+		total += int64(n)
+		if int64(n) < expireBatch {
+			return total, nil
+		}
+	}
+}
+
+// wholeMonths splits [since, until) into the whole UTC months it holds,
+// [m1, m2), and the rest, [since, m1) and [m2, until). Without a whole
+// month, m1 = m2 = until: the rest is all of it.
+func wholeMonths(since, until int64) (m1, m2 int64) {
+	m1 = monthOf(since)
+	if m1 < since {
+		m1 = time.Unix(m1, 0).UTC().AddDate(0, 1, 0).Unix()
+	}
+	m2 = monthOf(until)
+	if m1 >= m2 {
+		return until, until
+	}
+	return m1, m2
+}
+
+// monthsSQL writes the bounds of wholeMonths into query's {since}, {m1},
+// {m2} and {until} as integers (rangeSQL says why not as parameters).
+func monthsSQL(query string, since, until time.Time) string {
+	a, b := unix(since), unix(until)
+	m1, m2 := wholeMonths(a, b)
+	return strings.NewReplacer("{since}", fmt.Sprint(a), "{m1}", fmt.Sprint(m1), "{m2}", fmt.Sprint(m2),
+		"{until}", fmt.Sprint(b)).Replace(query)
+}
+
+// dayAligned: both bounds are UTC midnights, so that inbound_days answers
+// for exactly the periods that begin in the range.
+func dayAligned(since, until time.Time) bool {
+	return unix(since)%86400 == 0 && unix(until)%86400 == 0
+}

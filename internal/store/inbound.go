@@ -71,41 +71,50 @@ type DomainTotal struct {
 
 // InboundTopDomains returns the limit sending domains (policy or From
 // domains of the outcome counters) with the most messages in the periods
-// beginning in [since, until), most first: the whole months of the range
-// from the summary inbound_domain_months, the days around them from the
-// counters.
+// beginning in [since, until), most first. A range of whole days reads the
+// summaries: its whole months from inbound_domain_months, the days around
+// them from inbound_domain_days; another range sums the counters.
 func (s *Store) InboundTopDomains(ctx context.Context, since, until time.Time, limit int) ([]DomainTotal, error) {
-	return s.domainTotals(ctx, "inbound top domains", monthsSQL(`
+	query := `
 SELECT domain, SUM(n) AS total, SUM(f) FROM (
 	SELECT domain, messages AS n, fail AS f FROM inbound_domain_months WHERE month >= {m1} AND month < {m2}
 	UNION ALL
-	SELECT domain, count, CASE WHEN result = 'fail' THEN count ELSE 0 END FROM counters
-	WHERE period_begin >= {since} AND period_begin < {m1} AND domain <> ''
+	SELECT domain, messages, fail FROM inbound_domain_days WHERE day >= {since} AND day < {m1}
 	UNION ALL
-	SELECT domain, count, CASE WHEN result = 'fail' THEN count ELSE 0 END FROM counters
-	WHERE period_begin >= {m2} AND period_begin < {until} AND domain <> ''
-) x GROUP BY domain ORDER BY total DESC, domain LIMIT $1`, since, until), limit)
+	SELECT domain, messages, fail FROM inbound_domain_days WHERE day >= {m2} AND day < {until}
+) x GROUP BY domain ORDER BY total DESC, domain LIMIT $1`
+	if !dayAligned(since, until) {
+		query = `
+SELECT domain, SUM(count) AS n, SUM(CASE WHEN result = 'fail' THEN count ELSE 0 END) FROM counters
+WHERE period_begin >= {since} AND period_begin < {until} AND domain <> ''
+GROUP BY domain ORDER BY n DESC, domain LIMIT $1`
+	}
+	return s.domainTotals(ctx, "inbound top domains", monthsSQL(query, since, until), limit)
 }
 
 // InboundSpoofed returns the limit policy domains with the most recorded
 // messages that failed DMARC (neither aligned SPF nor aligned DKIM passed)
 // while the domain published p=reject or p=quarantine, in the periods
-// beginning in [since, until), most first (whole months from the summary
-// inbound_spoofed_months, the days around them from the rows). Messages and
-// Fail are equal.
+// beginning in [since, until), most first (read like InboundTopDomains,
+// from inbound_spoofed_months and _days or the rows). Messages and Fail are
+// equal.
 func (s *Store) InboundSpoofed(ctx context.Context, since, until time.Time, limit int) ([]DomainTotal, error) {
-	return s.domainTotals(ctx, "inbound spoofed domains", monthsSQL(`
+	query := `
 SELECT domain, SUM(n) AS total, SUM(n) FROM (
 	SELECT domain, messages AS n FROM inbound_spoofed_months WHERE month >= {m1} AND month < {m2}
 	UNION ALL
-	SELECT p.domain, r.count FROM agg_rows r JOIN policies p ON p.id = r.policy_id
-	WHERE r.period_end > {since} AND r.period_begin >= {since} AND r.period_begin < {m1}
-		AND r.dkim_aligned <> 'pass' AND r.spf_aligned <> 'pass' AND p.p IN ('reject', 'quarantine')
+	SELECT domain, messages FROM inbound_spoofed_days WHERE day >= {since} AND day < {m1}
 	UNION ALL
-	SELECT p.domain, r.count FROM agg_rows r JOIN policies p ON p.id = r.policy_id
-	WHERE r.period_end > {m2} AND r.period_begin >= {m2} AND r.period_begin < {until}
-		AND r.dkim_aligned <> 'pass' AND r.spf_aligned <> 'pass' AND p.p IN ('reject', 'quarantine')
-) x GROUP BY domain ORDER BY total DESC, domain LIMIT $1`, since, until), limit)
+	SELECT domain, messages FROM inbound_spoofed_days WHERE day >= {m2} AND day < {until}
+) x GROUP BY domain ORDER BY total DESC, domain LIMIT $1`
+	if !dayAligned(since, until) {
+		query = `
+SELECT p.domain, SUM(r.count) AS n, SUM(r.count) FROM agg_rows r JOIN policies p ON p.id = r.policy_id
+WHERE r.period_end > {since} AND r.period_begin >= {since} AND r.period_begin < {until}
+	AND r.dkim_aligned <> 'pass' AND r.spf_aligned <> 'pass' AND p.p IN ('reject', 'quarantine')
+GROUP BY p.domain ORDER BY n DESC, p.domain LIMIT $1`
+	}
+	return s.domainTotals(ctx, "inbound spoofed domains", monthsSQL(query, since, until), limit)
 }
 
 func (s *Store) domainTotals(ctx context.Context, what, query string, limit int) ([]DomainTotal, error) {

@@ -21,12 +21,14 @@ import (
 //
 //   - inbound_days: messages per day, DMARC result and action (the volume
 //     chart).
-//   - inbound_domain_months: messages and DMARC failures per month and
-//     sending domain (the top sending domains; the days of a range outside
-//     whole months are read from the counters).
-//   - inbound_spoofed_months: recorded messages per month and policy domain
-//     that failed DMARC under p=reject or p=quarantine (the top spoofed
-//     domains; likewise completed from the rows).
+//   - inbound_domain_days and _months: messages and DMARC failures per day
+//     or month and sending domain (the top sending domains: the whole
+//     months of a range from the months, the days around them from the
+//     days, so that a year reads some 13 000 rows, not 1.1 million
+//     counters, whatever the reporting interval).
+//   - inbound_spoofed_days and _months: recorded messages per day or month
+//     and policy domain that failed DMARC under p=reject or p=quarantine
+//     (the top spoofed domains, read the same way).
 const migrationInbound = `
 CREATE TABLE inbound_days (
 	day BIGINT NOT NULL,
@@ -34,6 +36,21 @@ CREATE TABLE inbound_days (
 	action TEXT NOT NULL,
 	count BIGINT NOT NULL,
 	PRIMARY KEY (day, result, action)
+);
+
+CREATE TABLE inbound_domain_days (
+	day BIGINT NOT NULL,
+	domain TEXT NOT NULL,
+	messages BIGINT NOT NULL,
+	fail BIGINT NOT NULL,
+	PRIMARY KEY (day, domain)
+);
+
+CREATE TABLE inbound_spoofed_days (
+	day BIGINT NOT NULL,
+	domain TEXT NOT NULL,
+	messages BIGINT NOT NULL,
+	PRIMARY KEY (day, domain)
 );
 
 CREATE TABLE inbound_domain_months (
@@ -69,15 +86,17 @@ type monthDomain struct {
 }
 
 // inboundDelta is what adding (+) or expiring (-) counters and rows
-// changes in the inbound summaries.
+// changes in the inbound summaries. monthDomain keys hold a day in the
+// day maps and a month in the month maps.
 type inboundDelta struct {
-	days    map[inboundDayKey]int64
-	domains map[monthDomain][2]int64 // messages, fail
-	spoofed map[monthDomain]int64
+	days                     map[inboundDayKey]int64
+	domainDays, domainMonths map[monthDomain][2]int64 // messages, fail
+	spoofedDays, spoofedMons map[monthDomain]int64
 }
 
 func newInboundDelta() *inboundDelta {
-	return &inboundDelta{days: map[inboundDayKey]int64{}, domains: map[monthDomain][2]int64{}, spoofed: map[monthDomain]int64{}}
+	return &inboundDelta{days: map[inboundDayKey]int64{}, domainDays: map[monthDomain][2]int64{}, domainMonths: map[monthDomain][2]int64{},
+		spoofedDays: map[monthDomain]int64{}, spoofedMons: map[monthDomain]int64{}}
 }
 
 // counter adds n messages of a counter whose period begins at begin.
@@ -86,13 +105,16 @@ func (d *inboundDelta) counter(begin int64, domain, result, action string, n int
 	if domain == "" {
 		return // not a sending domain (InboundTopDomains leaves it out)
 	}
-	k := monthDomain{monthOf(begin), domain}
-	v := d.domains[k]
-	v[0] += n
+	fail := int64(0)
 	if result == "fail" {
-		v[1] += n
+		fail = n
 	}
-	d.domains[k] = v
+	add := func(m map[monthDomain][2]int64, k monthDomain) {
+		v := m[k]
+		m[k] = [2]int64{v[0] + n, v[1] + fail}
+	}
+	add(d.domainDays, monthDomain{begin - begin%86400, domain})
+	add(d.domainMonths, monthDomain{monthOf(begin), domain})
 }
 
 // spoofedRow tells whether a recorded row counts as spoofing: DMARC failed
@@ -105,7 +127,8 @@ func spoofedRow(dkimAligned, spfAligned, p string) bool {
 // row adds n messages of a recorded row whose period begins at begin.
 func (d *inboundDelta) row(begin int64, policyDomain, dkimAligned, spfAligned, p string, n int64) {
 	if spoofedRow(dkimAligned, spfAligned, p) {
-		d.spoofed[monthDomain{monthOf(begin), policyDomain}] += n
+		d.spoofedDays[monthDomain{begin - begin%86400, policyDomain}] += n
+		d.spoofedMons[monthDomain{monthOf(begin), policyDomain}] += n
 	}
 }
 
@@ -129,28 +152,38 @@ ON CONFLICT (day, result, action) DO UPDATE SET count = inbound_days.count + exc
 		}); err != nil {
 		return fmt.Errorf("inbound days: %w", err)
 	}
-	doms := slices.SortedFunc(maps.Keys(d.domains), compareMonthDomain)
-	if err := s.summaryUpsert(ctx, tx, `
-INSERT INTO inbound_domain_months (month, domain, messages, fail) VALUES ($1, $2, $3, $4)
-ON CONFLICT (month, domain) DO UPDATE SET messages = inbound_domain_months.messages + excluded.messages,
-	fail = inbound_domain_months.fail + excluded.fail`,
-		`DELETE FROM inbound_domain_months WHERE month = $1 AND domain = $2 AND messages <= 0`,
-		len(doms), func(i int) ([]any, []any, bool) {
-			k, v := doms[i], d.domains[doms[i]]
-			return []any{k.month, k.domain, v[0], v[1]}, []any{k.month, k.domain}, v[0] < 0
-		}); err != nil {
-		return fmt.Errorf("inbound domain months: %w", err)
+	for _, t := range []struct {
+		table, key string
+		m          map[monthDomain][2]int64
+	}{{"inbound_domain_days", "day", d.domainDays}, {"inbound_domain_months", "month", d.domainMonths}} {
+		keys := slices.SortedFunc(maps.Keys(t.m), compareMonthDomain)
+		if err := s.summaryUpsert(ctx, tx, `
+INSERT INTO `+t.table+` (`+t.key+`, domain, messages, fail) VALUES ($1, $2, $3, $4)
+ON CONFLICT (`+t.key+`, domain) DO UPDATE SET messages = `+t.table+`.messages + excluded.messages,
+	fail = `+t.table+`.fail + excluded.fail`,
+			`DELETE FROM `+t.table+` WHERE `+t.key+` = $1 AND domain = $2 AND messages <= 0`,
+			len(keys), func(i int) ([]any, []any, bool) {
+				k, v := keys[i], t.m[keys[i]]
+				return []any{k.month, k.domain, v[0], v[1]}, []any{k.month, k.domain}, v[0] < 0
+			}); err != nil {
+			return fmt.Errorf("%s: %w", t.table, err)
+		}
 	}
-	spoofed := slices.SortedFunc(maps.Keys(d.spoofed), compareMonthDomain)
-	if err := s.summaryUpsert(ctx, tx, `
-INSERT INTO inbound_spoofed_months (month, domain, messages) VALUES ($1, $2, $3)
-ON CONFLICT (month, domain) DO UPDATE SET messages = inbound_spoofed_months.messages + excluded.messages`,
-		`DELETE FROM inbound_spoofed_months WHERE month = $1 AND domain = $2 AND messages <= 0`,
-		len(spoofed), func(i int) ([]any, []any, bool) {
-			k, n := spoofed[i], d.spoofed[spoofed[i]]
-			return []any{k.month, k.domain, n}, []any{k.month, k.domain}, n < 0
-		}); err != nil {
-		return fmt.Errorf("inbound spoofed months: %w", err)
+	for _, t := range []struct {
+		table, key string
+		m          map[monthDomain]int64
+	}{{"inbound_spoofed_days", "day", d.spoofedDays}, {"inbound_spoofed_months", "month", d.spoofedMons}} {
+		keys := slices.SortedFunc(maps.Keys(t.m), compareMonthDomain)
+		if err := s.summaryUpsert(ctx, tx, `
+INSERT INTO `+t.table+` (`+t.key+`, domain, messages) VALUES ($1, $2, $3)
+ON CONFLICT (`+t.key+`, domain) DO UPDATE SET messages = `+t.table+`.messages + excluded.messages`,
+			`DELETE FROM `+t.table+` WHERE `+t.key+` = $1 AND domain = $2 AND messages <= 0`,
+			len(keys), func(i int) ([]any, []any, bool) {
+				k, n := keys[i], t.m[keys[i]]
+				return []any{k.month, k.domain, n}, []any{k.month, k.domain}, n < 0
+			}); err != nil {
+			return fmt.Errorf("%s: %w", t.table, err)
+		}
 	}
 	return nil
 }

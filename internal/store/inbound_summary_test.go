@@ -132,7 +132,8 @@ func checkInbound(t *testing.T, s *Store) {
 		}
 	}
 	for _, q := range []string{`SELECT COUNT(*) FROM inbound_days WHERE count <= 0`,
-		`SELECT COUNT(*) FROM inbound_domain_months WHERE messages <= 0`, `SELECT COUNT(*) FROM inbound_spoofed_months WHERE messages <= 0`} {
+		`SELECT COUNT(*) FROM inbound_domain_months WHERE messages <= 0`, `SELECT COUNT(*) FROM inbound_spoofed_months WHERE messages <= 0`,
+		`SELECT COUNT(*) FROM inbound_domain_days WHERE messages <= 0`, `SELECT COUNT(*) FROM inbound_spoofed_days WHERE messages <= 0`} {
 		var n int64
 		if err := s.db.QueryRowContext(ctx, q).Scan(&n); err != nil || n != 0 {
 			t.Errorf("%s: %d (%v)", q, n, err)
@@ -154,7 +155,7 @@ func TestInboundSummaries(t *testing.T) {
 		inboundData(t, s, 5)
 		checkInbound(t, s)
 
-		for _, table := range []string{"inbound_days", "inbound_domain_months", "inbound_spoofed_months"} {
+		for _, table := range []string{"inbound_days", "inbound_domain_days", "inbound_spoofed_days", "inbound_domain_months", "inbound_spoofed_months"} {
 			if _, err := s.db.ExecContext(ctx, `DROP TABLE `+table); err != nil {
 				t.Fatal(err)
 			}

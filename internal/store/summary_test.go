@@ -255,7 +255,7 @@ func TestSummaries(t *testing.T) {
 		// Back to schema version 2: migration 3 builds the summaries again
 		// (and 5 the inbound ones, so those tables go too).
 		for _, table := range []string{"received_domain_days", "received_facts", "received_overrides", "received_domain_sources",
-			"inbound_days", "inbound_domain_months", "inbound_spoofed_months"} {
+			"inbound_days", "inbound_domain_days", "inbound_spoofed_days", "inbound_domain_months", "inbound_spoofed_months"} {
 			if _, err := s.db.ExecContext(ctx, `DROP TABLE `+table); err != nil {
 				t.Fatal(err)
 			}

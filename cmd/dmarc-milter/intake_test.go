@@ -95,6 +95,16 @@ func TestReportImportAndQuestions(t *testing.T) {
 		rep.Senders[0].Org != "192.0.2.25" || rep.Senders[0].Messages != 1053 || !rep.Since.Equal(time.Date(2025, 12, 1, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("senders JSON: %+v", rep)
 	}
+	// Summaries built again (report rebuild-summaries) give the same answer.
+	before := out
+	if code, msg, errOut := runCmd("report", "rebuild-summaries", "--config", cfg, "--store", url); code != exitOK ||
+		!strings.HasPrefix(msg, "summaries rebuilt in ") {
+		t.Fatalf("rebuild-summaries exit %d: %s%s", code, msg, errOut)
+	}
+	if _, after, _ := runCmd("report", "senders", "--config", cfg, "--store", url, "--since", "2025-12-01", "--until", "2025-12-07",
+		"--json", "example.com"); after != before {
+		t.Errorf("senders after rebuild-summaries:\n%s\nbefore:\n%s", after, before)
+	}
 	code, out, _ = runCmd("report", "failures", "--config", cfg, "--store", url, "--since", "2025-12-01T00:00:00Z", "--days", "3", "example.com")
 	if code != exitConfig {
 		t.Errorf("--since with --days: exit %d", code)
@@ -111,6 +121,7 @@ func TestReportImportAndQuestions(t *testing.T) {
 		{"report"}, {"report", "nope"}, {"report", "senders", "--config", cfg, "--store", url},
 		{"report", "senders", "--config", cfg, "--store", url, "--since", "yesterday", "example.com"},
 		{"report", "import", "--config", cfg, "--store", url},
+		{"report", "rebuild-summaries", "--config", cfg, "--store", url, "extra"},
 	} {
 		if code, _, _ := runCmd(args...); code != exitConfig {
 			t.Errorf("%v: exit %d, want 2", args, code)

@@ -152,6 +152,12 @@ var commands = []command{
 			{name: "new", args: "DOMAIN", summary: "The senders of DOMAIN first seen in the range.",
 				flags: func(fs *flag.FlagSet) { new(questionFlags).register(fs) },
 				run:   cmdReportNew},
+			{name: "rebuild-summaries", summary: "Builds the dashboard's summaries again from the stored " +
+				"received reports, counters and rows, in one transaction (writers wait meanwhile): after hosts " +
+				"still running a binary older than the summaries recorded into a shared store during a rolling " +
+				"upgrade (docs/reports.md).",
+				flags: func(fs *flag.FlagSet) { new(intakeFlags).register(fs) },
+				run:   cmdReportRebuild},
 		}},
 	{name: "web", summary: "Serves the read-only dashboard (docs/dashboard.md) over the store, without " +
 		"the milter: for a host that is not an MX, pointed at the shared PostgreSQL store. Runs until SIGTERM " +

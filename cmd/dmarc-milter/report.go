@@ -53,6 +53,35 @@ func (f *reportStatusFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.days, "days", 7, "look back this many `days`")
 }
 
+// cmdReportRebuild builds the store's summaries again (report
+// rebuild-summaries); it takes --config and --store like the questions.
+func cmdReportRebuild(args []string, stdout, stderr io.Writer) int {
+	var f intakeFlags
+	fs := flag.NewFlagSet("report rebuild-summaries", flag.ContinueOnError)
+	f.register(fs)
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "report rebuild-summaries: unexpected argument %q\n", fs.Arg(0))
+		return exitConfig
+	}
+	ctx := context.Background()
+	_, st, err := openIntakeStore(ctx, &f)
+	if err != nil {
+		fmt.Fprintf(stderr, "report rebuild-summaries: %v\n", err)
+		return exitConfig
+	}
+	defer st.Close()
+	start := time.Now()
+	if err := st.RebuildSummaries(ctx); err != nil {
+		fmt.Fprintf(stderr, "report rebuild-summaries: %v\n", err)
+		return exitError
+	}
+	fmt.Fprintf(stdout, "summaries rebuilt in %s\n", time.Since(start).Round(time.Millisecond))
+	return exitOK
+}
+
 // reportEnv is what every report subcommand needs: the configuration, the
 // clock and the store.
 type reportEnv struct {

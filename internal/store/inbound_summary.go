@@ -192,7 +192,7 @@ ON CONFLICT (`+t.key+`, domain) DO UPDATE SET messages = `+t.table+`.messages + 
 // before them (migration step 5).
 func (s *Store) fillInbound(ctx context.Context, tx *sql.Tx) error {
 	d := newInboundDelta()
-	err := eachTx(ctx, tx, `SELECT period_begin, domain, result, action, SUM(count) FROM counters
+	err := eachRow(ctx, tx, `SELECT period_begin, domain, result, action, SUM(count) FROM counters
 GROUP BY period_begin, domain, result, action`, nil, func(rs *sql.Rows) error {
 		var begin, n int64
 		var domain, result, action string
@@ -205,7 +205,7 @@ GROUP BY period_begin, domain, result, action`, nil, func(rs *sql.Rows) error {
 	if err != nil {
 		return fmt.Errorf("counters: %w", err)
 	}
-	err = eachTx(ctx, tx, `SELECT r.period_begin, p.domain, r.dkim_aligned, r.spf_aligned, p.p, SUM(r.count)
+	err = eachRow(ctx, tx, `SELECT r.period_begin, p.domain, r.dkim_aligned, r.spf_aligned, p.p, SUM(r.count)
 FROM agg_rows r JOIN policies p ON p.id = r.policy_id
 GROUP BY r.period_begin, p.domain, r.dkim_aligned, r.spf_aligned, p.p`, nil, func(rs *sql.Rows) error {
 		var begin, n int64
@@ -222,21 +222,6 @@ GROUP BY r.period_begin, p.domain, r.dkim_aligned, r.spf_aligned, p.p`, nil, fun
 	return s.applyInbound(ctx, tx, d)
 }
 
-// eachTx is each within a transaction.
-func eachTx(ctx context.Context, tx *sql.Tx, query string, args []any, scan func(*sql.Rows) error) error {
-	rs, err := tx.QueryContext(ctx, query, args...)
-	if err != nil {
-		return err
-	}
-	defer rs.Close()
-	for rs.Next() {
-		if err := scan(rs); err != nil {
-			return err
-		}
-	}
-	return rs.Err()
-}
-
 // expireCounters deletes the counters whose period ended before cutoff, a
 // batch per transaction, taking them out of the inbound summaries.
 func (s *Store) expireCounters(ctx context.Context, cutoff int64) (int64, error) {
@@ -247,7 +232,7 @@ func (s *Store) expireCounters(ctx context.Context, cutoff int64) (int64, error)
 		}
 		var keys []key
 		d := newInboundDelta()
-		err := eachTx(ctx, tx, `SELECT period_begin, period_end, domain, result, action, outcome, count FROM counters
+		err := eachRow(ctx, tx, `SELECT period_begin, period_end, domain, result, action, outcome, count FROM counters
 WHERE period_end < $1 LIMIT $2`+s.forUpdate(), []any{cutoff, expireBatch}, func(rs *sql.Rows) error {
 			var k key
 			var n int64
@@ -290,7 +275,7 @@ func (s *Store) expireRows(ctx context.Context, cutoff int64) (int64, error) {
 		if s.engine == PostgreSQL {
 			lock = " FOR UPDATE OF r"
 		}
-		err := eachTx(ctx, tx, `SELECT r.id, r.period_begin, p.domain, r.dkim_aligned, r.spf_aligned, p.p, r.count
+		err := eachRow(ctx, tx, `SELECT r.id, r.period_begin, p.domain, r.dkim_aligned, r.spf_aligned, p.p, r.count
 FROM agg_rows r JOIN policies p ON p.id = r.policy_id
 WHERE r.period_end < $1 AND (r.report_ref IS NULL OR r.report_ref NOT IN (SELECT id FROM reports WHERE state = 'building'))
 LIMIT $2`+lock, []any{cutoff, expireBatch}, func(rs *sql.Rows) error {

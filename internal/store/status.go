@@ -63,7 +63,13 @@ func (st *statusSet) get(domain string) *DomainStatus {
 
 // each runs query and hands every result row to scan.
 func (s *Store) each(ctx context.Context, query string, args []any, scan func(*sql.Rows) error) error {
-	rs, err := s.db.QueryContext(ctx, query, args...)
+	return eachRow(ctx, s.db, query, args, scan)
+}
+
+// eachRow runs query on q (the database or a transaction) and hands every
+// result row to scan.
+func eachRow(ctx context.Context, q querier, query string, args []any, scan func(*sql.Rows) error) error {
+	rs, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return err
 	}

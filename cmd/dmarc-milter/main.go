@@ -153,9 +153,9 @@ var commands = []command{
 				flags: func(fs *flag.FlagSet) { new(questionFlags).register(fs) },
 				run:   cmdReportNew},
 			{name: "rebuild-summaries", summary: "Builds the dashboard's summaries again from the stored " +
-				"received reports, counters and rows, in one transaction (writers wait meanwhile): after hosts " +
+				"received reports, counters and rows (writers wait meanwhile; docs/reports.md): after hosts " +
 				"still running a binary older than the summaries recorded into a shared store during a rolling " +
-				"upgrade (docs/reports.md).",
+				"upgrade.",
 				flags: func(fs *flag.FlagSet) { new(intakeFlags).register(fs) },
 				run:   cmdReportRebuild},
 		}},

@@ -358,38 +358,50 @@ func dayAligned(since, until time.Time) bool {
 	return unix(since)%86400 == 0 && unix(until)%86400 == 0
 }
 
-// summaryTables are every summary the store keeps beside the data it sums.
-var summaryTables = []string{
-	"received_domain_days", "received_facts", "received_overrides", "received_domain_sources",
-	"inbound_days", "inbound_domain_days", "inbound_spoofed_days", "inbound_domain_months", "inbound_spoofed_months",
-}
+// receivedSummaries and inboundSummaries are the summaries the store keeps
+// beside the data they sum (summary.go; this file).
+var (
+	receivedSummaries = []string{"received_domain_days", "received_facts", "received_overrides", "received_domain_sources"}
+	inboundSummaries  = []string{"inbound_days", "inbound_domain_days", "inbound_spoofed_days", "inbound_domain_months",
+		"inbound_spoofed_months"}
+)
 
 // RebuildSummaries deletes every summary and builds it again from the
-// stored received reports, counters and rows, in one transaction. It mends
-// what a binary older than the summaries wrote into a shared store during
-// a rolling upgrade (docs/reports.md). First and last seen per domain and
-// source then start at the oldest stored report.
+// stored data: those of the received reports in one transaction, then
+// those of the counters and rows in another, so that the recorders wait
+// only for the second (the intake, which stores a few reports an hour,
+// waits for the first). It mends what a binary older than the summaries
+// wrote into a shared store during a rolling upgrade (docs/reports.md).
+// First and last seen per domain and source then start at the oldest
+// stored report.
 func (s *Store) RebuildSummaries(ctx context.Context) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if s.engine == PostgreSQL {
-			// Writers of the summed tables wait for the rebuild, so that none
-			// is counted twice or not at all (SQLite's write lock does that).
-			if _, err := tx.ExecContext(ctx, `LOCK TABLE received_reports, received_rows, received_days, counters, agg_rows IN SHARE MODE`); err != nil {
-				return err
+	for _, part := range []struct {
+		lock   string
+		tables []string
+		fill   func(*Store, context.Context, *sql.Tx) error
+	}{
+		{"received_reports, received_rows, received_days", receivedSummaries, (*Store).fillSummaries},
+		{"counters, agg_rows", inboundSummaries, (*Store).fillInbound},
+	} {
+		err := s.inTx(ctx, func(tx *sql.Tx) error {
+			if s.engine == PostgreSQL {
+				// Writers of the summed tables wait for the rebuild, so that
+				// none is counted twice or not at all (SQLite's write lock
+				// does that).
+				if _, err := tx.ExecContext(ctx, `LOCK TABLE `+part.lock+` IN SHARE MODE`); err != nil {
+					return err
+				}
 			}
-		}
-		for _, t := range summaryTables {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+t); err != nil {
-				return fmt.Errorf("%s: %w", t, err)
+			for _, t := range part.tables {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM `+t); err != nil {
+					return fmt.Errorf("%s: %w", t, err)
+				}
 			}
+			return part.fill(s, ctx, tx)
+		})
+		if err != nil {
+			return fmt.Errorf("store: rebuild summaries: %w", err)
 		}
-		if err := s.fillSummaries(ctx, tx); err != nil {
-			return err
-		}
-		return s.fillInbound(ctx, tx)
-	})
-	if err != nil {
-		return fmt.Errorf("store: rebuild summaries: %w", err)
 	}
 	return nil
 }

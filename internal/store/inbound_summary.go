@@ -142,10 +142,9 @@ func (s *Store) applyInbound(ctx context.Context, tx *sql.Tx, d *inboundDelta) e
 	days := slices.SortedFunc(maps.Keys(d.days), func(a, b inboundDayKey) int {
 		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.result, b.result), cmp.Compare(a.action, b.action))
 	})
-	if err := s.summaryUpsert(ctx, tx, `
-INSERT INTO inbound_days (day, result, action, count) VALUES ($1, $2, $3, $4)
-ON CONFLICT (day, result, action) DO UPDATE SET count = inbound_days.count + excluded.count`,
-		`DELETE FROM inbound_days WHERE day = $1 AND result = $2 AND action = $3 AND count <= 0`,
+	if err := s.summaryUpsert(ctx, tx, upsertSpec{head: `
+INSERT INTO inbound_days (day, result, action, count)`, width: 4, tail: `ON CONFLICT (day, result, action) DO UPDATE SET count = inbound_days.count + excluded.count`,
+		del: `DELETE FROM inbound_days WHERE day = $1 AND result = $2 AND action = $3 AND count <= 0`},
 		len(days), func(i int) ([]any, []any, bool) {
 			k, n := days[i], d.days[days[i]]
 			return []any{k.day, k.result, k.action, n}, []any{k.day, k.result, k.action}, n < 0
@@ -157,11 +156,10 @@ ON CONFLICT (day, result, action) DO UPDATE SET count = inbound_days.count + exc
 		m          map[monthDomain][2]int64
 	}{{"inbound_domain_days", "day", d.domainDays}, {"inbound_domain_months", "month", d.domainMonths}} {
 		keys := slices.SortedFunc(maps.Keys(t.m), compareMonthDomain)
-		if err := s.summaryUpsert(ctx, tx, `
-INSERT INTO `+t.table+` (`+t.key+`, domain, messages, fail) VALUES ($1, $2, $3, $4)
-ON CONFLICT (`+t.key+`, domain) DO UPDATE SET messages = `+t.table+`.messages + excluded.messages,
-	fail = `+t.table+`.fail + excluded.fail`,
-			`DELETE FROM `+t.table+` WHERE `+t.key+` = $1 AND domain = $2 AND messages <= 0`,
+		if err := s.summaryUpsert(ctx, tx, upsertSpec{head: `
+INSERT INTO ` + t.table + ` (` + t.key + `, domain, messages, fail)`, width: 4, tail: `ON CONFLICT (` + t.key + `, domain) DO UPDATE SET messages = ` + t.table + `.messages + excluded.messages,
+	fail = ` + t.table + `.fail + excluded.fail`,
+			del: `DELETE FROM ` + t.table + ` WHERE ` + t.key + ` = $1 AND domain = $2 AND messages <= 0`},
 			len(keys), func(i int) ([]any, []any, bool) {
 				k, v := keys[i], t.m[keys[i]]
 				return []any{k.month, k.domain, v[0], v[1]}, []any{k.month, k.domain}, v[0] < 0
@@ -174,10 +172,9 @@ ON CONFLICT (`+t.key+`, domain) DO UPDATE SET messages = `+t.table+`.messages + 
 		m          map[monthDomain]int64
 	}{{"inbound_spoofed_days", "day", d.spoofedDays}, {"inbound_spoofed_months", "month", d.spoofedMons}} {
 		keys := slices.SortedFunc(maps.Keys(t.m), compareMonthDomain)
-		if err := s.summaryUpsert(ctx, tx, `
-INSERT INTO `+t.table+` (`+t.key+`, domain, messages) VALUES ($1, $2, $3)
-ON CONFLICT (`+t.key+`, domain) DO UPDATE SET messages = `+t.table+`.messages + excluded.messages`,
-			`DELETE FROM `+t.table+` WHERE `+t.key+` = $1 AND domain = $2 AND messages <= 0`,
+		if err := s.summaryUpsert(ctx, tx, upsertSpec{head: `
+INSERT INTO ` + t.table + ` (` + t.key + `, domain, messages)`, width: 3, tail: `ON CONFLICT (` + t.key + `, domain) DO UPDATE SET messages = ` + t.table + `.messages + excluded.messages`,
+			del: `DELETE FROM ` + t.table + ` WHERE ` + t.key + ` = $1 AND domain = $2 AND messages <= 0`},
 			len(keys), func(i int) ([]any, []any, bool) {
 				k, n := keys[i], t.m[keys[i]]
 				return []any{k.month, k.domain, n}, []any{k.month, k.domain}, n < 0

@@ -151,6 +151,9 @@ func TestInboundSummaries(t *testing.T) {
 	n := expireBatch
 	t.Cleanup(func() { expireBatch = n })
 	expireBatch = 40
+	c := summaryChunk
+	t.Cleanup(func() { summaryChunk = c })
+	summaryChunk = 7 // several upsert statements per summary, the last one short
 	forEngines(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		s := open(t, url, nil)

@@ -205,11 +205,10 @@ func (s *Store) applySummary(ctx context.Context, tx *sql.Tx, d *summaryDelta) e
 		days = append(days, k)
 	}
 	slices.SortFunc(days, func(a, b dayKey) int { return cmp.Or(cmp.Compare(a.domain, b.domain), cmp.Compare(a.day, b.day)) })
-	if err := s.summaryUpsert(ctx, tx, `
-INSERT INTO received_domain_days (domain, day, messages, pass) VALUES ($1, $2, $3, $4)
-ON CONFLICT (domain, day) DO UPDATE SET messages = received_domain_days.messages + excluded.messages,
+	if err := s.summaryUpsert(ctx, tx, upsertSpec{head: `
+INSERT INTO received_domain_days (domain, day, messages, pass)`, width: 4, tail: `ON CONFLICT (domain, day) DO UPDATE SET messages = received_domain_days.messages + excluded.messages,
 	pass = received_domain_days.pass + excluded.pass`,
-		`DELETE FROM received_domain_days WHERE domain = $1 AND day = $2 AND messages <= 0`,
+		del: `DELETE FROM received_domain_days WHERE domain = $1 AND day = $2 AND messages <= 0`},
 		len(days), func(i int) ([]any, []any, bool) {
 			k, v := days[i], d.days[days[i]]
 			return []any{k.domain, k.day, v.messages, v.pass}, []any{k.domain, k.day}, v.messages < 0
@@ -217,11 +216,10 @@ ON CONFLICT (domain, day) DO UPDATE SET messages = received_domain_days.messages
 		return fmt.Errorf("domain days: %w", err)
 	}
 	facts := sortedKeys(d.facts)
-	if err := s.summaryUpsert(ctx, tx, `
+	if err := s.summaryUpsert(ctx, tx, upsertSpec{head: `
 INSERT INTO received_facts (domain, day, fact_key, source_ip, disposition, dkim_aligned, spf_aligned, reasons,
-	header_from, envelope_from, dkim, spf, messages) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-ON CONFLICT (domain, day, fact_key) DO UPDATE SET messages = received_facts.messages + excluded.messages`,
-		`DELETE FROM received_facts WHERE domain = $1 AND day = $2 AND fact_key = $3 AND messages <= 0`,
+	header_from, envelope_from, dkim, spf, messages)`, width: 13, tail: `ON CONFLICT (domain, day, fact_key) DO UPDATE SET messages = received_facts.messages + excluded.messages`,
+		del: `DELETE FROM received_facts WHERE domain = $1 AND day = $2 AND fact_key = $3 AND messages <= 0`},
 		len(facts), func(i int) ([]any, []any, bool) {
 			k, v := facts[i], d.facts[facts[i]]
 			f := &v.fact
@@ -231,10 +229,9 @@ ON CONFLICT (domain, day, fact_key) DO UPDATE SET messages = received_facts.mess
 		return fmt.Errorf("facts: %w", err)
 	}
 	overrides := sortedKeys(d.overrides)
-	if err := s.summaryUpsert(ctx, tx, `
-INSERT INTO received_overrides (domain, day, override_key, reporter, type, comment, messages) VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (domain, day, override_key) DO UPDATE SET messages = received_overrides.messages + excluded.messages`,
-		`DELETE FROM received_overrides WHERE domain = $1 AND day = $2 AND override_key = $3 AND messages <= 0`,
+	if err := s.summaryUpsert(ctx, tx, upsertSpec{head: `
+INSERT INTO received_overrides (domain, day, override_key, reporter, type, comment, messages)`, width: 7, tail: `ON CONFLICT (domain, day, override_key) DO UPDATE SET messages = received_overrides.messages + excluded.messages`,
+		del: `DELETE FROM received_overrides WHERE domain = $1 AND day = $2 AND override_key = $3 AND messages <= 0`},
 		len(overrides), func(i int) ([]any, []any, bool) {
 			k, v := overrides[i], d.overrides[overrides[i]]
 			return []any{k.domain, k.day, k.key[:], v.reporter, v.reason.Type, v.reason.Comment, v.messages},
@@ -245,32 +242,91 @@ ON CONFLICT (domain, day, override_key) DO UPDATE SET messages = received_overri
 	return s.applySources(ctx, tx, d.sources)
 }
 
-// summaryUpsert runs upsert for each of n summary rows, and del after those
-// whose delta is negative (they may have come down to zero).
-func (s *Store) summaryUpsert(ctx context.Context, tx *sql.Tx, upsert, del string, n int, row func(int) (args, key []any, neg bool)) error {
-	if n == 0 {
+// upsertSpec is an upsert of summary rows: head is "INSERT INTO t (columns)",
+// width the number of columns, tail the ON CONFLICT clause, del the delete
+// of one row by key when its count came down to zero.
+type upsertSpec struct {
+	head  string
+	width int
+	tail  string
+	del   string
+}
+
+// summaryChunk is the number of summary rows one upsert statement carries
+// on PostgreSQL (at most 13 columns each: well within its parameter limit),
+// one round trip instead of 200. SQLite runs in process: there one
+// prepared single-row statement is cheaper than parsing a long one
+// (`report import` took 1.76 times the CPU with 200-row statements).
+var summaryChunk = 200
+
+// statement is the upsert of n rows.
+func (u upsertSpec) statement(n int) string {
+	var b strings.Builder
+	b.WriteString(u.head)
+	b.WriteString(" VALUES ")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for j := range u.width {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "$%d", i*u.width+j+1)
+		}
+		b.WriteByte(')')
+	}
+	b.WriteString("\n")
+	b.WriteString(u.tail)
+	return b.String()
+}
+
+// summaryUpsert writes n summary rows, chunk to a statement (the
+// rows' keys are distinct, as one INSERT ... ON CONFLICT needs), then
+// deletes those whose delta was negative and that came down to zero.
+func (s *Store) summaryUpsert(ctx context.Context, tx *sql.Tx, u upsertSpec, n int, row func(int) (args, key []any, neg bool)) error {
+	chunk := summaryChunk
+	if s.engine == SQLite {
+		chunk = 1
+	}
+	var full *sql.Stmt
+	var negKeys [][]any
+	for start := 0; start < n; start += chunk {
+		m := min(chunk, n-start)
+		args := make([]any, 0, m*u.width)
+		for i := start; i < start+m; i++ {
+			a, key, neg := row(i)
+			args = append(args, a...)
+			if neg {
+				negKeys = append(negKeys, key)
+			}
+		}
+		var err error
+		if m == chunk {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, u.statement(m)); err != nil {
+					return err
+				}
+				defer full.Close()
+			}
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, u.statement(m), args...)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(negKeys) == 0 {
 		return nil
 	}
-	up, err := tx.PrepareContext(ctx, upsert)
+	dl, err := tx.PrepareContext(ctx, u.del)
 	if err != nil {
 		return err
 	}
-	defer up.Close()
-	var dl *sql.Stmt
-	for i := range n {
-		args, key, neg := row(i)
-		if _, err := up.ExecContext(ctx, args...); err != nil {
-			return err
-		}
-		if !neg {
-			continue
-		}
-		if dl == nil {
-			if dl, err = tx.PrepareContext(ctx, del); err != nil {
-				return err
-			}
-			defer dl.Close()
-		}
+	defer dl.Close()
+	for _, key := range negKeys {
 		if _, err := dl.ExecContext(ctx, key...); err != nil {
 			return err
 		}

@@ -236,6 +236,9 @@ func TestSummaries(t *testing.T) {
 	n := receivedExpiryBatch
 	t.Cleanup(func() { receivedExpiryBatch = n }) // after the parallel subtests
 	receivedExpiryBatch = 7                       // several batches
+	c := summaryChunk
+	t.Cleanup(func() { summaryChunk = c })
+	summaryChunk = 7 // several upsert statements per summary, the last one short
 	forEngines(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		s := open(t, url, newClock(day0.Add(30*24*time.Hour)))

@@ -80,23 +80,24 @@ type inboundDayKey struct {
 	result, action string
 }
 
-type monthDomain struct {
-	month  int64
+// periodDomain keys a day's or a month's sum for a domain (start is the
+// period's first second).
+type periodDomain struct {
+	start  int64
 	domain string
 }
 
 // inboundDelta is what adding (+) or expiring (-) counters and rows
-// changes in the inbound summaries. monthDomain keys hold a day in the
-// day maps and a month in the month maps.
+// changes in the inbound summaries.
 type inboundDelta struct {
 	days                     map[inboundDayKey]int64
-	domainDays, domainMonths map[monthDomain][2]int64 // messages, fail
-	spoofedDays, spoofedMons map[monthDomain]int64
+	domainDays, domainMonths map[periodDomain][2]int64 // messages, fail
+	spoofedDays, spoofedMons map[periodDomain]int64
 }
 
 func newInboundDelta() *inboundDelta {
-	return &inboundDelta{days: map[inboundDayKey]int64{}, domainDays: map[monthDomain][2]int64{}, domainMonths: map[monthDomain][2]int64{},
-		spoofedDays: map[monthDomain]int64{}, spoofedMons: map[monthDomain]int64{}}
+	return &inboundDelta{days: map[inboundDayKey]int64{}, domainDays: map[periodDomain][2]int64{}, domainMonths: map[periodDomain][2]int64{},
+		spoofedDays: map[periodDomain]int64{}, spoofedMons: map[periodDomain]int64{}}
 }
 
 // counter adds n messages of a counter whose period begins at begin.
@@ -109,12 +110,12 @@ func (d *inboundDelta) counter(begin int64, domain, result, action string, n int
 	if result == "fail" {
 		fail = n
 	}
-	add := func(m map[monthDomain][2]int64, k monthDomain) {
+	add := func(m map[periodDomain][2]int64, k periodDomain) {
 		v := m[k]
 		m[k] = [2]int64{v[0] + n, v[1] + fail}
 	}
-	add(d.domainDays, monthDomain{begin - begin%86400, domain})
-	add(d.domainMonths, monthDomain{monthOf(begin), domain})
+	add(d.domainDays, periodDomain{begin - begin%86400, domain})
+	add(d.domainMonths, periodDomain{monthOf(begin), domain})
 }
 
 // spoofedRow tells whether a recorded row counts as spoofing: DMARC failed
@@ -127,13 +128,13 @@ func spoofedRow(dkimAligned, spfAligned, p string) bool {
 // row adds n messages of a recorded row whose period begins at begin.
 func (d *inboundDelta) row(begin int64, policyDomain, dkimAligned, spfAligned, p string, n int64) {
 	if spoofedRow(dkimAligned, spfAligned, p) {
-		d.spoofedDays[monthDomain{begin - begin%86400, policyDomain}] += n
-		d.spoofedMons[monthDomain{monthOf(begin), policyDomain}] += n
+		d.spoofedDays[periodDomain{begin - begin%86400, policyDomain}] += n
+		d.spoofedMons[periodDomain{monthOf(begin), policyDomain}] += n
 	}
 }
 
-func compareMonthDomain(a, b monthDomain) int {
-	return cmp.Or(cmp.Compare(a.month, b.month), cmp.Compare(a.domain, b.domain))
+func compareMonthDomain(a, b periodDomain) int {
+	return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.domain, b.domain))
 }
 
 // apply writes the delta in key order (concurrent writers lock summary rows
@@ -153,7 +154,7 @@ INSERT INTO inbound_days (day, result, action, count)`, width: 4, tail: `ON CONF
 	}
 	for _, t := range []struct {
 		table, key string
-		m          map[monthDomain][2]int64
+		m          map[periodDomain][2]int64
 	}{{"inbound_domain_days", "day", d.domainDays}, {"inbound_domain_months", "month", d.domainMonths}} {
 		keys := slices.SortedFunc(maps.Keys(t.m), compareMonthDomain)
 		if err := s.summaryUpsert(ctx, tx, upsertSpec{head: `
@@ -162,14 +163,14 @@ INSERT INTO ` + t.table + ` (` + t.key + `, domain, messages, fail)`, width: 4, 
 			del: `DELETE FROM ` + t.table + ` WHERE ` + t.key + ` = $1 AND domain = $2 AND messages <= 0`},
 			len(keys), func(i int) ([]any, []any, bool) {
 				k, v := keys[i], t.m[keys[i]]
-				return []any{k.month, k.domain, v[0], v[1]}, []any{k.month, k.domain}, v[0] < 0
+				return []any{k.start, k.domain, v[0], v[1]}, []any{k.start, k.domain}, v[0] < 0
 			}); err != nil {
 			return fmt.Errorf("%s: %w", t.table, err)
 		}
 	}
 	for _, t := range []struct {
 		table, key string
-		m          map[monthDomain]int64
+		m          map[periodDomain]int64
 	}{{"inbound_spoofed_days", "day", d.spoofedDays}, {"inbound_spoofed_months", "month", d.spoofedMons}} {
 		keys := slices.SortedFunc(maps.Keys(t.m), compareMonthDomain)
 		if err := s.summaryUpsert(ctx, tx, upsertSpec{head: `
@@ -177,7 +178,7 @@ INSERT INTO ` + t.table + ` (` + t.key + `, domain, messages)`, width: 3, tail: 
 			del: `DELETE FROM ` + t.table + ` WHERE ` + t.key + ` = $1 AND domain = $2 AND messages <= 0`},
 			len(keys), func(i int) ([]any, []any, bool) {
 				k, n := keys[i], t.m[keys[i]]
-				return []any{k.month, k.domain, n}, []any{k.month, k.domain}, n < 0
+				return []any{k.start, k.domain, n}, []any{k.start, k.domain}, n < 0
 			}); err != nil {
 			return fmt.Errorf("%s: %w", t.table, err)
 		}

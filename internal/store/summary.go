@@ -346,20 +346,17 @@ func (s *Store) applySources(ctx context.Context, tx *sql.Tx, src map[sourceKey]
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b sourceKey) int { return cmp.Or(cmp.Compare(a.domain, b.domain), cmp.Compare(a.ip, b.ip)) })
-	stmt, err := tx.PrepareContext(ctx, `
-INSERT INTO received_domain_sources (domain, source_ip, first_seen, last_seen) VALUES ($1, $2, $3, $4)
-ON CONFLICT (domain, source_ip) DO UPDATE SET
+	err := s.summaryUpsert(ctx, tx, upsertSpec{head: `INSERT INTO received_domain_sources (domain, source_ip, first_seen, last_seen)`,
+		width: 4, tail: `ON CONFLICT (domain, source_ip) DO UPDATE SET
 	first_seen = CASE WHEN excluded.first_seen < received_domain_sources.first_seen THEN excluded.first_seen ELSE received_domain_sources.first_seen END,
-	last_seen = CASE WHEN excluded.last_seen > received_domain_sources.last_seen THEN excluded.last_seen ELSE received_domain_sources.last_seen END`)
+	last_seen = CASE WHEN excluded.last_seen > received_domain_sources.last_seen THEN excluded.last_seen ELSE received_domain_sources.last_seen END`},
+		len(keys), func(i int) ([]any, []any, bool) {
+			k := keys[i]
+			v := src[k]
+			return []any{k.domain, k.ip, v.first, v.last}, nil, false
+		})
 	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for _, k := range keys {
-		v := src[k]
-		if _, err := stmt.ExecContext(ctx, k.domain, k.ip, v.first, v.last); err != nil {
-			return fmt.Errorf("domain sources: %w", err)
-		}
+		return fmt.Errorf("domain sources: %w", err)
 	}
 	return nil
 }
